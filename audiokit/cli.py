@@ -1,0 +1,218 @@
+"""The ``audiokit`` command. It parses arguments and dispatches to library functions; no logic lives here.
+
+Errors that users cause (bad files, bad arguments) print one ``audiokit: error: ...`` line and exit 2,
+never a traceback; ``AUDIOKIT_DEBUG=1`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import __version__
+
+# Subcommands whose model family has not landed yet: name -> (what it will do, what it needs).
+PENDING = {
+    "train": ("train a model family stage from a YAML config (LightningCLI)", "the model families (codec, VALL-E, Tortoise, ASR)"),
+    "tokenize": ("turn a manifest's audio into CodecTokens with a trained codec", "the codec model family"),
+    "encode": ("compress an audio file to a codec bitstream (.akc)", "the codec model family"),
+    "decode": ("decode a codec bitstream (.akc) back to audio", "the codec model family"),
+    "tts": ("synthesize speech from text with VALL-E or Tortoise", "the VALL-E and Tortoise model families"),
+    "transcribe": ("transcribe audio files with the Whisper-style ASR", "the ASR model family"),
+    "eval": ("measure codec, TTS and ASR quality on a manifest", "the model families"),
+    "export": ("write inference weights + config of a trained model to pretrained/", "the model families"),
+    "convert": ("convert official EnCodec, DAC and Whisper checkpoints", "the codec and ASR model families"),
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported in one line."""
+
+
+def _add_data_commands(sub) -> None:
+    data = sub.add_parser("data", help="make corpora and manifests, train text tokenizers",
+                          description="Corpora, manifests and text tokenizers.")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = dsub.add_parser("synth", help="make the synthetic multi-speaker corpus (offline espeak-ng / flite / festival)",
+                        description="Make a multi-speaker English corpus with exact transcripts, offline.")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--utterances", type=int, help="number of utterances to make")
+    size.add_argument("--hours", type=float, help="about this many hours of audio")
+    p.add_argument("--out", required=True, help="output folder (must not hold a corpus already)")
+    p.add_argument("--speakers", type=int, default=24, help="espeak-ng speakers (flite/festival voices are added) [24]")
+    p.add_argument("--test-speakers", type=int, default=3, help="held-out speakers, in the test split only [3]")
+    p.add_argument("--valid-fraction", type=float, default=0.05, help="share of training speakers' utterances for validation [0.05]")
+    p.add_argument("--sample-rate", type=int, default=24000, help="output sample rate [24000]")
+    p.add_argument("--engines", default=None, help="comma-separated subset of espeak,flite,festival [every one installed]")
+    p.add_argument("--max-sentences", type=int, default=2, help="an utterance joins 1..N sentences [2]")
+    p.add_argument("--sentences", default=None, help="text file of sentences, one per line [bundled WordNet examples]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes [all cores]")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = dsub.add_parser("manifest", help="build a JSONL manifest from a LibriTTS, LJSpeech or LibriSpeech folder",
+                        description="Build a manifest from a corpus folder laid out as the public corpus is.")
+    p.add_argument("layout", choices=["libritts", "ljspeech", "librispeech"])
+    p.add_argument("root", help="corpus folder")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    p.add_argument("--subsets", nargs="*", default=None, help="sub-folders to include (e.g. train-clean-100)")
+    p.set_defaults(func=cmd_data_manifest)
+
+    p = dsub.add_parser("validate", help="check manifests and print their statistics")
+    p.add_argument("manifests", nargs="+")
+    p.add_argument("--check-audio", action="store_true", help="also open every audio file's header")
+    p.set_defaults(func=cmd_data_validate)
+
+    p = dsub.add_parser("bpe", help="train a byte-level BPE tokenizer on a manifest's text")
+    p.add_argument("--manifest", required=True, nargs="+")
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--out", required=True, help="tokenizer JSON to write")
+    p.set_defaults(func=cmd_data_bpe)
+
+    p = dsub.add_parser("phonemize", help="print the espeak-ng phonemes and ids of a text")
+    p.add_argument("text")
+    p.add_argument("--language", default="en-us")
+    p.set_defaults(func=cmd_data_phonemize)
+
+    p = dsub.add_parser("sentences", help="rebuild the bundled sentence list from a WordNet 3.0 database")
+    p.add_argument("--wordnet", default="/usr/share/wordnet", help="folder with data.noun etc. [/usr/share/wordnet]")
+    p.add_argument("--out", required=True, help="file to write (.txt or .txt.gz)")
+    p.set_defaults(func=cmd_data_sentences)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiokit",
+        description="audiokit: codec, VALL-E, Tortoise and Whisper-style ASR over one codec token interface.",
+    )
+    parser.add_argument("--version", action="version", version=f"audiokit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_commands(sub)
+    for name, (what, needs) in PENDING.items():
+        p = sub.add_parser(name, help=f"{what} [not available yet]",
+                           description=f"{what[0].upper()}{what[1:]}.\n\nNot available in audiokit {__version__}: "
+                                       f"it needs {needs}, which has not landed yet.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=_pending(name, needs))
+    return parser
+
+
+def _pending(name: str, needs: str):
+    def run(args) -> int:
+        raise UserError(f"'audiokit {name}' is not available yet: it needs {needs}, which this version "
+                        f"({__version__}) does not include")
+    return run
+
+
+# --------------------------------------------------------------------------- handlers
+def cmd_data_synth(args) -> int:
+    from .data.synth import SynthConfig, synthesize_corpus
+
+    engines = tuple(e.strip() for e in args.engines.split(",")) if args.engines else None
+    cfg = SynthConfig(out=args.out, utterances=args.utterances, hours=args.hours, espeak_speakers=args.speakers,
+                      test_speakers=args.test_speakers, valid_fraction=args.valid_fraction, sample_rate=args.sample_rate,
+                      engines=engines, max_sentences=args.max_sentences, seed=args.seed, workers=args.workers,
+                      sentences=args.sentences)
+    summary = synthesize_corpus(cfg, progress=args.verbose)
+    hours = sum(summary["hours"].values())
+    print(f"{args.out}: {sum(summary['utterances'].values())} utterances, {hours:.3f} h, {summary['speakers']} speakers "
+          f"(test speakers held out: {len(summary['test_speakers'])}); {summary['audio_seconds_per_second']} s of audio "
+          f"per second on {summary['workers']} workers")
+    for split in ("train", "valid", "test"):
+        print(f"  {os.path.join(args.out, split + '.jsonl')}: {summary['utterances'][split]} utterances, {summary['hours'][split]:.3f} h")
+    return 0
+
+
+def cmd_data_manifest(args) -> int:
+    from .data.builders import BUILDERS
+    from .data.manifest import manifest_stats, write_manifest
+
+    builder = BUILDERS[args.layout]
+    entries = builder(args.root) if args.layout == "ljspeech" else builder(args.root, args.subsets)
+    if not entries:
+        raise UserError(f"no {args.layout} utterances found under {args.root}")
+    write_manifest(args.out, entries)
+    s = manifest_stats(entries)
+    print(f"{args.out}: {s['utterances']} utterances, {s['hours']:.2f} h, {s['speakers']} speakers")
+    return 0
+
+
+def cmd_data_validate(args) -> int:
+    from .audio import audio_info
+    from .data.manifest import manifest_stats, read_manifest
+
+    for path in args.manifests:
+        entries = read_manifest(path)
+        if args.check_audio:
+            for e in entries:
+                audio_info(e["audio"])
+        print(json.dumps({"manifest": path, **manifest_stats(entries)}))
+    return 0
+
+
+def cmd_data_bpe(args) -> int:
+    from .data.manifest import read_manifest
+    from .text import BPETokenizer
+
+    texts = [e["text"] for m in args.manifest for e in read_manifest(m) if e.get("text")]
+    if not texts:
+        raise UserError("the manifests hold no text to train on")
+    tok = BPETokenizer.train(texts, vocab_size=args.vocab_size)
+    tok.save(args.out)
+    print(f"{args.out}: BPE with {tok.vocab_size} tokens from {len(texts)} texts")
+    return 0
+
+
+def cmd_data_phonemize(args) -> int:
+    from .text import PHONEME_VOCAB, Phonemizer
+
+    phonemes = Phonemizer(args.language)([args.text])[0]
+    print(phonemes)
+    print(" ".join(map(str, PHONEME_VOCAB.encode(phonemes))))
+    return 0
+
+
+def cmd_data_sentences(args) -> int:
+    from .data.synth import wordnet_sentences, write_sentences
+
+    sentences = wordnet_sentences(args.wordnet)
+    write_sentences(sentences, args.out)
+    print(f"{args.out}: {len(sentences)} sentences")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .audio import AudioError
+    from .data.engines import EngineError
+    from .data.manifest import ManifestError
+    from .text.phonemes import TextError
+    from .tokens import TokenError
+
+    return (UserError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
+            FileExistsError, ValueError, ImportError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        if os.environ.get("AUDIOKIT_DEBUG"):
+            raise
+        print(f"audiokit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audiokit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
