@@ -1,0 +1,50 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiokit.tokens import CodecInfo
+
+
+@pytest.fixture(scope="session")
+def codec():
+    return CodecInfo(sample_rate=24000, frame_rate=75.0, codebook_size=1024, n_codebooks=8, fingerprint="0123456789abcdef", name="tiny")
+
+
+@pytest.fixture(scope="session")
+def other_codec():
+    return CodecInfo(sample_rate=24000, frame_rate=75.0, codebook_size=1024, n_codebooks=8, fingerprint="fedcba9876543210", name="other")
+
+
+def sine(freq=440.0, seconds=1.0, sr=16000, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * math.pi * freq * t)).astype(np.float32)
+
+
+def write_wav(path, data, sr=16000, subtype=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, data, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory):
+    """A small espeak-only corpus: 20 utterances, 3 speakers, one of them held out for test."""
+    from audiokit.data.synth import SynthConfig, synthesize_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "synth"
+    cfg = SynthConfig(out=str(out), utterances=20, espeak_speakers=3, test_speakers=1, valid_fraction=0.1,
+                      sample_rate=16000, engines=("espeak",), seed=7, workers=2)
+    summary = synthesize_corpus(cfg)
+    return out, cfg, summary
+
+
+def random_tokens(codec, B=2, Q=4, T=10, seed=0):
+    from audiokit.tokens import CodecTokens
+
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, codec.codebook_size, (B, Q, T), generator=g)
+    return CodecTokens(codes, codec)

@@ -1,0 +1,85 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+
+from audiokit.cli import PENDING, build_parser, main
+
+from conftest import sine
+
+SUBCOMMANDS = ["data", *PENDING]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS + ["data synth", "data manifest", "data validate", "data bpe", "data phonemize", "data sentences"])
+def test_every_subcommand_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*cmd.split(), "--help"])
+    assert e.value.code == 0
+    assert "usage: audiokit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cmd", list(PENDING))
+def test_pending_commands_say_so_plainly(cmd, capsys):
+    assert main([cmd, "some", "args"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"audiokit: error: 'audiokit {cmd}' is not available yet")
+    assert "Traceback" not in err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "audiokit.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("audiokit ")
+
+
+def test_bad_manifest_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "audio": "a.wav", "duration": 1}\n{"id": "b"}\n')
+    assert main(["data", "validate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("bad.jsonl:2: missing required field 'audio'") and "\n" not in err
+
+
+def test_data_manifest_validate_and_bpe(tmp_path, capsys):
+    root = tmp_path / "LJ"
+    os.makedirs(root / "wavs")
+    lines = []
+    for i in range(3):
+        sf.write(str(root / "wavs" / f"LJ001-000{i}.wav"), sine(300, 0.3, 22050), 22050)
+        lines.append(f"LJ001-000{i}|the cat number {i}|the cat number {i}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "lj.jsonl"
+    assert main(["data", "manifest", "ljspeech", str(root), "--out", str(out)]) == 0
+    assert "3 utterances" in capsys.readouterr().out
+    assert main(["data", "validate", str(out), "--check-audio"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["utterances"] == 3 and stats["speakers"] == 1
+    assert main(["data", "bpe", "--manifest", str(out), "--vocab-size", "270", "--out", str(tmp_path / "bpe.json")]) == 0
+    assert (tmp_path / "bpe.json").exists()
+    assert main(["data", "manifest", "ljspeech", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "corpus folder not found" in capsys.readouterr().err
+
+
+def test_data_phonemize(capsys):
+    assert main(["data", "phonemize", "Hello, world!"]) == 0
+    phonemes, ids = capsys.readouterr().out.splitlines()
+    assert phonemes == "həlˈoʊ, wˈɜːld!" and len(ids.split()) == len(phonemes)
+    assert main(["data", "phonemize", "hi", "--language", "klingon"]) == 2
+
+
+def test_data_synth_command(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["data", "synth", "--out", str(out), "--utterances", "6", "--speakers", "3", "--test-speakers", "1",
+                 "--engines", "espeak", "--sample-rate", "16000", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 utterances" in printed and "train.jsonl" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["corpus.json", "speakers.json", "test.jsonl", "train.jsonl", "valid.jsonl", "wavs"]
+    assert main(["data", "synth", "--out", str(out), "--utterances", "2"]) == 2
+    assert "already there" in capsys.readouterr().err
+
+
+def test_parser_requires_a_command():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([])

@@ -1,0 +1,33 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audiokit.text import BPETokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cwd):
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(["bash", str(ROOT / "recipes/synth/run.sh"), *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the recipes are bash scripts")
+def test_synth_recipe_tiny_stages(tmp_path):
+    out = tmp_path / "data"
+    r = _run("--size", "tiny", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    corpus = out / "tiny"
+    summary = json.loads((corpus / "corpus.json").read_text())
+    assert 0.07 < sum(summary["hours"].values()) < 0.15 and len(summary["test_speakers"]) == 2
+    tok = BPETokenizer.load(corpus / "bpe.json")
+    assert tok.decode(tok.encode("A new sentence.")) == "A new sentence."
+    again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
+    assert again.returncode == 0 and "already made" in again.stdout
+    bad = _run("--size", "huge", cwd=tmp_path)
+    assert bad.returncode == 2 and "--size must be" in bad.stderr
