@@ -1,0 +1,115 @@
+"""Datasets over manifests: audio + text, and codec tokens + text, with their collate functions."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..audio import read_audio
+from ..tokens import CodecInfo, CodecTokens, TokenError, TokenStore
+from .manifest import read_manifest
+
+
+def _entries(manifest: str | os.PathLike | Sequence[dict]) -> list[dict]:
+    if isinstance(manifest, (str, os.PathLike)):
+        return read_manifest(manifest)
+    return list(manifest)
+
+
+def _filter(entries: list[dict], min_duration: float | None, max_duration: float | None) -> list[dict]:
+    return [
+        e for e in entries
+        if (min_duration is None or e["duration"] >= min_duration) and (max_duration is None or e["duration"] <= max_duration)
+    ]
+
+
+class AudioTextDataset(Dataset):
+    """Items ``{"id", "audio" [T] float32 at sample_rate, "text", "speaker", "duration"}``.
+
+    Args:
+        manifest: a JSONL path or a list of entries.
+        sample_rate: audio is resampled to this rate on load.
+        min_duration, max_duration: utterances outside this range (seconds) are left out.
+        transform: optional function applied to each item dict.
+    """
+
+    def __init__(self, manifest, sample_rate: int, min_duration: float | None = None, max_duration: float | None = None,
+                 transform: Callable[[dict], dict] | None = None):
+        self.entries = _filter(_entries(manifest), min_duration, max_duration)
+        self.sample_rate = sample_rate
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e["duration"] for e in self.entries]
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.entries[i]
+        wav, _ = read_audio(e["audio"], sample_rate=self.sample_rate)
+        item = {"id": e["id"], "audio": wav, "text": e.get("text", ""), "speaker": e.get("speaker", ""), "duration": e["duration"]}
+        return self.transform(item) if self.transform else item
+
+
+def collate_audio(items: list[dict]) -> dict:
+    """Pad waveforms to ``[B, T]`` with ``audio_lengths`` ``[B]``; other fields become lists."""
+    lengths = torch.tensor([it["audio"].shape[-1] for it in items], dtype=torch.int64)
+    audio = torch.zeros(len(items), int(lengths.max()), dtype=items[0]["audio"].dtype)
+    for b, it in enumerate(items):
+        audio[b, : it["audio"].shape[-1]] = it["audio"]
+    out = {k: [it[k] for it in items] for k in items[0] if k != "audio"}
+    out["audio"], out["audio_lengths"] = audio, lengths
+    return out
+
+
+class TokenTextDataset(Dataset):
+    """Items ``{"id", "tokens" (CodecTokens, batch of 1), "text", "speaker", "duration"}``.
+
+    Each entry's ``tokens`` field is a CodecTokens file path, or ``store:ID`` with ``store`` given.
+    With ``codec`` given, tokens of any other codec are refused when read.
+    """
+
+    def __init__(self, manifest, codec: CodecInfo | None = None, store: str | os.PathLike | TokenStore | None = None,
+                 min_duration: float | None = None, max_duration: float | None = None,
+                 transform: Callable[[dict], dict] | None = None):
+        self.entries = _filter(_entries(manifest), min_duration, max_duration)
+        self.store = store if isinstance(store, TokenStore) or store is None else TokenStore(store, expected=codec)
+        self.codec = codec if codec is not None else (self.store.codec if self.store is not None else None)
+        self.transform = transform
+        for e in self.entries:
+            ref = e.get("tokens")
+            if not ref:
+                raise TokenError(f"manifest entry {e['id']!r} has no 'tokens' field; run `audiokit tokenize` first")
+            if ref.startswith("store:") and self.store is None:
+                raise TokenError(f"entry {e['id']!r} refers to a token store ({ref}) but no store was given")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e["duration"] for e in self.entries]
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.entries[i]
+        ref = e["tokens"]
+        if ref.startswith("store:"):
+            tokens = self.store[ref[len("store:"):]]
+        else:
+            tokens = CodecTokens.load(Path(ref), expected=self.codec)
+        if self.codec is not None:
+            tokens.check_codec(self.codec, what=f"tokens of {e['id']!r}")
+        item = {"id": e["id"], "tokens": tokens, "text": e.get("text", ""), "speaker": e.get("speaker", ""), "duration": e["duration"]}
+        return self.transform(item) if self.transform else item
+
+
+def collate_tokens(items: list[dict]) -> dict:
+    """Batch ``tokens`` into one padded CodecTokens (same codec required); other fields become lists."""
+    out = {k: [it[k] for it in items] for k in items[0] if k != "tokens"}
+    out["tokens"] = CodecTokens.collate([it["tokens"] for it in items])
+    return out
