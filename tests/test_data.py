@@ -155,6 +155,32 @@ def test_datamodule_yields_bucketed_audio_batches(audio_manifest):
         SpeechDataModule("x.jsonl", kind="video")
 
 
+def test_datamodule_feeds_a_lightning_fit(audio_manifest, tmp_path):
+    import lightning as L
+
+    class Energy(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.tensor(0.0))
+            self.seen = []
+
+        def training_step(self, batch, _):
+            self.seen += batch["id"]
+            return ((batch["audio"] * self.gain - batch["audio"]) ** 2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=1.0)
+
+    model = Energy()
+    dm = SpeechDataModule(str(audio_manifest), sample_rate=8000, max_batch_seconds=1.0)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert sorted(model.seen) == sorted(["u0", "u1", "u2", "u3"] * 2)  # every utterance once per epoch
+    assert float(model.gain) > 0.1  # the loss was minimized through the batches
+
+
 def test_token_dataset_from_files_and_store(tmp_path, codec, other_codec):
     entries = []
     with TokenStore.writer(tmp_path / "store", codec) as w:

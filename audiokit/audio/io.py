@@ -98,6 +98,10 @@ def read_audio(
     return wav, sr
 
 
+# libsndfile names some formats differently from their usual extension (MP3 is "MPEG" in older builds).
+_WRITE_FORMATS = {"mp3": "MPEG", "oga": "OGG", "aif": "AIFF"}
+
+
 def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
     """Write ``wav`` (``[T]`` or ``[C, T]``, float in [-1, 1]) atomically: a temporary file renamed into place.
 
@@ -123,11 +127,13 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
         log.warning("%s: peak %.3f exceeds full scale; clipping", path, peak)
         wav = np.clip(wav, -1.0, 1.0)
     ext = path.suffix.lower().lstrip(".")
-    if ext.upper() not in sf.available_formats():
-        raise AudioError(f"{path}: unknown audio format '.{ext}' (use .wav, .flac or .ogg)")
+    formats = sf.available_formats()
+    fmt = ext.upper() if ext.upper() in formats else _WRITE_FORMATS.get(ext, ext.upper())
+    if fmt not in formats:
+        raise AudioError(f"{path}: unknown audio format '.{ext}' (use .wav, .flac, .ogg or .mp3)")
     with atomic_path(path) as tmp:
         try:
-            sf.write(str(tmp), wav.T, int(sample_rate), subtype=subtype, format=ext.upper())
+            sf.write(str(tmp), wav.T, int(sample_rate), subtype=subtype, format=fmt)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             raise AudioError(f"{path}: cannot write audio ({e})") from None
     return path

@@ -26,7 +26,27 @@ def _filter(entries: list[dict], min_duration: float | None, max_duration: float
     ]
 
 
-class AudioTextDataset(Dataset):
+class _ManifestDataset(Dataset):
+    """Entries of a manifest (path or list), filtered by duration; subclasses load one item."""
+
+    def __init__(self, manifest, min_duration: float | None, max_duration: float | None,
+                 transform: Callable[[dict], dict] | None):
+        self.entries = _filter(_entries(manifest), min_duration, max_duration)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e["duration"] for e in self.entries]
+
+    def _item(self, e: dict, key: str, value) -> dict:
+        item = {"id": e["id"], key: value, "text": e.get("text", ""), "speaker": e.get("speaker", ""), "duration": e["duration"]}
+        return self.transform(item) if self.transform else item
+
+
+class AudioTextDataset(_ManifestDataset):
     """Items ``{"id", "audio" [T] float32 at sample_rate, "text", "speaker", "duration"}``.
 
     Args:
@@ -38,22 +58,13 @@ class AudioTextDataset(Dataset):
 
     def __init__(self, manifest, sample_rate: int, min_duration: float | None = None, max_duration: float | None = None,
                  transform: Callable[[dict], dict] | None = None):
-        self.entries = _filter(_entries(manifest), min_duration, max_duration)
+        super().__init__(manifest, min_duration, max_duration, transform)
         self.sample_rate = sample_rate
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def durations(self) -> list[float]:
-        return [e["duration"] for e in self.entries]
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
         wav, _ = read_audio(e["audio"], sample_rate=self.sample_rate)
-        item = {"id": e["id"], "audio": wav, "text": e.get("text", ""), "speaker": e.get("speaker", ""), "duration": e["duration"]}
-        return self.transform(item) if self.transform else item
+        return self._item(e, "audio", wav)
 
 
 def collate_audio(items: list[dict]) -> dict:
@@ -67,7 +78,7 @@ def collate_audio(items: list[dict]) -> dict:
     return out
 
 
-class TokenTextDataset(Dataset):
+class TokenTextDataset(_ManifestDataset):
     """Items ``{"id", "tokens" (CodecTokens, batch of 1), "text", "speaker", "duration"}``.
 
     Each entry's ``tokens`` field is a CodecTokens file path, or ``store:ID`` with ``store`` given.
@@ -77,23 +88,15 @@ class TokenTextDataset(Dataset):
     def __init__(self, manifest, codec: CodecInfo | None = None, store: str | os.PathLike | TokenStore | None = None,
                  min_duration: float | None = None, max_duration: float | None = None,
                  transform: Callable[[dict], dict] | None = None):
-        self.entries = _filter(_entries(manifest), min_duration, max_duration)
+        super().__init__(manifest, min_duration, max_duration, transform)
         self.store = store if isinstance(store, TokenStore) or store is None else TokenStore(store, expected=codec)
         self.codec = codec if codec is not None else (self.store.codec if self.store is not None else None)
-        self.transform = transform
         for e in self.entries:
             ref = e.get("tokens")
             if not ref:
                 raise TokenError(f"manifest entry {e['id']!r} has no 'tokens' field; run `audiokit tokenize` first")
             if ref.startswith("store:") and self.store is None:
                 raise TokenError(f"entry {e['id']!r} refers to a token store ({ref}) but no store was given")
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def durations(self) -> list[float]:
-        return [e["duration"] for e in self.entries]
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
@@ -104,8 +107,7 @@ class TokenTextDataset(Dataset):
             tokens = CodecTokens.load(Path(ref), expected=self.codec)
         if self.codec is not None:
             tokens.check_codec(self.codec, what=f"tokens of {e['id']!r}")
-        item = {"id": e["id"], "tokens": tokens, "text": e.get("text", ""), "speaker": e.get("speaker", ""), "duration": e["duration"]}
-        return self.transform(item) if self.transform else item
+        return self._item(e, "tokens", tokens)
 
 
 def collate_tokens(items: list[dict]) -> dict:
