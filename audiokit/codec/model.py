@@ -1,0 +1,135 @@
+"""The codec generator: encoder → residual VQ → decoder, with plain keyword arguments (DAC 24 kHz defaults)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.layers import remove_weight_norm
+from .generator import Decoder, Encoder, _Family
+from .quantizer import ResidualVectorQuantizer
+
+FAMILY_DEFAULTS = {
+    "dac": dict(activation="snake", padding="static", causal=False, pad_mode="constant", residual_kernel_size=7,
+                dilations=(1, 3, 9), compress=1, conv_shortcut=False, lstm_layers=0, encoder_last_kernel_size=3,
+                final_activation="tanh", quantizer="factorized", transpose_output_padding=True),
+    "encodec": dict(activation="elu", padding="stream", causal=True, pad_mode="reflect", residual_kernel_size=3,
+                    dilations=(1,), compress=2, conv_shortcut=True, lstm_layers=2, encoder_last_kernel_size=7,
+                    final_activation=None, quantizer="ema", transpose_output_padding=True),
+}
+
+
+class CodecModel(nn.Module):
+    """Audio ``[B, 1, T]`` ↔ codes ``[B, Q, T / hop]``.
+
+    Args:
+        sample_rate: audio rate in Hz.
+        encoder_dim: channels after the first conv (doubling at every encoder stride).
+        encoder_rates: encoder strides; their product is the hop length.
+        latent_dim: channels of the latent the quantizer sees.
+        decoder_dim: channels after the decoder's first conv (halving at every decoder stride).
+        decoder_rates: decoder strides (product must equal the hop length).
+        n_codebooks, codebook_size, codebook_dim: the residual VQ.
+        quantizer_dropout: probability of training an example on a random prefix of codebooks.
+        family: ``"dac"`` or ``"encodec"`` — the block style; every field of ``FAMILY_DEFAULTS`` can be
+            overridden by a keyword argument of the same name.
+    """
+
+    def __init__(self, sample_rate: int = 24000, encoder_dim: int = 64, encoder_rates: Sequence[int] = (2, 4, 5, 8),
+                 latent_dim: int | None = None, decoder_dim: int = 1536, decoder_rates: Sequence[int] = (8, 5, 4, 2),
+                 n_codebooks: int = 32, codebook_size: int = 1024, codebook_dim: int = 8, quantizer_dropout: float = 0.5,
+                 family: str = "dac", **overrides):
+        super().__init__()
+        if family not in FAMILY_DEFAULTS:
+            raise ValueError(f"family must be one of {sorted(FAMILY_DEFAULTS)}, got {family!r}")
+        unknown = set(overrides) - set(FAMILY_DEFAULTS[family])
+        if unknown:
+            raise TypeError(f"unknown codec options: {sorted(unknown)}")
+        opts = {**FAMILY_DEFAULTS[family], **overrides}
+        if math.prod(encoder_rates) != math.prod(decoder_rates):
+            raise ValueError(f"encoder rates {list(encoder_rates)} and decoder rates {list(decoder_rates)} give different hops")
+        if latent_dim is None:
+            latent_dim = encoder_dim * 2 ** len(encoder_rates)
+        self.config = dict(sample_rate=sample_rate, encoder_dim=encoder_dim, encoder_rates=list(encoder_rates),
+                           latent_dim=latent_dim, decoder_dim=decoder_dim, decoder_rates=list(decoder_rates),
+                           n_codebooks=n_codebooks, codebook_size=codebook_size, codebook_dim=codebook_dim,
+                           quantizer_dropout=quantizer_dropout, family=family, **overrides)
+        self.sample_rate = sample_rate
+        self.static_padding = opts["padding"] == "static"
+        self.hop_length = math.prod(encoder_rates)
+        self.n_codebooks, self.codebook_size = n_codebooks, codebook_size
+        fam = _Family(opts["padding"], opts["causal"], opts["pad_mode"], opts["residual_kernel_size"], opts["dilations"],
+                      opts["compress"], opts["conv_shortcut"], opts["activation"], opts["transpose_output_padding"])
+        self.encoder = Encoder(encoder_dim, encoder_rates, latent_dim, fam, last_kernel_size=opts["encoder_last_kernel_size"],
+                               lstm_layers=opts["lstm_layers"])
+        self.quantizer = ResidualVectorQuantizer(latent_dim, n_codebooks, codebook_size, codebook_dim, kind=opts["quantizer"],
+                                                 quantizer_dropout=quantizer_dropout)
+        self.decoder = Decoder(latent_dim, decoder_dim, decoder_rates, fam, lstm_layers=opts["lstm_layers"],
+                               final_activation=opts["final_activation"])
+
+    # ------------------------------------------------------------------ rates
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def n_q_for_bandwidth(self, kbps: float) -> int:
+        """Codebooks that fit in ``kbps`` kilobits per second (at least 1)."""
+        bits_per_codebook = self.frame_rate * math.log2(self.codebook_size)
+        n = int(math.floor(kbps * 1000 / bits_per_codebook + 1e-9))
+        return max(1, min(self.n_codebooks, n))
+
+    def bandwidths(self) -> list[float]:
+        """The bitrates (kbps) of 1, 2, 4, … codebooks up to all of them."""
+        per = self.frame_rate * math.log2(self.codebook_size) / 1000
+        qs, q = [], 1
+        while q < self.n_codebooks:
+            qs.append(q)
+            q *= 2
+        return [round(per * q, 3) for q in qs + [self.n_codebooks]]
+
+    # ------------------------------------------------------------------ passes
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        # Static padding (DAC) needs whole hops; stream padding (EnCodec) pads each conv for any length itself.
+        if not self.static_padding:
+            return x
+        right = -x.shape[-1] % self.hop_length
+        return F.pad(x, (0, right)) if right else x
+
+    def forward(self, audio: torch.Tensor, n_q: int | None = None) -> dict:
+        """Training pass: ``audio`` ``[B, 1, T]`` → dict with ``audio`` (same length), ``codes``, ``z``, losses."""
+        length = audio.shape[-1]
+        z = self.encoder(self._pad(audio))
+        q = self.quantizer(z, n_q)
+        y = self._fit(self.decoder(q["z_q"]), length)
+        return {"audio": y, "z": z, **q}
+
+    @torch.no_grad()
+    def encode(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """``[B, 1, T]`` → codes ``[B, n_q, ceil(T / hop)]``."""
+        return self.quantizer.encode(self.encoder(self._pad(audio)), n_q)
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, Q, F]`` → continuous quantized latents ``[B, latent_dim, F]`` (what the decoder reads)."""
+        return self.quantizer.decode(codes)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, Q, F]`` → audio ``[B, 1, F · hop]``."""
+        return self._fit(self.decoder(self.embed(codes)), codes.shape[-1] * self.hop_length)
+
+    @staticmethod
+    def _fit(y: torch.Tensor, length: int) -> torch.Tensor:
+        """Trim or zero-pad the decoder output to ``length`` samples (checkpoints converted from DAC 1.0.0
+        decode a few samples short of frames × hop)."""
+        if y.shape[-1] >= length:
+            return y[..., :length]
+        return F.pad(y, (0, length - y.shape[-1]))
+
+    def remove_weight_norm(self) -> int:
+        return remove_weight_norm(self)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
