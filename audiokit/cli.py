@@ -15,15 +15,9 @@ from . import __version__
 
 # Subcommands whose model family has not landed yet: name -> (what it will do, what it needs).
 PENDING = {
-    "train": ("train a model family stage from a YAML config (LightningCLI)", "the model families (codec, VALL-E, Tortoise, ASR)"),
-    "tokenize": ("turn a manifest's audio into CodecTokens with a trained codec", "the codec model family"),
-    "encode": ("compress an audio file to a codec bitstream (.akc)", "the codec model family"),
-    "decode": ("decode a codec bitstream (.akc) back to audio", "the codec model family"),
     "tts": ("synthesize speech from text with VALL-E or Tortoise", "the VALL-E and Tortoise model families"),
     "transcribe": ("transcribe audio files with the Whisper-style ASR", "the ASR model family"),
     "eval": ("measure codec, TTS and ASR quality on a manifest", "the model families"),
-    "export": ("write inference weights + config of a trained model to pretrained/", "the model families"),
-    "convert": ("convert official EnCodec, DAC and Whisper checkpoints", "the codec and ASR model families"),
 }
 
 
@@ -92,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
+    _add_codec_commands(sub)
     for name, (what, needs) in PENDING.items():
         p = sub.add_parser(name, help=f"{what} [not available yet]",
                            description=f"{what[0].upper()}{what[1:]}.\n\nNot available in audiokit {__version__}: "
@@ -109,7 +104,117 @@ def _pending(name: str, needs: str):
     return run
 
 
+def _add_codec_commands(sub) -> None:
+    from .train import FAMILIES, PLANNED
+
+    p = sub.add_parser("train", help="train a model family stage from a YAML config (LightningCLI)",
+                       description="Train FAMILY with LightningCLI: every Trainer option works from the YAML config or the "
+                                   "command line, e.g. --trainer.max_steps 1000, --trainer.devices 2 --trainer.strategy ddp; "
+                                   "--ckpt_path last resumes a killed run. Families: " + ", ".join(FAMILIES)
+                                   + " (planned: " + ", ".join(PLANNED) + ").")
+    p.add_argument("family", help="model family stage, e.g. codec")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", help="compress an audio file to a codec bitstream (.akc)")
+    p.add_argument("input", help="audio file (wav, flac, ogg, mp3)")
+    p.add_argument("output", help=".akc file to write")
+    p.add_argument("--codec", required=True, help="exported codec folder, training .ckpt, or official DAC/EnCodec checkpoint")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--bandwidth", type=float, help="target kbps [all codebooks]")
+    group.add_argument("--n-q", type=int, help="number of codebooks")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a codec bitstream (.akc) back to audio")
+    p.add_argument("input", help=".akc file")
+    p.add_argument("output", help="audio file to write (.wav, .flac, .ogg)")
+    p.add_argument("--codec", required=True, help="the codec that made the file")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("convert", help="convert an official DAC or EnCodec checkpoint to an audiokit codec folder")
+    p.add_argument("kind", choices=["dac", "encodec"])
+    p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec)")
+    p.add_argument("dst", help="folder to write (config.json + model.safetensors)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="write inference weights + config of a trained codec (a .ckpt) to a folder")
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
+    p.add_argument("--name", default=None)
+    p.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    p.set_defaults(func=cmd_export)
+
+
 # --------------------------------------------------------------------------- handlers
+def cmd_train(args) -> int:
+    from .train import FAMILIES, PLANNED, run
+
+    if args.family in PLANNED:
+        raise UserError(f"'audiokit train {args.family}' is not available yet: it needs {PLANNED[args.family]}, "
+                        f"which this version ({__version__}) does not include")
+    if args.family not in FAMILIES:
+        raise UserError(f"unknown model family {args.family!r}; available: {', '.join(FAMILIES)}")
+    run(args.family, args.args)
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from .audio import read_audio
+    from .codec.bitstream import write_akc
+    from .codec.codec import Codec
+
+    codec = Codec.load(args.codec, device=args.device)
+    wav, sr = read_audio(args.input)
+    tokens = codec.encode(wav, sr, bandwidth=args.bandwidth, n_q=args.n_q)
+    num_samples = int(round(wav.shape[-1] * codec.sample_rate / sr))
+    write_akc(args.output, tokens, num_samples)
+    size = os.path.getsize(args.output)
+    seconds = wav.shape[-1] / sr
+    print(f"{args.output}: {tokens.n_q} codebooks, {tokens.n_frames} frames, {tokens.bitrate / 1000:.2f} kbps nominal, "
+          f"{size} bytes ({size * 8 / seconds / 1000:.2f} kbps on disk)")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from .audio import write_audio
+    from .codec.bitstream import read_akc
+    from .codec.codec import Codec
+
+    codec = Codec.load(args.codec, device=args.device)
+    tokens, num_samples = read_akc(args.input, expected=codec.info)
+    audio = codec.decode(tokens)[0, :num_samples]
+    write_audio(args.output, audio, codec.sample_rate)
+    print(f"{args.output}: {num_samples / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .codec.codec import Codec
+    from .codec.convert import ConversionError, convert_dac, convert_encodec
+
+    try:
+        model = convert_dac(args.src) if args.kind == "dac" else convert_encodec(args.src)
+    except ConversionError as e:
+        raise UserError(str(e)) from None
+    codec = Codec(model, name=args.kind)
+    codec.export(args.dst, card={"source": f"converted from the official {args.kind} checkpoint {os.path.basename(args.src)}"})
+    print(f"{args.dst}: {codec.info.describe()}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from .codec.codec import Codec
+
+    codec = Codec.load(args.checkpoint, name=args.name)
+    codec.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
+                 card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
+    print(f"{args.dst}: {codec.info.describe()}")
+    return 0
+
 def cmd_data_synth(args) -> int:
     from .data.synth import SynthConfig, synthesize_corpus
 
@@ -192,9 +297,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .data.engines import EngineError
     from .data.manifest import ManifestError
     from .text.phonemes import TextError
+    from .codec.codec import CodecLoadError
     from .tokens import TokenError
 
-    return (UserError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
+    return (UserError, CodecLoadError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
             FileExistsError, ValueError, ImportError)
 
 

@@ -20,6 +20,8 @@ class SpeechDataModule(L.LightningDataModule):
         max_batch_seconds: padded seconds of audio per batch (the bucketing budget).
         max_batch_size: optional cap on utterances per batch.
         min_duration, max_duration: utterances outside this range are left out of training.
+        segment_seconds: for ``kind="audio"``, crop items to this length (random crops in training; validation
+            and test take the start), as codec training does.
 
     Training batches come from :class:`DurationBucketSampler`, which splits batches across DDP ranks
     itself; run the Trainer with ``use_distributed_sampler=False``.
@@ -38,6 +40,7 @@ class SpeechDataModule(L.LightningDataModule):
         num_buckets: int = 10,
         min_duration: float | None = None,
         max_duration: float | None = None,
+        segment_seconds: float | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ):
@@ -52,7 +55,8 @@ class SpeechDataModule(L.LightningDataModule):
         h = self.hparams
         limits = dict(min_duration=h.min_duration, max_duration=h.max_duration) if train else {}
         if h.kind == "audio":
-            return AudioTextDataset(manifest, sample_rate=h.sample_rate, **limits)
+            return AudioTextDataset(manifest, sample_rate=h.sample_rate, segment_seconds=h.segment_seconds,
+                                    random_crop=train, **limits)
         return TokenTextDataset(manifest, codec=self.codec, store=h.token_store, **limits)
 
     def setup(self, stage: str | None = None) -> None:

@@ -53,18 +53,37 @@ class AudioTextDataset(_ManifestDataset):
         manifest: a JSONL path or a list of entries.
         sample_rate: audio is resampled to this rate on load.
         min_duration, max_duration: utterances outside this range (seconds) are left out.
+        segment_seconds: crop every item to this length (zero-padded if shorter), as codec training does;
+            the crop is random when ``random_crop`` else taken from the start.
         transform: optional function applied to each item dict.
     """
 
     def __init__(self, manifest, sample_rate: int, min_duration: float | None = None, max_duration: float | None = None,
+                 segment_seconds: float | None = None, random_crop: bool = True,
                  transform: Callable[[dict], dict] | None = None):
         super().__init__(manifest, min_duration, max_duration, transform)
         self.sample_rate = sample_rate
+        self.segment = int(segment_seconds * sample_rate) if segment_seconds else None
+        self.random_crop = random_crop
+
+    @property
+    def durations(self) -> list[float]:
+        d = super().durations
+        return [min(x, self.segment / self.sample_rate) for x in d] if self.segment else d
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
         wav, _ = read_audio(e["audio"], sample_rate=self.sample_rate)
+        if self.segment:
+            wav = self._crop(wav)
         return self._item(e, "audio", wav)
+
+    def _crop(self, wav: torch.Tensor) -> torch.Tensor:
+        n = self.segment
+        if wav.shape[-1] < n:
+            return torch.nn.functional.pad(wav, (0, n - wav.shape[-1]))
+        start = int(torch.randint(0, wav.shape[-1] - n + 1, ())) if self.random_crop else 0
+        return wav[start : start + n]
 
 
 def collate_audio(items: list[dict]) -> dict:
