@@ -29,12 +29,10 @@ def run(family: str, args: list[str]) -> None:
 
     from .data.datamodule import SpeechDataModule
 
-    import sys
+    import warnings
 
-    argv = sys.argv
-    sys.argv = [f"audiokit train {family}", "fit", *args]  # LightningCLI reads sys.argv (its own --help included)
-    try:
-        LightningCLI(model_class(family), SpeechDataModule, save_config_kwargs={"overwrite": True},
-                     auto_configure_optimizers=False)
-    finally:
-        sys.argv = argv
+    # LightningCLI warns when given args while sys.argv holds others; sys.argv must stay as it is, because
+    # Lightning's DDP launcher re-runs it to start the other ranks.
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    LightningCLI(model_class(family), SpeechDataModule, args=["fit", *args], save_config_kwargs={"overwrite": True},
+                 auto_configure_optimizers=False)
