@@ -17,7 +17,6 @@ from . import __version__
 PENDING = {
     "tts": ("synthesize speech from text with VALL-E or Tortoise", "the VALL-E and Tortoise model families"),
     "transcribe": ("transcribe audio files with the Whisper-style ASR", "the ASR model family"),
-    "eval": ("measure codec, TTS and ASR quality on a manifest", "the model families"),
 }
 
 
@@ -133,6 +132,29 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser("tokenize", help="turn manifests' audio into a CodecTokens store (trainer.predict, every device)",
+                       description="Encode every utterance into a sharded token store at --out, and write each manifest "
+                                   "there with tokens: store:ID references.")
+    p.add_argument("--manifest", required=True, nargs="+")
+    p.add_argument("--codec", required=True)
+    p.add_argument("--out", required=True, help="token store folder")
+    p.add_argument("--n-q", type=int, default=None, help="codebooks to keep [all]")
+    p.add_argument("--batch-seconds", type=float, default=200.0, help="padded seconds of audio per batch [200]")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1", help="devices per node, or 'auto' [1]")
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("eval", help="measure codec quality on a manifest (TTS and ASR evaluation arrive with their families)",
+                       description="Evaluate a model on a manifest. Available: codec (mel/STFT distance, SI-SDR, PESQ, STOI, "
+                                   "codebook usage, bitrate; one row per bandwidth). Planned: tts, asr.")
+    p.add_argument("what", help="codec (tts and asr arrive with their families)")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--codec", help="the codec to evaluate")
+    p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
+    p.add_argument("--max-items", type=int, default=None)
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("convert", help="convert an official DAC or EnCodec checkpoint to an audiokit codec folder")
     p.add_argument("kind", choices=["dac", "encodec"])
     p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec)")
@@ -187,6 +209,42 @@ def cmd_decode(args) -> int:
     audio = codec.decode(tokens)[0, :num_samples]
     write_audio(args.output, audio, codec.sample_rate)
     print(f"{args.output}: {num_samples / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from .codec.codec import Codec
+    from .codec.tokenize import tokenize
+
+    codec = Codec.load(args.codec)
+    devices = args.devices if args.devices == "auto" else int(args.devices)
+    store = tokenize(args.manifest, codec, args.out, n_q=args.n_q, batch_seconds=args.batch_seconds,
+                     trainer_kwargs={"accelerator": args.accelerator, "devices": devices})
+    print(f"{args.out}: {len(store)} utterances, {store.n_q} codebooks, {codec.info.describe()}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    if args.what in ("tts", "asr"):
+        raise UserError(f"'audiokit eval {args.what}' is not available yet: it needs the "
+                        f"{'VALL-E/Tortoise' if args.what == 'tts' else 'ASR'} model family")
+    if args.what != "codec":
+        raise UserError(f"unknown evaluation {args.what!r}; available: codec")
+    if not args.codec:
+        raise UserError("audiokit eval codec needs --codec")
+    from .codec.codec import Codec
+    from .codec.evaluate import evaluate_codec, format_table
+
+    codec = Codec.load(args.codec)
+    rows = evaluate_codec(codec, args.manifest, args.bandwidth, args.max_items)
+    print(format_table(rows))
+    if rows[0]["pesq"] is None:
+        print("(PESQ and STOI need the 'eval' extra: pip install 'audiokit[eval]')")
+    if args.json:
+        from .fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"codec": codec.info.to_dict(), "manifest": args.manifest, "rows": rows}, indent=1))
     return 0
 
 

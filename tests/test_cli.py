@@ -10,7 +10,7 @@ from audiokit.cli import PENDING, build_parser, main
 
 from conftest import sine
 
-SUBCOMMANDS = ["data", *PENDING]
+SUBCOMMANDS = ["data", "train", "encode", "decode", "tokenize", "eval", "convert", "export", *PENDING]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS + ["data synth", "data manifest", "data validate", "data bpe", "data phonemize", "data sentences"])
@@ -83,3 +83,10 @@ def test_data_synth_command(tmp_path, capsys):
 def test_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_train_refuses_unlanded_and_unknown_families(capsys):
+    assert main(["train", "valle-ar", "--config", "x.yaml"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert main(["train", "nonsense"]) == 2
+    assert "unknown model family" in capsys.readouterr().err
