@@ -69,6 +69,19 @@ def test_data_phonemize(capsys):
     assert main(["data", "phonemize", "hi", "--language", "klingon"]) == 2
 
 
+def test_data_synth_with_a_relative_out_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "synth", "--out", "rel/c", "--utterances", "3", "--speakers", "2", "--test-speakers", "1",
+                 "--engines", "espeak", "--workers", "1"]) == 0
+    from audiokit.data import read_manifest
+
+    monkeypatch.chdir("/")
+    entries = [e for s in ("train", "valid", "test") for e in read_manifest(tmp_path / "rel/c" / f"{s}.jsonl")]
+    assert len(entries) == 3 and all(os.path.exists(e["audio"]) for e in entries)
+    raw = json.loads((tmp_path / "rel/c/train.jsonl").read_text().splitlines()[0])
+    assert raw["audio"].startswith("wavs/")  # stored relative to the manifest: the folder can move
+
+
 def test_data_synth_command(tmp_path, capsys):
     out = tmp_path / "c"
     assert main(["data", "synth", "--out", str(out), "--utterances", "6", "--speakers", "3", "--test-speakers", "1",

@@ -215,6 +215,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
     order = list(range(len(sentences)))
     rng.shuffle(order)
     jobs: list[_Job] = []
+    out = os.path.abspath(cfg.out)  # manifests store paths relative to themselves; plan with absolute ones
     seconds, k = 0.0, 0
     n_target = cfg.utterances
     while (n_target is not None and len(jobs) < n_target) or (n_target is None and seconds < cfg.hours * 3600):
@@ -223,7 +224,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
         text = " ".join(sentences[order[(k + j) % len(order)]] for j in range(n_sent))
         k += n_sent
         uid = f"{voice.speaker_id}_{len(jobs):07d}"
-        path = os.path.join(cfg.out, "wavs", voice.speaker_id, f"{uid}.wav")
+        path = os.path.join(out, "wavs", voice.speaker_id, f"{uid}.wav")
         jobs.append(_Job(uid, voice.speaker_id, voice, text, path, cfg.sample_rate))
         seconds += _estimate_seconds(text, voice)
     return speakers, test, jobs
