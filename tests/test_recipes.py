@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
+from audiokit.codec.codec import Codec
 from audiokit.text import BPETokenizer
+from audiokit.tokens import TokenStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +24,21 @@ def _run(*args, cwd):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the recipes are bash scripts")
 def test_synth_recipe_tiny_stages(tmp_path):
     out = tmp_path / "data"
-    r = _run("--size", "tiny", "--out", str(out), cwd=tmp_path)
+    r = _run("--size", "tiny", "--out", str(out), "--exp", str(tmp_path / "exp"), "--max-steps", "8", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     corpus = out / "tiny"
     summary = json.loads((corpus / "corpus.json").read_text())
     assert 0.07 < sum(summary["hours"].values()) < 0.15 and len(summary["test_speakers"]) == 2
     tok = BPETokenizer.load(corpus / "bpe.json")
     assert tok.decode(tok.encode("A new sentence.")) == "A new sentence."
+    exp = tmp_path / "exp" / "synth-tiny"
+    assert torch.load(exp / "codec/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 8
+    codec = Codec.load(exp / "codec-export")
+    assert codec.info.name == "synth-tiny" and codec.sample_rate == 16000
+    store = TokenStore(exp / "tokens", expected=codec.info)
+    assert len(store) == sum(summary["utterances"].values())
+    rows = json.loads((exp / "codec_eval.json").read_text())["rows"]
+    assert [r["n_q"] for r in rows] == [1, 2, 4] and rows[0]["utterances"] == summary["utterances"]["test"]
     again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
     assert again.returncode == 0 and "already made" in again.stdout
     bad = _run("--size", "huge", cwd=tmp_path)

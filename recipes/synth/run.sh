@@ -2,43 +2,81 @@
 # The synthetic-corpus recipe. Numbered stages; run a range with --stage N --stop-stage M.
 #   bash recipes/synth/run.sh --size tiny            # minutes on 2 CPU cores
 #   bash recipes/synth/run.sh --size small           # the real run, on a GPU machine
-# Stages that exist today:
+# Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
-# Model-family stages (codec, tokenize, VALL-E, Tortoise, ASR, eval, export) are added as the families land.
+#   2  train the codec                    (configs/codec/$size.yaml; --max-steps overrides its length)
+#   3  export the codec                   ($exp/codec-export: config.json + model.safetensors)
+#   4  tokenize train/valid/test          ($exp/tokens: a CodecTokens store + manifests)
+#   5  evaluate the codec on held-out speakers ($exp/codec_eval.json)
+# VALL-E, Tortoise and ASR stages are added as those families land.
 set -euo pipefail
 
 stage=0
-stop_stage=1
+stop_stage=5
 size=tiny
 out=data/synth
+exp_root=exp
+max_steps=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --exp) exp_root=$2; shift 2 ;;
+    --max-steps) max_steps=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 case "$size" in
-  tiny) hours=0.1; speakers=12; test_speakers=2 ;;
-  small) hours=20; speakers=60; test_speakers=6 ;;
+  tiny) hours=0.1; speakers=12; test_speakers=2; rate=16000 ;;
+  small) hours=20; speakers=60; test_speakers=6; rate=24000 ;;
   *) echo "--size must be tiny or small" >&2; exit 2 ;;
 esac
 corpus=$out/$size
+exp=$exp_root/synth-$size
+steps_arg=()
+[ -n "$max_steps" ] && steps_arg=(--trainer.max_steps "$max_steps")
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "stage 0: synthetic corpus -> $corpus"
   if [ -f "$corpus/corpus.json" ]; then
     echo "  already made ($corpus/corpus.json); skipping"
   else
-    audiokit data synth --out "$corpus" --hours "$hours" --speakers "$speakers" --test-speakers "$test_speakers" --sample-rate 24000
+    audiokit data synth --out "$corpus" --hours "$hours" --speakers "$speakers" --test-speakers "$test_speakers" --sample-rate "$rate"
   fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: BPE tokenizer -> $corpus/bpe.json"
   audiokit data bpe --manifest "$corpus/train.jsonl" --vocab-size 1000 --out "$corpus/bpe.json"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "stage 2: codec training -> $exp/codec"
+  resume=()
+  [ -f "$exp/codec/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+  audiokit train codec --config "configs/codec/$size.yaml" \
+    --data.train_manifest "$corpus/train.jsonl" --data.val_manifest "$corpus/valid.jsonl" \
+    --trainer.default_root_dir "$exp/codec" --trainer.callbacks.init_args.dirpath "$exp/codec/checkpoints" \
+    --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "stage 3: export the codec -> $exp/codec-export"
+  audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "synth-$size"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "stage 4: tokenize -> $exp/tokens"
+  rm -rf "$exp/tokens"
+  audiokit tokenize --manifest "$corpus/train.jsonl" "$corpus/valid.jsonl" "$corpus/test.jsonl" \
+    --codec "$exp/codec-export" --out "$exp/tokens"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
+  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --json "$exp/codec_eval.json"
 fi
