@@ -30,7 +30,11 @@ class Snake1d(nn.Module):
 
 
 def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+    if torch.is_grad_enabled():
+        return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+    # inference: one new tensor instead of five (the op is memory-bound)
+    y = torch.mul(x, alpha).sin_().square_()
+    return y.mul_((alpha + 1e-9).reciprocal()).add_(x)
 
 
 def activation(name: str, channels: int) -> nn.Module:
@@ -80,7 +84,9 @@ class Conv1d(nn.Module):
                  padding: int | str = "stream", causal: bool = False, pad_mode: str = "constant",
                  norm: str | None = "weight_norm", bias: bool = True):
         super().__init__()
-        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias)
+        # static zero padding goes inside the convolution (no padded copy of the input); stream padding is explicit
+        inner = int(padding) if padding != "stream" else 0
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, padding=inner, bias=bias)
         self.conv = weight_norm(conv) if norm == "weight_norm" else conv
         self.padding, self.causal, self.pad_mode = padding, causal, pad_mode
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
@@ -99,6 +105,8 @@ class Conv1d(nn.Module):
         return total - right, right + extra
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding != "stream":
+            return self.conv(x)
         left, right = self.pad_amounts(x.shape[-1])
         return self.conv(_pad1d(x, left, right, self.pad_mode))
 

@@ -1,0 +1,126 @@
+"""Codec speed against the reference packages, side by side in one run with the same weights.
+
+    python benchmarks/codec_speed.py --seconds 10 --threads 2 [--repeats 3] [--device cpu|cuda] [--dtype float32|bfloat16]
+
+For EnCodec 24 kHz at 6 kbps (the ``encodec`` package) and DAC 24 kHz (``descript-audio-codec``): builds the
+reference model with random weights at the official configuration, saves it in the official format, loads it
+into audiokit with the converter, checks that codes are identical and audio agrees, and times encode and
+decode of the same input (median of ``--repeats`` after a warm-up). Prints a JSON line per codec and a
+Markdown table. Needs the ``reference`` extra.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+
+
+def timed(fn, repeats, sync):
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def bench_encodec(x, repeats, device, sync, d):
+    from encodec import EncodecModel
+
+    from audiokit.codec.codec import Codec
+
+    torch.manual_seed(0)
+    ref = EncodecModel.encodec_model_24khz(pretrained=False).eval()
+    with torch.no_grad():
+        frames = ref.encoder(torch.randn(4, 1, 24000) * 0.1).transpose(1, 2).reshape(-1, 128)
+        for i, layer in enumerate(ref.quantizer.vq.layers):
+            cb = layer._codebook
+            pick = frames[torch.randint(0, frames.shape[0], (1024,))]
+            cb.embed.copy_((pick + 0.1 * pick.std() * torch.randn_like(pick)) * 0.5**i)
+            cb.embed_avg.copy_(cb.embed)
+            cb.inited.fill_(True)
+    torch.save(ref.state_dict(), f"{d}/encodec.th")
+    ours = Codec.load(f"{d}/encodec.th", device=device)
+    ref = ref.to(device)
+    ref.set_target_bandwidth(6.0)
+    xd = x.to(device)
+    with torch.no_grad():
+        t_ref_enc, frames = timed(lambda: ref.encode(xd), repeats, sync)
+        t_ref_dec, ref_audio = timed(lambda: ref.decode(frames), repeats, sync)
+    t_enc, tokens = timed(lambda: ours.encode(x[0, 0], 24000, bandwidth=6.0), repeats, sync)
+    t_dec, audio = timed(lambda: ours.decode(tokens), repeats, sync)
+    same = torch.equal(tokens.codes, frames[0][0].cpu())
+    diff = float((audio[0, : ref_audio.shape[-1]] - ref_audio[0, 0].cpu()).abs().max())
+    return "EnCodec 24 kHz, 6 kbps", t_ref_enc, t_ref_dec, t_enc, t_dec, same, diff
+
+
+def bench_dac(x, repeats, device, sync, d):
+    from dac.model import DAC
+
+    from audiokit.codec.codec import Codec
+
+    kwargs = dict(encoder_dim=64, encoder_rates=[2, 4, 5, 8], decoder_dim=1536, decoder_rates=[8, 5, 4, 2], n_codebooks=32,
+                  codebook_size=1024, codebook_dim=8, sample_rate=24000)
+    torch.manual_seed(0)
+    ref = DAC(**kwargs).eval()
+    torch.save({"state_dict": ref.state_dict(), "metadata": {"kwargs": kwargs}}, f"{d}/dac.pth")
+    ours = Codec.load(f"{d}/dac.pth", device=device)
+    ref = ref.to(device)
+    xd = x.to(device)
+    with torch.no_grad():
+        t_ref_enc, enc = timed(lambda: ref.encode(ref.preprocess(xd, 24000)), repeats, sync)
+        codes = enc[1]
+        t_ref_dec, ref_audio = timed(lambda: ref.decode(ref.quantizer.from_codes(codes)[0]), repeats, sync)
+    t_enc, tokens = timed(lambda: ours.encode(x[0, 0], 24000), repeats, sync)
+    t_dec, audio = timed(lambda: ours.decode(tokens), repeats, sync)
+    same = torch.equal(tokens.codes, codes.cpu())
+    n = ref_audio.shape[-1]
+    diff = float((audio[0, :n] - ref_audio[0, 0].cpu()).abs().max())
+    return "DAC 24 kHz (32 codebooks)", t_ref_enc, t_ref_dec, t_enc, t_dec, same, diff
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--only", choices=["encodec", "dac"], default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    torch.manual_seed(1)
+    x = torch.randn(1, 1, int(args.seconds * 24000)) * 0.1
+    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name, fn in [("encodec", bench_encodec), ("dac", bench_dac)]:
+            if args.only and args.only != name:
+                continue
+            label, re, rd, oe, od, same, diff = fn(x, args.repeats, args.device, sync, d)
+            row = {"codec": label, "machine": machine, "seconds": args.seconds,
+                   "reference_encode_rtf": re / args.seconds, "reference_decode_rtf": rd / args.seconds,
+                   "audiokit_encode_rtf": oe / args.seconds, "audiokit_decode_rtf": od / args.seconds,
+                   "encode_speedup": re / oe, "decode_speedup": rd / od, "identical_codes": same, "max_audio_diff": diff}
+            print(json.dumps(row))
+            rows.append(row)
+    print("\n| codec | encode RTF ref | encode RTF audiokit | speed-up | decode RTF ref | decode RTF audiokit | speed-up | same codes | max audio diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['codec']} | {r['reference_encode_rtf']:.3f} | {r['audiokit_encode_rtf']:.3f} | {r['encode_speedup']:.2f}x | "
+              f"{r['reference_decode_rtf']:.3f} | {r['audiokit_decode_rtf']:.3f} | {r['decode_speedup']:.2f}x | "
+              f"{r['identical_codes']} | {r['max_audio_diff']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
