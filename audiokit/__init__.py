@@ -13,7 +13,6 @@ from .tokens import CodecInfo, CodecMismatchError, CodecTokens, TokenError, Toke
 
 # Names of the public API whose model family has not landed yet, and what they need.
 _PENDING = {
-    "Codec": "the codec model family",
     "TTS": "the VALL-E and Tortoise model families",
     "Transcriber": "the ASR model family",
     "load": "the model families and the pretrained registry",
@@ -21,6 +20,10 @@ _PENDING = {
 
 
 def __getattr__(name: str):
+    if name == "Codec":  # imported on first use, so `import audiokit` stays light
+        from .codec import Codec
+
+        return Codec
     if name in _PENDING:
         raise AttributeError(
             f"audiokit.{name} is not available in audiokit {__version__}: it needs {_PENDING[name]}, which has not landed yet"
@@ -28,4 +31,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
 
 
-__all__ = ["CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]
+__all__ = ["Codec", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]
