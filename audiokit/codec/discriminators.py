@@ -15,6 +15,16 @@ def _wn2d(*args, **kw) -> nn.Module:
     return weight_norm(nn.Conv2d(*args, **kw))
 
 
+def _stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor, slope: float) -> list[torch.Tensor]:
+    """Run conv → leaky ReLU layers, keeping every feature map, then the post conv's logits last."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        feats.append(x)
+    feats.append(post(x))
+    return feats
+
+
 class PeriodDiscriminator(nn.Module):
     """Audio folded into ``[B, 1, T/p, p]`` and judged by 2-D convolutions along time (kernel (5, 1), stride (3, 1))."""
 
@@ -32,13 +42,7 @@ class PeriodDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         pad = -x.shape[-1] % self.period
         x = F.pad(x, (0, pad), mode="reflect" if pad < x.shape[-1] else "constant")
-        x = x.view(x.shape[0], 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        feats.append(self.post(x))
-        return feats
+        return _stack(self.convs, self.post, x.view(x.shape[0], 1, -1, self.period), 0.1)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -74,13 +78,7 @@ class STFTDiscriminator(nn.Module):
         self.post = _wn2d(c, 1, (3, 3), padding=(1, 1))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        z = _complex_spec(x, self.n_fft, self.hop)
-        feats = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), 0.2)
-            feats.append(z)
-        feats.append(self.post(z))
-        return feats
+        return _stack(self.convs, self.post, _complex_spec(x, self.n_fft, self.hop), 0.2)
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
