@@ -177,7 +177,7 @@ class Codec:
         codes = tokens.codes.to(self.device)
         audio = self._decode_chunked(codes)[:, 0]
         mask = torch.arange(audio.shape[-1], device=audio.device)[None] < (tokens.lengths.to(audio.device) * self.hop_length)[:, None]
-        return (audio * mask).cpu()
+        return audio.mul_(mask).cpu()  # in place: long outputs are not copied again
 
     def decode_list(self, tokens: CodecTokens) -> list[torch.Tensor]:
         """Tokens → one 1-D waveform per item, each trimmed to its length."""
@@ -209,7 +209,7 @@ class Codec:
                 w[-fade:] = torch.linspace(1, 0, fade + 2, device=codes.device)[1:-1]
             out[..., lo:hi] += piece * w
             weight[lo:hi] += w
-        return out / weight.clamp(min=1e-8)
+        return out.div_(weight.clamp_(min=1e-8))
 
     def _check(self, tokens: CodecTokens) -> None:
         if not isinstance(tokens, CodecTokens):
