@@ -1,0 +1,109 @@
+"""The Whisper-style encoder-decoder. ``ModelDimensions`` is also the checkpoint's configuration."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.transformer import KVCache, LayerNorm, ResidualAttentionBlock
+
+
+@dataclass(frozen=True)
+class ModelDimensions:
+    n_mels: int = 80
+    n_audio_ctx: int = 1500
+    n_audio_state: int = 384
+    n_audio_head: int = 6
+    n_audio_layer: int = 4
+    n_vocab: int = 51865
+    n_text_ctx: int = 448
+    n_text_state: int = 384
+    n_text_head: int = 6
+    n_text_layer: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal positions ``[length, channels]`` (sines then cosines, log-spaced timescales)."""
+    if channels % 2:
+        raise ValueError("sinusoidal positions need an even number of channels")
+    inc = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-inc * torch.arange(channels // 2))
+    t = torch.arange(length)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+
+
+class AudioEncoder(nn.Module):
+    """Log-mel ``[B, n_mels, 2·n_ctx]`` → features ``[B, n_ctx, n_state]``."""
+
+    def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positional_embedding", sinusoids(n_ctx, n_state))
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer))
+        self.ln_post = LayerNorm(n_state)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).permute(0, 2, 1)
+        if x.shape[1] > self.positional_embedding.shape[0]:
+            raise ValueError(f"audio of {x.shape[1]} encoder frames exceeds the model's {self.positional_embedding.shape[0]}")
+        x = (x + self.positional_embedding[: x.shape[1]]).to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Module):
+    """Tokens ``[B, T]`` + audio features → logits ``[B, T, n_vocab]`` (output tied to the token embedding)."""
+
+    def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer))
+        self.ln = LayerNorm(n_state)
+
+    def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        offset = cache.length if cache is not None else 0
+        T = tokens.shape[-1]
+        if offset + T > self.positional_embedding.shape[0]:
+            raise ValueError(f"{offset + T} tokens exceed the decoder's context of {self.positional_embedding.shape[0]}")
+        x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
+        x = x.to(audio_features.dtype)
+        for i, block in enumerate(self.blocks):
+            x = block(x, source=audio_features, causal=True, cache=cache.layer(i) if cache is not None else None)
+        x = self.ln(x)
+        return (x @ self.token_embedding.weight.to(x.dtype).T).float()
+
+
+class ASRModel(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
+        self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer)
+
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.encoder(mel)
+
+    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        return self.decoder(tokens, audio_features, cache)
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tokens, self.encoder(mel))
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)

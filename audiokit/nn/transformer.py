@@ -1,0 +1,142 @@
+"""The shared transformer: pre-LN blocks, ``scaled_dot_product_attention``, and an explicit KV cache.
+
+One implementation serves every autoregressive decoder in audiokit (ASR decoder now; VALL-E and Tortoise
+later). Module names (``attn.query/key/value/out``, ``attn_ln``, ``cross_attn``, ``mlp.0/2``, ``mlp_ln``)
+follow Whisper's checkpoint layout, so official weights load without renaming.
+
+The cache is an object passed in and returned, not hooks on Linear layers: it holds, per block, the
+self-attention keys/values written so far (in a preallocated buffer that grows by doubling) and the
+cross-attention keys/values computed once per audio. ``KVCache.reorder`` selects batch rows (beam search).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input dtype (as Whisper does), cast back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).type(x.dtype)
+
+
+class Linear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+
+@dataclass
+class _LayerCache:
+    k: torch.Tensor | None = None  # [B, H, capacity, D]
+    v: torch.Tensor | None = None
+    length: int = 0
+    cross_k: torch.Tensor | None = None  # [B, H, S, D]
+    cross_v: torch.Tensor | None = None
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every block, for incremental decoding. Start with ``KVCache()``."""
+
+    layers: dict[int, _LayerCache] = field(default_factory=dict)
+
+    def layer(self, i: int) -> _LayerCache:
+        if i not in self.layers:
+            self.layers[i] = _LayerCache()
+        return self.layers[i]
+
+    @property
+    def length(self) -> int:
+        """Positions already written (the offset of the next token)."""
+        return next(iter(self.layers.values())).length if self.layers else 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (e.g. the surviving beams), in that order."""
+        for c in self.layers.values():
+            for name in ("k", "v", "cross_k", "cross_v"):
+                t = getattr(c, name)
+                if t is not None:
+                    setattr(c, name, t.index_select(0, index.to(t.device)))
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        if n_state % n_head:
+            raise ValueError(f"width {n_state} is not divisible by {n_head} heads")
+        self.n_head = n_head
+        self.query = Linear(n_state, n_state)
+        self.key = Linear(n_state, n_state, bias=False)
+        self.value = Linear(n_state, n_state)
+        self.out = Linear(n_state, n_state)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                causal: bool = False, cache: _LayerCache | None = None) -> torch.Tensor:
+        """Self-attention (``source`` None) or cross-attention over ``source``.
+
+        With a cache, self-attention appends this call's keys/values and attends over everything written;
+        cross-attention computes ``source``'s keys/values once and reuses them.
+        """
+        q = self._split(self.query(x))
+        if source is None:
+            k, v = self._split(self.key(x)), self._split(self.value(x))
+            if cache is not None:
+                k, v = _append(cache, k, v)
+        elif cache is not None and cache.cross_k is not None:
+            k, v = cache.cross_k, cache.cross_v
+        else:
+            k, v = self._split(self.key(source)), self._split(self.value(source))
+            if cache is not None:
+                cache.cross_k, cache.cross_v = k, v
+        if causal and mask is None:
+            T, S = q.shape[2], k.shape[2]
+            if T > 1:  # queries sit at the last T of S positions
+                mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        B, H, T, D = out.shape
+        return self.out(out.transpose(1, 2).reshape(B, T, H * D))
+
+
+def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    B, H, T, D = k.shape
+    need = cache.length + T
+    if cache.k is None or cache.k.shape[2] < need or cache.k.shape[0] != B:
+        capacity = max(need, 2 * (cache.k.shape[2] if cache.k is not None else 32))
+        new_k = k.new_empty(B, H, capacity, D)
+        new_v = v.new_empty(B, H, capacity, D)
+        if cache.k is not None and cache.length:
+            new_k[:, :, : cache.length] = cache.k[:, :, : cache.length]
+            new_v[:, :, : cache.length] = cache.v[:, :, : cache.length]
+        cache.k, cache.v = new_k, new_v
+    cache.k[:, :, cache.length : need] = k
+    cache.v[:, :, cache.length : need] = v
+    cache.length = need
+    return cache.k[:, :, :need], cache.v[:, :, :need]
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN block: self-attention, optional cross-attention, 4x GELU MLP."""
+
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = LayerNorm(n_state)
+        self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
+        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
+        self.mlp = nn.Sequential(Linear(n_state, 4 * n_state), nn.GELU(), Linear(4 * n_state, n_state))
+        self.mlp_ln = LayerNorm(n_state)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, causal: bool = False,
+                cache: _LayerCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_ln(x), mask=mask, causal=causal, cache=cache)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.cross_attn_ln(x), source=source, cache=cache)
+        return x + self.mlp(self.mlp_ln(x))

@@ -1,0 +1,129 @@
+"""Whisper-style ASR model: front end and model parity with openai-whisper, KV cache, checkpoint refusals."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from audiokit.asr.convert import CheckpointError, load_whisper_checkpoint
+from audiokit.asr.features import N_FRAMES, N_SAMPLES, log_mel_spectrogram, mel_filters, pad_or_trim
+from audiokit.asr.model import ASRModel, ModelDimensions
+from audiokit.nn.transformer import KVCache
+
+TINY = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=4, n_audio_layer=2, n_vocab=51865,
+                       n_text_ctx=448, n_text_state=64, n_text_head=4, n_text_layer=2)
+
+
+def _whisper():
+    try:
+        import whisper  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs the 'reference' extra, but openai-whisper is missing")
+        pytest.skip("parity needs the 'reference' extra (openai-whisper); CI installs it")
+    import whisper
+
+    return whisper
+
+
+def _speechlike(seconds=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * 16000)) / 16000
+    f0 = 120 + 30 * torch.sin(2 * torch.pi * 0.5 * t)
+    x = sum(torch.sin(2 * torch.pi * k * torch.cumsum(f0, 0) / 16000) / k for k in range(1, 8))
+    return (0.1 * x * (0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t)) + 0.01 * torch.randn(len(t), generator=g)).float()
+
+
+def test_mel_filters_match_librosa():
+    librosa = pytest.importorskip("librosa", reason="the 'test' extra provides librosa")
+    for n in (80, 128):
+        ref = librosa.filters.mel(sr=16000, n_fft=400, n_mels=n)
+        assert np.abs(mel_filters(n).numpy() - ref).max() < 1e-6
+
+
+def test_log_mel_matches_openai_whisper():
+    whisper = _whisper()
+    x = _speechlike()
+    ours = log_mel_spectrogram(x)
+    ref = whisper.log_mel_spectrogram(x)
+    assert ours.shape == ref.shape == (80, 300)
+    assert (ours - ref).abs().max() < 1e-4
+    batch = log_mel_spectrogram(torch.stack([x, 0.01 * x]))
+    assert (batch[1] - whisper.log_mel_spectrogram(0.01 * x)).abs().max() < 1e-4  # each item clamped on its own
+    assert log_mel_spectrogram(pad_or_trim(x), n_mels=128).shape == (128, N_FRAMES)
+    assert pad_or_trim(torch.zeros(N_SAMPLES + 5)).shape[-1] == N_SAMPLES
+
+
+def test_official_checkpoint_parity(tmp_path):
+    whisper = _whisper()
+    from whisper.model import ModelDimensions as RefDims
+    from whisper.model import Whisper
+
+    torch.manual_seed(0)
+    ref = Whisper(RefDims(**TINY.to_dict())).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.05)
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, tmp_path / "tiny.pt")
+    ours = load_whisper_checkpoint(tmp_path / "tiny.pt")
+    mel = log_mel_spectrogram(pad_or_trim(_speechlike()))[None]
+    tokens = torch.tensor([[50258, 50259, 50359, 50363, 440, 1723, 322]])
+    with torch.no_grad():
+        ref_feat = ref.embed_audio(mel)
+        feat = ours.embed_audio(mel)
+        assert (feat - ref_feat).abs().max() < 1e-4
+        ref_logits = ref.logits(tokens, ref_feat)
+        logits = ours.logits(tokens, feat)
+    assert (logits - ref_logits).abs().max() < 1e-4
+    assert torch.equal(logits.argmax(-1), ref_logits.argmax(-1))
+    assert ours.is_multilingual and ours.num_languages == 99
+
+
+def test_kv_cache_decoding_equals_full_recompute():
+    torch.manual_seed(0)
+    model = ASRModel(TINY).eval()
+    mel = torch.randn(3, 80, 3000)
+    tokens = torch.randint(0, 51865, (3, 12))
+    with torch.no_grad():
+        feats = model.embed_audio(mel)
+        full = model.logits(tokens, feats)
+        cache = KVCache()
+        parts = [model.logits(tokens[:, :4], feats, cache)]  # prompt prefill, then one token at a time
+        for i in range(4, 12):
+            parts.append(model.logits(tokens[:, i : i + 1], feats, cache))
+        assert cache.length == 12
+    assert (torch.cat(parts, dim=1) - full).abs().max() < 1e-4
+    # beam search reorders the cache: continuing row 2 from a reordered cache equals decoding row 2 alone
+    with torch.no_grad():
+        cache.reorder(torch.tensor([2, 2, 0]))
+        nxt = torch.randint(0, 51865, (3, 1))
+        step = model.logits(nxt, feats[[2, 2, 0]], cache)
+        alone = model.logits(torch.cat([tokens[2:3], nxt[:1]], dim=1), feats[2:3])[:, -1]
+    assert (step[0, -1] - alone[0]).abs().max() < 1e-4
+
+
+def test_context_limits_are_clear_errors():
+    model = ASRModel(TINY).eval()
+    with pytest.raises(ValueError, match="exceed the decoder's context of 448"):
+        model.logits(torch.zeros(1, 449, dtype=torch.long), torch.zeros(1, 10, 64))
+    with pytest.raises(ValueError, match="exceeds the model's 1500"):
+        model.embed_audio(torch.zeros(1, 80, 3002))
+
+
+def test_checkpoint_refusals(tmp_path):
+    with pytest.raises(CheckpointError, match="no such"):
+        load_whisper_checkpoint(tmp_path / "none.pt")
+    model = ASRModel(TINY)
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": model.state_dict()}, tmp_path / "ok.pt")
+    data = (tmp_path / "ok.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="corrupt, truncated"):
+        load_whisper_checkpoint(tmp_path / "cut.pt")
+    wrong = dict(TINY.to_dict(), n_text_state=128)
+    torch.save({"dims": wrong, "model_state_dict": model.state_dict()}, tmp_path / "dims.pt")
+    with pytest.raises(CheckpointError, match="do not match dims"):
+        load_whisper_checkpoint(tmp_path / "dims.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a Whisper checkpoint"):
+        load_whisper_checkpoint(tmp_path / "other.pt")
+    assert load_whisper_checkpoint(tmp_path / "ok.pt").dims == TINY
