@@ -127,3 +127,60 @@ def test_checkpoint_refusals(tmp_path):
     with pytest.raises(CheckpointError, match="not a Whisper checkpoint"):
         load_whisper_checkpoint(tmp_path / "other.pt")
     assert load_whisper_checkpoint(tmp_path / "ok.pt").dims == TINY
+
+
+# ----------------------------------------------------------------------------- tokenizer
+TEXTS = ["Hello, world!", " The quick brown fox jumps over the lazy dog.", "It's 5 o'clock; isn't it?",
+         "Ünïcödé café naïve — déjà vu", "   spaces   and\ttabs\nnewlines", "数字 123 and ½ symbols #@!", "x'll y've"]
+
+
+@pytest.mark.parametrize("multilingual", [True, False])
+def test_tokenizer_matches_openai_whisper(multilingual):
+    whisper = _whisper()
+    from pathlib import Path
+
+    from audiokit.asr.tokenizer import LANGUAGES, WhisperTokenizer
+
+    ref = whisper.tokenizer.get_tokenizer(multilingual, num_languages=99, language="en" if multilingual else None)
+    assets = Path(whisper.__file__).parent / "assets"
+    ours = WhisperTokenizer.from_file(assets / ("multilingual.tiktoken" if multilingual else "gpt2.tiktoken"),
+                                      multilingual=multilingual, language="en" if multilingual else None)
+    assert list(LANGUAGES) == list(whisper.tokenizer.LANGUAGES)
+    for name in ("eot", "sot", "transcribe", "translate", "sot_prev", "no_speech", "no_timestamps", "timestamp_begin"):
+        assert getattr(ours, name) == getattr(ref, name), name
+    assert ours.sot_sequence == tuple(ref.sot_sequence)
+    assert ours.n_vocab == ref.encoding.n_vocab
+    for text in TEXTS:
+        ids = ours.encode(text)
+        assert ids == ref.encode(text), text
+        assert ours.decode(ids) == text
+    assert ours.decode([ours.timestamp_begin + 50, ours.eot], skip_special=False) == "<|1.00|><|endoftext|>"
+    assert ours.timestamp(ours.timestamp_begin + 1500) == pytest.approx(30.0)
+
+
+def test_tokenizer_refusals(tmp_path):
+    from audiokit.asr.tokenizer import TokenizerError, WhisperTokenizer, load_ranks
+
+    with pytest.raises(TokenizerError, match="no such vocabulary"):
+        load_ranks(tmp_path / "none.tiktoken")
+    (tmp_path / "bad.tiktoken").write_text("YQ== 0\nnot-a-line\n")
+    with pytest.raises(TokenizerError, match="bad.tiktoken:2"):
+        load_ranks(tmp_path / "bad.tiktoken")
+    ranks = {bytes([i]): i for i in range(256)}
+    tok = WhisperTokenizer(ranks)
+    assert tok.encode("hi") == [104, 105] and tok.decode([104, 105]) == "hi"
+    with pytest.raises(TokenizerError, match="'xx' is not one"):
+        WhisperTokenizer(ranks, language="xx")
+    with pytest.raises(TokenizerError, match="outside the vocabulary"):
+        tok.decode([10**6])
+    with pytest.raises(TokenizerError, match="not a timestamp"):
+        tok.timestamp(tok.eot)
+
+
+def test_fallback_pretokenizer_splits_like_regex():
+    regex = pytest.importorskip("regex", reason="compares against the regex module (installed with the reference extra)")
+    from audiokit.asr.tokenizer import _PATTERN, FALLBACK_PATTERN
+
+    assert isinstance(_PATTERN, regex.Pattern)
+    for text in TEXTS + ["snake_case__x", "a_b 3_4"]:
+        assert FALLBACK_PATTERN.findall(text) == _PATTERN.findall(text), text
