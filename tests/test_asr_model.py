@@ -184,3 +184,37 @@ def test_fallback_pretokenizer_splits_like_regex():
     assert isinstance(_PATTERN, regex.Pattern)
     for text in TEXTS + ["snake_case__x", "a_b 3_4"]:
         assert FALLBACK_PATTERN.findall(text) == _PATTERN.findall(text), text
+
+
+def test_batched_greedy_decoding_matches_openai_whisper(tmp_path):
+    whisper = _whisper()
+    from pathlib import Path
+
+    from whisper.model import ModelDimensions as RefDims
+    from whisper.model import Whisper
+
+    from audiokit.asr.decoding import DecodingOptions, decode_greedy, non_speech_tokens
+    from audiokit.asr.tokenizer import WhisperTokenizer
+
+    torch.manual_seed(1)
+    ref = Whisper(RefDims(**TINY.to_dict())).eval()
+    with torch.no_grad():  # random matrices, LayerNorms left at identity so the audio reaches the logits
+        for p in ref.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.1)
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, tmp_path / "tiny.pt")
+    ours = load_whisper_checkpoint(tmp_path / "tiny.pt")
+    tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
+    ref_tok = whisper.tokenizer.get_tokenizer(True, num_languages=99, language="en", task="transcribe")
+    assert non_speech_tokens(tok) == sorted(ref_tok.non_speech_tokens)
+    audio = [_speechlike(seed=0), torch.randn(48000, generator=torch.Generator().manual_seed(0)) * 0.3, 3 * _speechlike(seed=2)]
+    mels = torch.stack([log_mel_spectrogram(pad_or_trim(a)) for a in audio])
+    opts = whisper.DecodingOptions(language="en", without_timestamps=True, temperature=0.0, fp16=False, sample_len=40)
+    expected = [whisper.decode(ref, m, opts) for m in mels]
+    got = decode_greedy(ours, tok, mels, DecodingOptions(sample_len=40))
+    assert len({round(e.avg_logprob, 3) for e in expected}) == 3  # the items differ, so mixing rows would show
+    for e, g in zip(expected, got):
+        assert g.tokens == e.tokens
+        assert g.text == e.text
+        assert g.avg_logprob == pytest.approx(e.avg_logprob, abs=1e-4)
+        assert g.no_speech_prob == pytest.approx(e.no_speech_prob, abs=1e-4)
