@@ -57,6 +57,10 @@ def test_export_from_training_checkpoint(tmp_path, capsys):
     meta = json.loads((tmp_path / "out" / "config.json").read_text())
     assert meta["name"] == "mine" and meta["dtype"] == "float16" and meta["codec"]["n_codebooks"] == 4
     assert Codec.load(tmp_path / "out").info.fingerprint == meta["codec"]["fingerprint"]
+    sd = {k: v for k, v in module.state_dict().items() if "encoder.input" not in k}
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": sd}, tmp_path / "partial.ckpt")
+    assert main(["export", str(tmp_path / "partial.ckpt"), str(tmp_path / "p")]) == 2
+    assert "do not match" in capsys.readouterr().err and not (tmp_path / "p").exists()
     torch.save({"hyper_parameters": {}, "state_dict": {}}, tmp_path / "other.ckpt")
     assert main(["export", str(tmp_path / "other.ckpt"), str(tmp_path / "o")]) == 2
     assert "not a codec training checkpoint" in capsys.readouterr().err

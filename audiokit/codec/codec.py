@@ -306,5 +306,9 @@ class Codec:
             raise CodecLoadError(f"{path}: not a codec training checkpoint (no generator hyper-parameters)")
         model = CodecModel(**hp["generator"])
         state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
-        model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith(".usage")]
+        if missing or unexpected:
+            raise CodecLoadError(f"{path}: generator weights do not match its hyper-parameters "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         return cls(model, name=name if name is not None else path.stem, **kw)
