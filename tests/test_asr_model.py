@@ -186,35 +186,87 @@ def test_fallback_pretokenizer_splits_like_regex():
         assert FALLBACK_PATTERN.findall(text) == _PATTERN.findall(text), text
 
 
-def test_batched_greedy_decoding_matches_openai_whisper(tmp_path):
+@pytest.fixture(scope="module")
+def ref_pair(tmp_path_factory):
+    """openai-whisper's model with random weights, the same weights loaded by audiokit, and both tokenizers.
+
+    End-of-text and timestamp embeddings are scaled up, so sequences end at different lengths and carry timestamps.
+    """
     whisper = _whisper()
     from pathlib import Path
 
     from whisper.model import ModelDimensions as RefDims
     from whisper.model import Whisper
 
-    from audiokit.asr.decoding import DecodingOptions, decode_greedy, non_speech_tokens
     from audiokit.asr.tokenizer import WhisperTokenizer
 
     torch.manual_seed(1)
     ref = Whisper(RefDims(**TINY.to_dict())).eval()
+    tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
     with torch.no_grad():  # random matrices, LayerNorms left at identity so the audio reaches the logits
         for p in ref.parameters():
             if p.dim() >= 2:
                 p.normal_(0, 0.1)
-    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, tmp_path / "tiny.pt")
-    ours = load_whisper_checkpoint(tmp_path / "tiny.pt")
-    tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
-    ref_tok = whisper.tokenizer.get_tokenizer(True, num_languages=99, language="en", task="transcribe")
-    assert non_speech_tokens(tok) == sorted(ref_tok.non_speech_tokens)
+        ref.decoder.token_embedding.weight[tok.eot] *= 3.5
+        ref.decoder.token_embedding.weight[tok.timestamp_begin:] *= 1.3
+    path = tmp_path_factory.mktemp("whisper") / "tiny.pt"
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, path)
     audio = [_speechlike(seed=0), torch.randn(48000, generator=torch.Generator().manual_seed(0)) * 0.3, 3 * _speechlike(seed=2)]
     mels = torch.stack([log_mel_spectrogram(pad_or_trim(a)) for a in audio])
-    opts = whisper.DecodingOptions(language="en", without_timestamps=True, temperature=0.0, fp16=False, sample_len=40)
-    expected = [whisper.decode(ref, m, opts) for m in mels]
-    got = decode_greedy(ours, tok, mels, DecodingOptions(sample_len=40))
+    return whisper, ref, load_whisper_checkpoint(path), tok, mels
+
+
+DECODE_CASES = [
+    dict(without_timestamps=True),
+    dict(without_timestamps=False),
+    dict(beam_size=5, without_timestamps=True),
+    dict(beam_size=5),
+    dict(beam_size=3, patience=2.0, length_penalty=0.5),
+    dict(beam_size=4, patience=0.5),
+    dict(language=None, without_timestamps=True),
+    dict(prompt="hello there friends", beam_size=2),
+    dict(prefix="Well", without_timestamps=True),
+]
+
+
+@pytest.mark.parametrize("case", DECODE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_batched_decoding_matches_openai_whisper(ref_pair, case):
+    """Greedy and beam search, with and without timestamps, language detection, prompt and prefix: the same tokens
+    and scores as openai-whisper decoding each window alone, while audiokit decodes the three windows as one batch."""
+    whisper, ref, ours, tok, mels = ref_pair
+    from audiokit.asr.decoding import DecodingOptions, decode
+
+    opts = {"language": "en", "sample_len": 60, **case}
+    expected = [whisper.decode(ref, m, whisper.DecodingOptions(**opts, temperature=0.0, fp16=False)) for m in mels]
+    got = decode(ours, tok, mels, DecodingOptions(**opts))
     assert len({round(e.avg_logprob, 3) for e in expected}) == 3  # the items differ, so mixing rows would show
     for e, g in zip(expected, got):
         assert g.tokens == e.tokens
         assert g.text == e.text
+        assert g.language == e.language
         assert g.avg_logprob == pytest.approx(e.avg_logprob, abs=1e-4)
         assert g.no_speech_prob == pytest.approx(e.no_speech_prob, abs=1e-4)
+        assert g.compression_ratio == pytest.approx(e.compression_ratio)
+    if not case.get("without_timestamps"):
+        assert any(t >= tok.timestamp_begin for g in got for t in g.tokens)
+    if case.get("beam_size") == 5 and "without_timestamps" not in case:
+        assert len({len(g.tokens) for g in got}) > 1  # sequences end at different steps
+
+
+def test_non_speech_tokens_match_openai_whisper(ref_pair):
+    whisper, _, _, tok, _ = ref_pair
+    from audiokit.asr.decoding import non_speech_tokens
+
+    ref_tok = whisper.tokenizer.get_tokenizer(True, num_languages=99, language="en", task="transcribe")
+    assert non_speech_tokens(tok) == sorted(ref_tok.non_speech_tokens)
+
+
+def test_language_detection_matches_openai_whisper(ref_pair):
+    whisper, ref, ours, tok, mels = ref_pair
+    from audiokit.asr.decoding import detect_language
+
+    ref_ids, ref_probs = whisper.decoding.detect_language(ref, mels, whisper.tokenizer.get_tokenizer(True, num_languages=99))
+    ids, probs = detect_language(ours, tok, mels)
+    assert ids.tolist() == ref_ids.tolist()
+    for p, r in zip(probs, ref_probs):
+        assert p["en"] == pytest.approx(r["en"], abs=1e-5) and max(p, key=p.get) == max(r, key=r.get)

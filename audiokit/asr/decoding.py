@@ -1,14 +1,28 @@
-"""Decoding a batch of 30-second windows: options and results as frozen dataclasses, logit filters that
-compose, and a batched greedy decoder over the explicit KV cache.
+"""Decoding 30-second windows: greedy, sampling (best-of-n) and beam search over the explicit KV cache,
+batched over utterances, with Whisper's logit rules.
 
-Filters: suppress blank at the first sampled position (a space or end-of-text), and suppress a token set
-(``"-1"`` means Whisper's non-speech symbols plus the task/control tokens).
+What is decoded, and how, is a frozen :class:`DecodingOptions`; :func:`decode` returns one
+:class:`DecodingResult` per window. The rules, applied to each step's logits in this order:
+
+- suppress blank: at the first sampled position, no space and no end-of-text;
+- suppress tokens: ``"-1"`` means Whisper's non-speech symbols; the task/control tokens are always suppressed;
+- timestamp rules (unless ``without_timestamps``): timestamps come in pairs (except right before end-of-text),
+  never decrease, the first token is a timestamp no later than ``max_initial_timestamp``, and when the
+  timestamps together are more probable than any single text token, a timestamp is taken.
+
+Tokens and scores equal openai-whisper's for greedy and beam search (tested). Differences that are not
+visible in the results: rows that have finished leave the batch (their cache rows are dropped), beams
+share their utterance's cross-attention keys/values instead of copying them every step, and items whose
+prompts differ in length are decoded in groups of equal length.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..nn.transformer import KVCache
 from .model import ASRModel
@@ -17,12 +31,60 @@ from .tokenizer import WhisperTokenizer
 
 @dataclass(frozen=True)
 class DecodingOptions:
+    """How to decode a window.
+
+    Args:
+        task: ``"transcribe"`` or ``"translate"``.
+        language: a language code, or None to detect it per window (models with language tokens).
+        temperature: 0 picks the most likely token (greedy or beam search); above 0 samples.
+        sample_len: most tokens to sample [half the text context].
+        best_of: with temperature > 0, sample this many sequences and keep the most likely.
+        beam_size: beam search with this many beams (temperature 0).
+        patience: beam search stops once ``round(beam_size * patience)`` sequences have finished [1.0].
+        length_penalty: None ranks finished sequences by log-probability / length; a value α in [0, 1]
+            divides by ((5 + length) / 6) ** α instead (Google NMT).
+        prompt: previous text (a string or token ids), given after ``<|startofprev|>``.
+        prefix: text (or ids) the transcript must start with.
+        suppress_tokens: comma-separated ids or a sequence; ``"-1"`` = non-speech symbols.
+        suppress_blank: no blank at the first position.
+        without_timestamps: decode text only (``<|notimestamps|>``).
+        max_initial_timestamp: seconds; the first timestamp is no later than this.
+        seed: seed of the sampler's generator (temperature > 0), for reproducible sampling.
+    """
+
     task: str = "transcribe"
     language: str | None = "en"
-    sample_len: int | None = None  # default: half the text context
-    suppress_tokens: str | tuple[int, ...] | None = "-1"
+    temperature: float = 0.0
+    sample_len: int | None = None
+    best_of: int | None = None
+    beam_size: int | None = None
+    patience: float | None = None
+    length_penalty: float | None = None
+    prompt: str | Sequence[int] | None = None
+    prefix: str | Sequence[int] | None = None
+    suppress_tokens: str | Sequence[int] | None = "-1"
     suppress_blank: bool = True
-    without_timestamps: bool = True
+    without_timestamps: bool = False
+    max_initial_timestamp: float | None = 1.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.beam_size is not None and self.best_of is not None:
+            raise ValueError("beam_size and best_of cannot be given together")
+        if self.temperature == 0 and self.best_of is not None:
+            raise ValueError("best_of needs temperature > 0 (greedy decoding has one answer)")
+        if self.patience is not None and self.beam_size is None:
+            raise ValueError("patience needs beam_size")
+        if self.length_penalty is not None and not 0 <= self.length_penalty <= 1:
+            raise ValueError(f"length_penalty must be in [0, 1], got {self.length_penalty}")
+        if self.beam_size is not None and self.beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {self.beam_size}")
+        if self.best_of is not None and self.best_of < 1:
+            raise ValueError(f"best_of must be at least 1, got {self.best_of}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
 
 
 @dataclass(frozen=True)
@@ -32,9 +94,19 @@ class DecodingResult:
     avg_logprob: float
     no_speech_prob: float
     language: str | None = None
+    language_probs: dict | None = None
+    temperature: float = 0.0
+    compression_ratio: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
+def compression_ratio(text: str) -> float:
+    """Bytes / zlib-compressed bytes: high for repetitive (looping) output."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+# ----------------------------------------------------------------------------- suppression
 _SYMBOLS = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
 _MUSIC = set("♩♪♫♬♭♮♯")
 
@@ -50,58 +122,328 @@ def non_speech_tokens(tok: WhisperTokenizer) -> list[int]:
 
 
 def suppressed_tokens(tok: WhisperTokenizer, spec) -> list[int]:
-    if not spec:
-        return []
-    ids = [int(t) for t in spec.split(",")] if isinstance(spec, str) else list(spec)
-    if -1 in ids:
-        ids = [t for t in ids if t >= 0] + non_speech_tokens(tok)
+    ids = []
+    if spec:
+        ids = [int(t) for t in spec.split(",")] if isinstance(spec, str) else [int(t) for t in spec]
+        if -1 in ids:
+            ids = [t for t in ids if t >= 0] + non_speech_tokens(tok)
     ids += [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok._id("<|startoflm|>"), tok.no_speech]
+    bad = [t for t in ids if not 0 <= t < tok.n_vocab]
+    if bad:
+        raise ValueError(f"suppress_tokens {bad[:5]} are outside the vocabulary of {tok.n_vocab}")
     return sorted(set(ids))
 
 
+# ----------------------------------------------------------------------------- language
 @torch.inference_mode()
-def decode_greedy(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor, options: DecodingOptions = DecodingOptions()
-                  ) -> list[DecodingResult]:
-    """Greedy decoding of ``mel`` ``[B, n_mels, 3000]``: all items at once, each stopping at end-of-text."""
+def detect_language(model: ASRModel, tok: WhisperTokenizer, mel_or_features: torch.Tensor
+                    ) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Most likely language token per window, and each window's distribution over the model's languages."""
+    if not tok.multilingual:
+        raise ValueError("this model has no language tokens (an English-only vocabulary): it cannot detect a language")
+    x = mel_or_features if mel_or_features.dim() == 3 else mel_or_features[None]
+    feats = x if x.shape[-2:] == (model.dims.n_audio_ctx, model.dims.n_audio_state) else model.embed_audio(x)
+    sot = torch.full((feats.shape[0], 1), tok.sot, dtype=torch.long, device=feats.device)
+    logits = model.logits(sot, feats)[:, 0].float()
+    lang_ids = torch.tensor(tok.all_language_tokens, device=logits.device)
+    probs = logits[:, lang_ids].softmax(-1)
+    best = lang_ids[probs.argmax(-1)]
+    dists = [{code: float(p) for code, p in zip(tok.languages, row.tolist())} for row in probs.cpu()]
+    return best, dists
+
+
+# ----------------------------------------------------------------------------- decoding
+def _prompt_ids(tok: WhisperTokenizer, text_or_ids) -> list[int]:
+    if text_or_ids is None:
+        return []
+    if isinstance(text_or_ids, str):
+        return tok.encode(" " + text_or_ids.strip()) if text_or_ids.strip() else []
+    return [int(t) for t in text_or_ids]
+
+
+def initial_tokens(tok: WhisperTokenizer, options: DecodingOptions, n_ctx: int, prompt=None) -> list[int]:
+    """``[<|startofprev|> prompt] <|startoftranscript|> [lang task] [<|notimestamps|>] [prefix]``."""
+    seq = list(tok.sot_sequence) + ([tok.no_timestamps] if options.without_timestamps else [])
+    prefix = _prompt_ids(tok, options.prefix)
+    if prefix:
+        sample_len = options.sample_len or n_ctx // 2
+        seq += prefix[-(n_ctx // 2 - sample_len):] if n_ctx // 2 - sample_len > 0 else []
+    prompt = _prompt_ids(tok, options.prompt if prompt is None else prompt)
+    if prompt:
+        seq = [tok.sot_prev] + prompt[-(n_ctx // 2 - 1):] + seq
+    return seq
+
+
+@torch.inference_mode()
+def decode(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor, options: DecodingOptions = DecodingOptions(),
+           prompts: Sequence | None = None) -> list[DecodingResult]:
+    """Decode windows ``mel`` ``[B, n_mels, frames]`` (or encoder features ``[B, n_audio_ctx, n_audio_state]``).
+
+    ``prompts`` optionally gives each item its own previous text (string or ids), overriding ``options.prompt``.
+    """
     if mel.dim() == 2:
         mel = mel[None]
     B = mel.shape[0]
-    tok = WhisperTokenizer(tok.ranks, len(tok.languages), options.language, options.task, tok.multilingual)
-    prompt = list(tok.sot_sequence) + ([tok.no_timestamps] if options.without_timestamps else [])
-    sample_len = options.sample_len or model.dims.n_text_ctx // 2
-    suppress = torch.tensor(suppressed_tokens(tok, options.suppress_tokens), dtype=torch.long, device=mel.device)
-    blank = torch.tensor(tok.encode(" ") + [tok.eot], dtype=torch.long, device=mel.device)
+    if prompts is not None and len(prompts) != B:
+        raise ValueError(f"{len(prompts)} prompts for {B} windows")
+    tok = tok.with_options(options.language if options.language else (tok.languages[0] if tok.multilingual else None),
+                           options.task)
+    feats = mel if mel.shape[-2:] == (model.dims.n_audio_ctx, model.dims.n_audio_state) else model.embed_audio(mel)
 
-    features = model.embed_audio(mel)
-    cache = KVCache()
-    tokens = torch.tensor([prompt] * B, device=mel.device)
-    logits = model.logits(tokens, features, cache)
-    no_speech_prob = logits[:, prompt.index(tok.sot)].float().softmax(-1)[:, tok.no_speech]
-    logits = logits[:, -1]
-    out = torch.empty(B, 0, dtype=torch.long, device=mel.device)
-    sum_logprob = torch.zeros(B, device=mel.device)
-    done = torch.zeros(B, dtype=torch.bool, device=mel.device)
-    for step in range(sample_len):
-        logits = logits.float()
-        if suppress.numel():
-            logits[:, suppress] = -float("inf")
-        if options.suppress_blank and step == 0:
-            logits[:, blank] = -float("inf")
-        logprobs = logits.log_softmax(-1)
-        nxt = logits.argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, tok.eot), nxt)
-        sum_logprob += torch.where(done, 0.0, logprobs.gather(1, nxt[:, None])[:, 0])
-        out = torch.cat([out, nxt[:, None]], dim=1)
-        done |= nxt == tok.eot
-        if done.all() or len(prompt) + out.shape[1] >= model.dims.n_text_ctx:
-            break
-        logits = model.logits(nxt[:, None], features, cache)[:, -1]
-    results = []
+    languages = [options.language] * B
+    lang_probs: list[dict | None] = [None] * B
+    lang_tokens = None
+    if options.language is None and tok.multilingual:
+        lang_tokens, lang_probs = detect_language(model, tok, feats)
+        languages = [max(p, key=p.get) for p in lang_probs]
+
+    rows = []
     for b in range(B):
-        ids = out[b].tolist()
-        if tok.eot in ids:
-            ids = ids[: ids.index(tok.eot)]
-        results.append(DecodingResult(tokens=ids, text=tok.decode(ids).strip(),
-                                      avg_logprob=float(sum_logprob[b]) / (len(ids) + 1),
-                                      no_speech_prob=float(no_speech_prob[b]), language=options.language))
-    return results
+        seq = initial_tokens(tok, options, model.dims.n_text_ctx, None if prompts is None else prompts[b])
+        if lang_tokens is not None:
+            seq[seq.index(tok.sot) + 1] = int(lang_tokens[b])
+        rows.append(seq)
+    if max(len(r) for r in rows) >= model.dims.n_text_ctx:
+        raise ValueError(f"the prompt and prefix fill the decoder's context of {model.dims.n_text_ctx} tokens")
+
+    results: list[DecodingResult | None] = [None] * B
+    by_length: dict[int, list[int]] = {}
+    for b, r in enumerate(rows):
+        by_length.setdefault(len(r), []).append(b)
+    for idx in by_length.values():
+        index = torch.tensor(idx, device=feats.device)
+        group = _Search(model, tok, options).run(feats.index_select(0, index), torch.tensor([rows[i] for i in idx]))
+        for i, (tokens, sum_logprob, no_speech) in zip(idx, group):
+            text = tok.decode(tokens).strip()
+            results[i] = DecodingResult(tokens=tokens, text=text, avg_logprob=sum_logprob / (len(tokens) + 1),
+                                        no_speech_prob=no_speech, language=languages[i], language_probs=lang_probs[i],
+                                        temperature=options.temperature, compression_ratio=compression_ratio(text))
+    return results  # type: ignore[return-value]
+
+
+class _Search:
+    """One batch of windows whose initial token sequences have the same length."""
+
+    def __init__(self, model: ASRModel, tok: WhisperTokenizer, options: DecodingOptions):
+        self.model, self.tok, self.o = model, tok, options
+        self.n_ctx = model.dims.n_text_ctx
+        self.sample_len = options.sample_len or self.n_ctx // 2
+        self.beam = options.beam_size
+        self.n_group = options.beam_size or options.best_of or 1
+        self.max_candidates = round(self.beam * (options.patience or 1.0)) if self.beam else 0
+        if self.beam and self.max_candidates < 1:
+            raise ValueError(f"beam_size {options.beam_size} with patience {options.patience} keeps no candidates")
+        V = model.dims.n_vocab
+        if tok.n_vocab != V:
+            raise ValueError(f"the tokenizer has {tok.n_vocab} tokens but the model {V}: they do not belong together")
+        self.bias = torch.zeros(V)
+        self.bias[suppressed_tokens(tok, options.suppress_tokens)] = -float("inf")
+        self.blank = tok.encode(" ") + [tok.eot]
+        self.tb = tok.timestamp_begin
+        precision = 30.0 / model.dims.n_audio_ctx * (model.dims.n_audio_ctx / 1500)  # 20 ms per timestamp step
+        self.max_initial = (round(options.max_initial_timestamp / precision)
+                            if options.max_initial_timestamp and not options.without_timestamps else None)
+        self.generator = None
+        if options.temperature > 0 and options.seed is not None:
+            self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
+
+    # ------------------------------------------------------------------ rules
+    def _filter(self, logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        """Apply the rules to ``logits`` ``[N, V]`` given the sampled tokens ``seq`` ``[N, i]``."""
+        i = seq.shape[1]
+        logits = logits + self.bias.to(logits.device)
+        if self.o.suppress_blank and i == 0:
+            logits[:, self.blank] = -float("inf")
+        if self.o.without_timestamps:
+            return logits
+        tb, eot, V = self.tb, self.tok.eot, logits.shape[-1]
+        logits[:, self.tok.no_timestamps] = -float("inf")
+        vocab = torch.arange(V, device=logits.device)
+        if i >= 1:
+            last_ts = seq[:, -1] >= tb
+            penult_ts = seq[:, -2] >= tb if i >= 2 else torch.ones_like(last_ts)
+            logits.masked_fill_((last_ts & penult_ts)[:, None] & (vocab >= tb), -float("inf"))
+            logits.masked_fill_((last_ts & ~penult_ts)[:, None] & (vocab < eot), -float("inf"))
+            latest = torch.where(seq >= tb, seq, -1).amax(dim=1)
+            limit = torch.where(last_ts & ~penult_ts, latest, latest + 1)
+            limit = torch.where(latest >= 0, limit, tb)  # no timestamp yet: no bound
+            logits.masked_fill_((vocab >= tb) & (vocab < limit[:, None]), -float("inf"))
+        else:
+            logits[:, :tb] = -float("inf")
+            if self.max_initial is not None:
+                logits[:, tb + self.max_initial + 1:] = -float("inf")
+        logprobs = logits.float().log_softmax(-1)
+        ts_mass = logprobs[:, tb:].logsumexp(-1)
+        best_text = logprobs[:, :tb].amax(-1)
+        logits.masked_fill_((ts_mass > best_text)[:, None] & (vocab < tb), -float("inf"))
+        return logits
+
+    # ------------------------------------------------------------------ search
+    def run(self, feats: torch.Tensor, init: torch.Tensor) -> list[tuple[list[int], float, float]]:
+        model, tok, G = self.model, self.tok, self.n_group
+        A = feats.shape[0]
+        device = feats.device
+        init = init.to(device)
+        sot_index = init[0].tolist().index(tok.sot)
+        cache = KVCache()
+        # the prompt is identical within a group: run it once per window, then repeat the cache rows
+        logits = model.logits(init, feats, cache)
+        no_speech = logits[:, sot_index].float().softmax(-1)[:, tok.no_speech].tolist()
+        logits = logits[:, -1].float()
+        if G > 1:
+            rep = torch.arange(A, device=device).repeat_interleave(G)
+            cache.reorder(rep, cross=False)
+            logits = logits.index_select(0, rep)
+        # cross-attention keys/values stay one row per window; self-attention rows are window*G + member
+        alive = list(range(A))  # windows still decoding, in row order
+        seq = torch.empty(A * G, 0, dtype=torch.long, device=device)
+        sum_lp = torch.zeros(A * G, device=device)
+        if self.beam:
+            sum_lp.view(A, G)[:, 1:] = -float("inf")  # all beams start equal: only the first one counts
+        finished: list[dict[tuple, float]] = [{} for _ in range(A)]  # beam search: window → {tokens: score}
+        final: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # greedy/sampling: window → (seqs, sum_lp)
+        length = init.shape[1]
+        for step in range(self.sample_len):
+            logits = self._filter(logits, seq)
+            if self.beam:
+                seq, sum_lp, src, done = self._beam_step(logits, seq, sum_lp, alive, finished)
+                cache.reorder(src, cross=False)
+            else:
+                seq, sum_lp, done = self._sample_step(logits, seq, sum_lp)
+            length += 1
+            if length > self.n_ctx or step == self.sample_len - 1:
+                break
+            if done.any():  # whole windows finished: drop their rows (and their cross-attention rows)
+                keep_w = (~done).nonzero()[:, 0]
+                for w in done.nonzero()[:, 0].tolist():
+                    if self.beam:  # too few finished (patience < 1): the live beams at this step make up the rest
+                        self._finalize_beams(finished[alive[w]], seq[w * G:(w + 1) * G], sum_lp[w * G:(w + 1) * G])
+                    else:
+                        final[alive[w]] = (seq[w * G:(w + 1) * G], sum_lp[w * G:(w + 1) * G])
+                if keep_w.numel() == 0:
+                    alive = []
+                    break
+                rows = (keep_w[:, None] * G + torch.arange(G, device=device)).reshape(-1)
+                cache.reorder(rows, cross=False)
+                cache.reorder(keep_w, self_attention=False)
+                seq, sum_lp = seq.index_select(0, rows), sum_lp.index_select(0, rows)
+                alive = [alive[w] for w in keep_w.tolist()]
+            logits = model.logits(seq[:, -1:], feats, cache)[:, -1].float()
+        for w, a in enumerate(alive):
+            if not self.beam:
+                final[a] = (seq[w * G:(w + 1) * G], sum_lp[w * G:(w + 1) * G])
+            else:
+                self._finalize_beams(finished[a], seq[w * G:(w + 1) * G], sum_lp[w * G:(w + 1) * G])
+        out = []
+        for a in range(A):
+            if self.beam:
+                cands = [(list(t), s) for t, s in finished[a].items()]
+            else:
+                seqs, lps = final[a]
+                cands = []
+                for row, lp in zip(seqs.tolist(), lps.tolist()):
+                    cands.append((row[: row.index(tok.eot)] if tok.eot in row else row, lp))
+            out.append((*self._rank(cands), no_speech[a]))
+        return out
+
+    def _sample_step(self, logits, seq, sum_lp):
+        eot, G = self.tok.eot, self.n_group
+        if self.o.temperature == 0:
+            nxt = logits.argmax(-1)
+        else:
+            probs = (logits / self.o.temperature).softmax(-1)
+            nxt = torch.multinomial(probs.cpu() if self.generator else probs, 1, generator=self.generator)[:, 0].to(logits.device)
+        logprobs = logits.log_softmax(-1)
+        ended = seq[:, -1] == eot if seq.shape[1] else torch.zeros_like(nxt, dtype=torch.bool)
+        sum_lp = sum_lp + torch.where(ended, 0.0, logprobs.gather(1, nxt[:, None])[:, 0])
+        nxt = torch.where(ended, eot, nxt)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        done = (nxt == eot).view(-1, G).all(dim=1)
+        return seq, sum_lp, done
+
+    def _beam_step(self, logits, seq, sum_lp, alive, finished):
+        K, eot = self.beam, self.tok.eot
+        N = logits.shape[0]
+        A = N // K
+        logprobs = logits.log_softmax(-1)
+        top_lp, top_id = logprobs.topk(K + 1, dim=-1)  # [N, K+1]
+        scores = (sum_lp[:, None] + top_lp).view(A, K * (K + 1))
+        cand = top_id.view(A, K * (K + 1))
+        source = torch.arange(N, device=logits.device)[:, None].expand(N, K + 1).reshape(A, K * (K + 1))
+        order = scores.argsort(dim=1, descending=True, stable=True)
+        scores, cand, source = scores.gather(1, order), cand.gather(1, order), source.gather(1, order)
+        is_eot = cand == eot
+        before = torch.cumsum(~is_eot, dim=1) - (~is_eot).long()  # non-EOT candidates ranked above this one
+        keep = ~is_eot & (before < K)
+        ended = is_eot & (before < K)
+        old = seq
+        src = source[keep].view(A, K).reshape(-1)
+        new_sum = scores[keep].view(A * K)
+        seq = torch.cat([seq.index_select(0, src), cand[keep].view(A * K, 1)], dim=1)
+        if ended.any():
+            for w, j in ended.nonzero().tolist():  # in score order, as the candidates are sorted
+                store = finished[alive[w]]
+                if len(store) < self.max_candidates:
+                    store.setdefault(tuple(old[int(source[w, j])].tolist()), float(scores[w, j]))
+        done = torch.tensor([len(finished[a]) >= self.max_candidates for a in alive], device=logits.device)
+        return seq, new_sum, src, done
+
+    def _finalize_beams(self, store: dict, seqs: torch.Tensor, lps: torch.Tensor) -> None:
+        if len(store) >= self.beam:
+            return
+        for j in lps.argsort(descending=True, stable=True).tolist():
+            store.setdefault(tuple(seqs[j].tolist()), float(lps[j]))
+            if len(store) >= self.beam:
+                break
+
+    def _rank(self, cands: list[tuple[list[int], float]]) -> tuple[list[int], float]:
+        def score(c):
+            n = len(c[0])
+            penalty = n if self.o.length_penalty is None else ((5 + n) / 6) ** self.o.length_penalty
+            return c[1] / penalty if penalty else c[1]
+
+        best = max(range(len(cands)), key=lambda i: (score(cands[i]), -i))
+        return cands[best]
+
+
+def decode_with_fallback(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor, options: DecodingOptions = DecodingOptions(),
+                         temperatures: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                         compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
+                         no_speech_threshold: float | None = 0.6, prompts: Sequence | None = None) -> list[DecodingResult]:
+    """Decode at the first temperature; windows whose result looks wrong (too repetitive: compression ratio
+    above the threshold; too unlikely: average log-probability below it) are decoded again at the next
+    temperature, unless they look like silence (no-speech probability above its threshold and low
+    log-probability). Beam search / patience apply at temperature 0 only, best-of above it."""
+    B = mel.shape[0] if mel.dim() == 3 else 1
+    results: list[DecodingResult | None] = [None] * B
+    todo = list(range(B))
+    for t in temperatures:
+        kw = dict(temperature=t)
+        if t > 0:
+            kw.update(beam_size=None, patience=None, length_penalty=options.length_penalty,
+                      best_of=options.best_of or (None if options.beam_size is None else options.beam_size))
+        else:
+            kw.update(best_of=None)
+        opts = replace(options, **kw)
+        index = torch.tensor(todo, device=mel.device)
+        sub = mel.index_select(0, index) if mel.dim() == 3 else mel[None]
+        got = decode(model, tok, sub, opts, None if prompts is None else [prompts[i] for i in todo])
+        retry = []
+        for i, r in zip(todo, got):
+            results[i] = r
+            bad = ((compression_ratio_threshold is not None and r.compression_ratio > compression_ratio_threshold)
+                   or (logprob_threshold is not None and r.avg_logprob < logprob_threshold))
+            silent = (no_speech_threshold is not None and r.no_speech_prob > no_speech_threshold
+                      and logprob_threshold is not None and r.avg_logprob < logprob_threshold)
+            if bad and not silent:
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    return results  # type: ignore[return-value]
+
+
+def decode_greedy(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor,
+                  options: DecodingOptions = DecodingOptions(without_timestamps=True)) -> list[DecodingResult]:
+    """Greedy decoding (kept for callers of the first API): :func:`decode` with ``temperature=0``, no beams."""
+    return decode(model, tok, mel, replace(options, temperature=0.0, beam_size=None, best_of=None))

@@ -55,6 +55,33 @@ def load_ranks(path: str | os.PathLike) -> dict[bytes, int]:
     return ranks
 
 
+def _byte_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character → the byte it stands for (GPT-2's table)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + n)] = b
+            n += 1
+    return chars
+
+
+def bpe_to_ranks(bpe) -> dict[bytes, int]:
+    """A trained byte-level :class:`~audiokit.text.BPETokenizer` → ``bytes → rank`` (its specials left out)."""
+    alphabet = _byte_alphabet()
+    vocab = bpe._tok.get_vocab()
+    tokens = []
+    for token, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if not all(c in alphabet for c in token):
+            continue  # a special token such as <pad>
+        tokens.append(bytes(alphabet[c] for c in token))
+    if len(set(tokens)) != len(tokens) or not set(bytes([b]) for b in range(256)) <= set(tokens):
+        raise TokenizerError("the BPE is not byte-level (it lacks some of the 256 bytes)")
+    return {t: i for i, t in enumerate(tokens)}
+
+
 class WhisperTokenizer:
     """Text ↔ ids with Whisper's special tokens.
 
@@ -85,6 +112,43 @@ class WhisperTokenizer:
     def from_file(cls, path: str | os.PathLike, **kw) -> "WhisperTokenizer":
         return cls(load_ranks(path), **kw)
 
+    @classmethod
+    def from_bpe(cls, bpe, **kw) -> "WhisperTokenizer":
+        """The layout over a byte-level BPE trained on our corpus (:class:`audiokit.text.BPETokenizer`).
+
+        Its merges become ranks (HF ``tokenizers`` numbers merged tokens in merge order, after the 256 bytes),
+        its own special tokens are dropped, and Whisper's follow. Defaults to one language (English) with the
+        multilingual layout, so ``sot_sequence`` is ``<|startoftranscript|><|en|><|transcribe|>``.
+        """
+        return cls(bpe_to_ranks(bpe), **{"num_languages": 1, **kw})
+
+    def with_options(self, language: str | None = None, task: str = "transcribe") -> "WhisperTokenizer":
+        """The same vocabulary with another default language / task (shares the BPE cache)."""
+        other = object.__new__(WhisperTokenizer)
+        other.__dict__.update(self.__dict__)
+        if task not in ("transcribe", "translate"):
+            raise TokenizerError(f"task must be 'transcribe' or 'translate', got {task!r}")
+        if language is not None and self.multilingual and language not in self.languages:
+            raise TokenizerError(f"language {language!r} is not one of this model's languages "
+                                 f"({', '.join(self.languages[:10])}{' ...' if len(self.languages) > 10 else ''})")
+        other.language, other.task = (language if self.multilingual else None), task
+        return other
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ranks as a tiktoken-format file (read back with :func:`load_ranks`)."""
+        from ..fileio import atomic_path
+
+        path = Path(path)
+        lines = [f"{base64.b64encode(t).decode()} {r}" for t, r in sorted(self.ranks.items(), key=lambda kv: kv[1])]
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
+        return path
+
+    @property
+    def config(self) -> dict:
+        """What, besides the ranks, rebuilds this tokenizer: ``WhisperTokenizer(ranks, **config)``."""
+        return {"num_languages": len(self.languages), "multilingual": self.multilingual}
+
     # ------------------------------------------------------------------ special ids
     @property
     def n_vocab(self) -> int:
@@ -101,6 +165,10 @@ class WhisperTokenizer:
     no_speech = property(lambda self: self._id("<|nospeech|>"))
     no_timestamps = property(lambda self: self._id("<|notimestamps|>"))
     timestamp_begin = property(lambda self: self._id("<|0.00|>"))
+
+    @property
+    def all_language_tokens(self) -> list[int]:
+        return [self.special[f"<|{l}|>"] for l in self.languages]
 
     def language_token(self, language: str) -> int:
         if language not in self.languages:

@@ -54,10 +54,15 @@ class KVCache:
         """Positions already written (the offset of the next token)."""
         return next(iter(self.layers.values())).length if self.layers else 0
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (e.g. the surviving beams), in that order."""
+    def reorder(self, index: torch.Tensor, cross: bool = True, self_attention: bool = True) -> None:
+        """Keep batch rows ``index`` (e.g. the surviving beams), in that order.
+
+        ``cross=False`` leaves the cross-attention rows alone: beams of one utterance share them (queries of
+        ``G`` beams attend to one row of keys/values), so only dropping whole utterances touches them.
+        """
+        names = (("k", "v") if self_attention else ()) + (("cross_k", "cross_v") if cross else ())
         for c in self.layers.values():
-            for name in ("k", "v", "cross_k", "cross_v"):
+            for name in names:
                 t = getattr(c, name)
                 if t is not None:
                     setattr(c, name, t.index_select(0, index.to(t.device)))
@@ -96,6 +101,8 @@ class MultiHeadAttention(nn.Module):
             k, v = self._split(self.key(source)), self._split(self.value(source))
             if cache is not None:
                 cache.cross_k, cache.cross_v = k, v
+        if source is not None and k.shape[0] != q.shape[0]:
+            return self._grouped(q, k, v)
         if causal and mask is None:
             T, S = q.shape[2], k.shape[2]
             if T > 1:  # queries sit at the last T of S positions
@@ -103,6 +110,19 @@ class MultiHeadAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, H, T, D = out.shape
         return self.out(out.transpose(1, 2).reshape(B, T, H * D))
+
+
+    def _grouped(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Cross-attention where each of ``k``'s rows serves ``G`` consecutive query rows (beams/samples)."""
+        N, H, T, D = q.shape
+        A = k.shape[0]
+        if N % A:
+            raise ValueError(f"{N} query rows cannot share {A} rows of keys")
+        G = N // A
+        q = q.view(A, G, H, T, D).transpose(1, 2).reshape(A, H, G * T, D)
+        out = F.scaled_dot_product_attention(q, k, v)  # no mask: every query sees the whole source
+        out = out.view(A, H, G, T, D).permute(0, 2, 3, 1, 4).reshape(N, T, H * D)
+        return self.out(out)
 
 
 def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
