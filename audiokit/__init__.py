@@ -5,6 +5,7 @@ Public API (model families arrive issue by issue; what is not here yet says so w
 - :class:`CodecTokens`, :class:`CodecInfo`: the token contract every model family reads or writes.
 - :mod:`audiokit.audio`: read/write/resample/normalize audio.
 - :mod:`audiokit.text`: normalization, espeak-ng phonemes, BPE.
+- :class:`Codec`: audio ↔ tokens; :class:`Transcriber`: speech → text with timed segments.
 - :mod:`audiokit.data`: manifests, bucketing sampler, datasets, DataModule, the synthetic corpus.
 """
 __version__ = "0.1.0"
@@ -14,7 +15,6 @@ from .tokens import CodecInfo, CodecMismatchError, CodecTokens, TokenError, Toke
 # Names of the public API whose model family has not landed yet, and what they need.
 _PENDING = {
     "TTS": "the VALL-E and Tortoise model families",
-    "Transcriber": "the ASR model family",
     "load": "the model families and the pretrained registry",
 }
 
@@ -24,6 +24,10 @@ def __getattr__(name: str):
         from .codec import Codec
 
         return Codec
+    if name == "Transcriber":
+        from .asr import Transcriber
+
+        return Transcriber
     if name in _PENDING:
         raise AttributeError(
             f"audiokit.{name} is not available in audiokit {__version__}: it needs {_PENDING[name]}, which has not landed yet"
@@ -31,4 +35,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
 
 
-__all__ = ["Codec", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]
+__all__ = ["Codec", "Transcriber", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]

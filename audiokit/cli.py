@@ -16,7 +16,6 @@ from . import __version__
 # Subcommands whose model family has not landed yet: name -> (what it will do, what it needs).
 PENDING = {
     "tts": ("synthesize speech from text with VALL-E or Tortoise", "the VALL-E and Tortoise model families"),
-    "transcribe": ("transcribe audio files with the Whisper-style ASR", "the ASR model family"),
 }
 
 
@@ -86,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_codec_commands(sub)
+    _add_asr_commands(sub)
     for name, (what, needs) in PENDING.items():
         p = sub.add_parser(name, help=f"{what} [not available yet]",
                            description=f"{what[0].upper()}{what[1:]}.\n\nNot available in audiokit {__version__}: "
@@ -144,24 +144,31 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--devices", default="1", help="devices per node, or 'auto' [1]")
     p.set_defaults(func=cmd_tokenize)
 
-    p = sub.add_parser("eval", help="measure codec quality on a manifest (TTS and ASR evaluation arrive with their families)",
-                       description="Evaluate a model on a manifest. Available: codec (mel/STFT distance, SI-SDR, PESQ, STOI, "
-                                   "codebook usage, bitrate; one row per bandwidth). Planned: tts, asr.")
-    p.add_argument("what", help="codec (tts and asr arrive with their families)")
+    p = sub.add_parser("eval", help="measure codec or ASR quality on a manifest (TTS evaluation arrives with its family)",
+                       description="Evaluate a model on a manifest. codec: mel/STFT distance, SI-SDR, PESQ, STOI, codebook "
+                                   "usage, bitrate; one row per bandwidth. asr: WER and CER (jiwer, after text normalization). "
+                                   "Planned: tts.")
+    p.add_argument("what", help="codec or asr (tts arrives with its family)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--codec", help="the codec to evaluate")
+    p.add_argument("--model", help="asr: the ASR model (exported folder, .ckpt, or Whisper .pt)")
+    p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
+    p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
+    p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("convert", help="convert an official DAC or EnCodec checkpoint to an audiokit codec folder")
-    p.add_argument("kind", choices=["dac", "encodec"])
-    p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec)")
-    p.add_argument("dst", help="folder to write (config.json + model.safetensors)")
+    p = sub.add_parser("convert", help="convert an official DAC, EnCodec or Whisper checkpoint to an audiokit folder")
+    p.add_argument("kind", choices=["dac", "encodec", "whisper"])
+    p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec, .pt for Whisper)")
+    p.add_argument("dst", help="folder to write (config.json + model.safetensors [+ vocab.tiktoken])")
+    p.add_argument("--vocab", default=None, help="Whisper: its multilingual.tiktoken or gpt2.tiktoken [looked for beside src]")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("export", help="write inference weights + config of a trained codec (a .ckpt) to a folder")
+    p = sub.add_parser("export", help="write inference weights + config of a trained codec or ASR model (a .ckpt) to a folder")
     p.add_argument("checkpoint", help="training checkpoint (.ckpt)")
     p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
     p.add_argument("--name", default=None)
@@ -169,7 +176,80 @@ def _add_codec_commands(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _add_asr_commands(sub) -> None:
+    p = sub.add_parser("transcribe", help="transcribe audio files (any length) with a Whisper-style model",
+                       description="Transcribe audio files (wav, flac, ogg, mp3) or codec bitstreams (.akc, with --codec) of "
+                                   "any length: 30-second windows, seeking on timestamps, several files decoded as one batch. "
+                                   "Without --output-dir the transcripts go to standard output.")
+    p.add_argument("files", nargs="+", help="audio files or .akc bitstreams")
+    p.add_argument("--model", required=True, help="exported ASR folder, training .ckpt, or official Whisper .pt")
+    p.add_argument("--vocab", default=None, help="tokenizer ranks of an official Whisper .pt (multilingual.tiktoken or gpt2.tiktoken)")
+    p.add_argument("--codec", default=None, help="the codec that made .akc inputs")
+    p.add_argument("--format", default="txt", choices=["txt", "srt", "vtt", "json", "all"], help="output format [txt]")
+    p.add_argument("--output-dir", default=None, help="write FILE-STEM.FORMAT here instead of printing")
+    p.add_argument("--language", default="en", help="language code, or 'auto' to detect it [en]")
+    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--beam-size", type=int, default=None, help="beam search with this many beams [greedy]")
+    p.add_argument("--patience", type=float, default=None)
+    p.add_argument("--length-penalty", type=float, default=None)
+    p.add_argument("--best-of", type=int, default=5, help="samples per fallback temperature [5]")
+    p.add_argument("--temperature", type=float, default=None, help="one temperature, no fallback [0 with fallback to 1.0]")
+    p.add_argument("--without-timestamps", action="store_true", help="text only: no segment times, 30-second steps")
+    p.add_argument("--initial-prompt", default=None, help="text that precedes the audio (names, spelling, style)")
+    p.add_argument("--no-condition-on-previous-text", dest="condition", action="store_false")
+    p.add_argument("--batch-size", type=int, default=8, help="files decoded together [8]")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_transcribe)
+
+
 # --------------------------------------------------------------------------- handlers
+def cmd_transcribe(args) -> int:
+    from pathlib import Path
+
+    from .asr.transcribe import FORMATS
+    from .asr.transcriber import Transcriber
+    from .fileio import atomic_path
+
+    inputs, codec = [], None
+    for f in args.files:
+        if f.endswith(".akc"):
+            if codec is None:
+                if not args.codec:
+                    raise UserError(f"{f}: a codec bitstream needs --codec (the codec that made it)")
+                from .codec.codec import Codec
+
+                codec = Codec.load(args.codec, device=args.device)
+            from .codec.bitstream import read_akc
+
+            tokens, _ = read_akc(f, expected=codec.info)
+            inputs.append(tokens)
+        else:
+            from .audio import read_audio
+
+            inputs.append(read_audio(f, sample_rate=16000)[0].reshape(-1))  # every file is read before any is written
+    model = Transcriber.load(args.model, device=args.device, vocab=args.vocab)
+    kw = {} if args.temperature is None else {"temperature": args.temperature}
+    results = model.transcribe(inputs, sample_rate=16000, codec=codec, language=None if args.language == "auto" else args.language,
+                               task=args.task, beam_size=args.beam_size, patience=args.patience,
+                               length_penalty=args.length_penalty, best_of=args.best_of,
+                               without_timestamps=args.without_timestamps, initial_prompt=args.initial_prompt,
+                               condition_on_previous_text=args.condition, batch_size=args.batch_size, **kw)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    for f, r in zip(args.files, results):
+        if args.output_dir:
+            out = Path(args.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for fmt in formats:
+                with atomic_path(out / f"{Path(f).stem}.{fmt}") as tmp:
+                    tmp.write_text(r.format(fmt), encoding="utf-8")
+            print(f"{f}: {len(r.segments)} segments, {r.duration:.1f} s -> {out}/{Path(f).stem}.{{{','.join(formats)}}}")
+        else:
+            for fmt in formats:
+                if len(args.files) > 1 and fmt == "txt":
+                    print(f"# {f}")
+                sys.stdout.write(r.format(fmt))
+    return 0
+
 def cmd_train(args) -> int:
     from .train import FAMILIES, PLANNED, run
 
@@ -225,11 +305,12 @@ def cmd_tokenize(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    if args.what in ("tts", "asr"):
-        raise UserError(f"'audiokit eval {args.what}' is not available yet: it needs the "
-                        f"{'VALL-E/Tortoise' if args.what == 'tts' else 'ASR'} model family")
+    if args.what == "tts":
+        raise UserError("'audiokit eval tts' is not available yet: it needs the VALL-E/Tortoise model family")
+    if args.what == "asr":
+        return _eval_asr(args)
     if args.what != "codec":
-        raise UserError(f"unknown evaluation {args.what!r}; available: codec")
+        raise UserError(f"unknown evaluation {args.what!r}; available: codec, asr")
     if not args.codec:
         raise UserError("audiokit eval codec needs --codec")
     from .codec.codec import Codec
@@ -248,7 +329,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_asr(args) -> int:
+    if not args.model:
+        raise UserError("audiokit eval asr needs --model")
+    from .asr.metrics import evaluate_asr
+    from .asr.transcriber import Transcriber
+
+    t = Transcriber.load(args.model, device=args.device, vocab=args.vocab)
+    kw = {"beam_size": args.beam_size} if args.beam_size else {}
+    summary, rows = evaluate_asr(t, args.manifest, max_items=args.max_items, batch_size=args.batch_size, **kw)
+    print(f"{args.manifest}: WER {100 * summary['wer']:.2f} %  CER {100 * summary['cer']:.2f} %  "
+          f"({summary['utterances']} utterances, {summary['words']} words; {summary['backend']})")
+    if args.json:
+        from .fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"model": args.model, "manifest": args.manifest, **summary, "rows": rows}, indent=1))
+    return 0
+
+
 def cmd_convert(args) -> int:
+    if args.kind == "whisper":
+        from .asr.transcriber import Transcriber
+
+        t = Transcriber.load(args.src, vocab=args.vocab)
+        t.export(args.dst, card={"source": f"converted from the official Whisper checkpoint {os.path.basename(args.src)}"})
+        d = t.model.dims
+        print(f"{args.dst}: Whisper {d.n_audio_layer}+{d.n_text_layer} layers, width {d.n_audio_state}, "
+              f"{d.n_vocab} tokens, {'multilingual' if t.tokenizer.multilingual else 'English-only'}")
+        return 0
     from .codec.codec import Codec
     from .codec.convert import ConversionError, convert_dac, convert_encodec
 
@@ -267,11 +376,32 @@ def cmd_export(args) -> int:
 
     from .codec.codec import Codec
 
+    if _is_asr_checkpoint(args.checkpoint):
+        from .asr.transcriber import Transcriber
+
+        t = Transcriber.load(args.checkpoint, name=args.name)
+        t.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
+                 card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
+        print(f"{args.dst}: ASR model, {sum(p.numel() for p in t.model.parameters()) / 1e6:.1f} M parameters")
+        return 0
+
     codec = Codec.load(args.checkpoint, name=args.name)
     codec.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
                  card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
     print(f"{args.dst}: {codec.info.describe()}")
     return 0
+
+def _is_asr_checkpoint(path: str) -> bool:
+    import torch
+
+    if not path.endswith(".ckpt") or not os.path.isfile(path):
+        return False
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:
+        return False  # the codec loader reports what is wrong with it
+    return isinstance(ckpt, dict) and "asr_tokenizer" in ckpt
+
 
 def cmd_data_synth(args) -> int:
     from .data.synth import SynthConfig, synthesize_corpus
@@ -357,8 +487,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .text.phonemes import TextError
     from .codec.codec import CodecLoadError
     from .tokens import TokenError
+    from .asr.convert import CheckpointError
+    from .asr.tokenizer import TokenizerError
 
-    return (UserError, CodecLoadError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
+    return (UserError, CodecLoadError, CheckpointError, TokenizerError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
             FileExistsError, ValueError, ImportError)
 
 

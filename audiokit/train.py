@@ -10,12 +10,12 @@ import importlib
 # family -> (module, LightningModule class); families that have not landed are absent
 FAMILIES = {
     "codec": ("audiokit.codec.lightning", "CodecLightningModule"),
+    "asr": ("audiokit.asr.lightning", "ASRLightningModule"),
 }
 PLANNED = {
     "valle-ar": "the VALL-E model family", "valle-nar": "the VALL-E model family",
     "tortoise-ar": "the Tortoise model family", "clvp": "the Tortoise model family",
     "diffusion": "the Tortoise model family", "diffusion-ar-latents": "the Tortoise model family",
-    "asr": "the ASR model family",
 }
 
 

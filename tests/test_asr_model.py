@@ -270,3 +270,66 @@ def test_language_detection_matches_openai_whisper(ref_pair):
     assert ids.tolist() == ref_ids.tolist()
     for p, r in zip(probs, ref_probs):
         assert p["en"] == pytest.approx(r["en"], abs=1e-5) and max(p, key=p.get) == max(r, key=r.get)
+
+
+def test_chunked_log_mel_equals_whole_file():
+    from audiokit.asr.features import log_mel_spectrogram
+    from audiokit.asr.transcribe import log_mel_long
+
+    audio = torch.cat([_speechlike(7, seed=4), torch.zeros(16000), 0.5 * _speechlike(5, seed=5)])
+    whole = log_mel_spectrogram(audio, padding=N_SAMPLES)
+    for chunk in (777, 3000, 100000):
+        assert log_mel_long(audio, 80, N_SAMPLES, chunk_frames=chunk).shape == whole.shape
+        assert (log_mel_long(audio, 80, N_SAMPLES, chunk_frames=chunk) - whole).abs().max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def seeking_pair(tmp_path_factory):
+    """A random-weight model whose timestamps are likely enough that long-form decoding makes several
+    segments per window and seeks on them."""
+    whisper = _whisper()
+    from pathlib import Path
+
+    from whisper.model import ModelDimensions as RefDims
+    from whisper.model import Whisper
+
+    from audiokit.asr.tokenizer import WhisperTokenizer
+
+    torch.manual_seed(1)
+    ref = Whisper(RefDims(**TINY.to_dict())).eval()
+    tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
+    with torch.no_grad():
+        for p in ref.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.1)
+        ref.decoder.token_embedding.weight[tok.eot] *= 3.0
+        ref.decoder.token_embedding.weight[tok.timestamp_begin:] *= 1.35
+    path = tmp_path_factory.mktemp("whisper") / "seek.pt"
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, path)
+    return whisper, ref, load_whisper_checkpoint(path), tok
+
+
+def test_long_form_transcription_matches_openai_whisper(seeking_pair):
+    """65 s of audio: the same segments (times, tokens, text) and seeks as whisper.transcribe; and a batch of
+    three files, decoded window-by-window together, gives each file the result it gets alone."""
+    whisper, ref, ours, tok = seeking_pair
+    from audiokit.asr.decoding import DecodingOptions
+    from audiokit.asr.transcribe import transcribe
+
+    audio = torch.cat([_speechlike(20, seed=0), torch.zeros(16000 * 5), 2 * _speechlike(40, seed=3)])
+    expected = whisper.transcribe(ref, audio, temperature=0.0, language="en", fp16=False, verbose=None)
+    segments = [s for s in expected["segments"] if s["text"].strip() and s["end"] > s["start"]]
+    got = transcribe(ours, tok, [audio], DecodingOptions(language="en"), temperatures=(0.0,), silence_threshold_db=None)[0]
+    assert len(segments) >= 4 and max(s["start"] for s in segments) > 30  # it did seek past the first window
+    assert len(got.segments) == len(segments)
+    for e, g in zip(segments, got.segments):
+        assert g.tokens == e["tokens"] and g.text == e["text"]
+        assert g.start == pytest.approx(e["start"], abs=1e-3) and g.end == pytest.approx(min(e["end"], 65.0), abs=1e-3)
+    assert got.text == "".join(s["text"] for s in segments).strip()
+    others = [_speechlike(12, seed=6), audio[: 16000 * 33]]
+    batch = transcribe(ours, tok, [others[0], audio, others[1]], DecodingOptions(language="en"), temperatures=(0.0,),
+                       silence_threshold_db=None, batch_size=3)
+    assert [s.tokens for s in batch[1].segments] == [s.tokens for s in got.segments]
+    for x, b in zip(others, (batch[0], batch[2])):
+        alone = transcribe(ours, tok, [x], DecodingOptions(language="en"), temperatures=(0.0,), silence_threshold_db=None)[0]
+        assert [(s.start, s.end, s.tokens) for s in b.segments] == [(s.start, s.end, s.tokens) for s in alone.segments]

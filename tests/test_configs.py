@@ -19,6 +19,29 @@ def test_config_parses_through_lightning_cli(path, capsys):
     assert printed["trainer"]["use_distributed_sampler"] is False
 
 
+ASR_CONFIGS = sorted((CONFIGS[0].parents[1] / "asr").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ASR_CONFIGS, ids=[p.stem for p in ASR_CONFIGS])
+def test_asr_configs(path, capsys, tmp_path):
+    """Each ASR config parses through LightningCLI and builds its model (with a stand-in BPE of 1000 tokens)."""
+    from audiokit.asr.lightning import ASRLightningModule
+    from audiokit.text import BPETokenizer
+
+    cfg = yaml.safe_load(path.read_text())
+    bpe = tmp_path / "bpe.json"
+    BPETokenizer.train([f"sentence number {i} with words {i * 7}" for i in range(300)], vocab_size=1000).save(bpe)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "asr", "--config", str(path), "--model.tokenizer", str(bpe), "--print_config"])
+    assert e.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["dims"] == cfg["model"]["dims"] and printed["trainer"]["use_distributed_sampler"] is False
+    module = ASRLightningModule(str(bpe), dims=cfg["model"]["dims"])
+    dims = module.model.dims
+    assert 2 * dims.n_audio_ctx * 0.01 >= cfg["data"]["max_duration"]  # every training utterance fits a window
+    assert dims.n_vocab == module.tok.n_vocab
+
+
 @pytest.mark.parametrize("name, params", [("dac_24khz", 74.7e6), ("encodec_24khz", 14.85e6)])
 def test_paper_configs_have_the_published_sizes(name, params):
     cfg = yaml.safe_load((CONFIGS[0].parent / f"{name}.yaml").read_text())

@@ -39,6 +39,12 @@ def test_synth_recipe_tiny_stages(tmp_path):
     assert len(store) == sum(summary["utterances"].values())
     rows = json.loads((exp / "codec_eval.json").read_text())["rows"]
     assert [r["n_q"] for r in rows] == [1, 2, 4] and rows[0]["utterances"] == summary["utterances"]["test"]
+    from audiokit.asr.transcriber import Transcriber
+
+    assert torch.load(exp / "asr/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 8
+    assert Transcriber.load(exp / "asr-export").name == "synth-tiny-asr"
+    asr = json.loads((exp / "asr_eval.json").read_text())
+    assert asr["utterances"] == summary["utterances"]["test"] and 0 <= asr["cer"]
     again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
     assert again.returncode == 0 and "already made" in again.stdout
     bad = _run("--size", "huge", cwd=tmp_path)

@@ -238,9 +238,10 @@ class _Search:
             raise ValueError(f"the tokenizer has {tok.n_vocab} tokens but the model {V}: they do not belong together")
         self.bias = torch.zeros(V)
         self.bias[suppressed_tokens(tok, options.suppress_tokens)] = -float("inf")
+        self.bias[tok.timestamp_begin + model.dims.n_audio_ctx + 1:] = -float("inf")  # past the window (shorter models)
         self.blank = tok.encode(" ") + [tok.eot]
         self.tb = tok.timestamp_begin
-        precision = 30.0 / model.dims.n_audio_ctx * (model.dims.n_audio_ctx / 1500)  # 20 ms per timestamp step
+        precision = 0.02  # seconds per timestamp step: one encoder frame
         self.max_initial = (round(options.max_initial_timestamp / precision)
                             if options.max_initial_timestamp and not options.without_timestamps else None)
         self.generator = None
@@ -409,19 +410,20 @@ class _Search:
 def decode_with_fallback(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor, options: DecodingOptions = DecodingOptions(),
                          temperatures: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                          compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
-                         no_speech_threshold: float | None = 0.6, prompts: Sequence | None = None) -> list[DecodingResult]:
+                         no_speech_threshold: float | None = 0.6, prompts: Sequence | None = None,
+                         best_of: int | None = None) -> list[DecodingResult]:
     """Decode at the first temperature; windows whose result looks wrong (too repetitive: compression ratio
     above the threshold; too unlikely: average log-probability below it) are decoded again at the next
     temperature, unless they look like silence (no-speech probability above its threshold and low
-    log-probability). Beam search / patience apply at temperature 0 only, best-of above it."""
+    log-probability). Beam search / patience apply at temperature 0 only; above it, ``best_of`` samples
+    (default: ``options.best_of``) are drawn and the most likely kept."""
     B = mel.shape[0] if mel.dim() == 3 else 1
     results: list[DecodingResult | None] = [None] * B
     todo = list(range(B))
     for t in temperatures:
         kw = dict(temperature=t)
         if t > 0:
-            kw.update(beam_size=None, patience=None, length_penalty=options.length_penalty,
-                      best_of=options.best_of or (None if options.beam_size is None else options.beam_size))
+            kw.update(beam_size=None, patience=None, best_of=best_of or options.best_of)
         else:
             kw.update(best_of=None)
         opts = replace(options, **kw)

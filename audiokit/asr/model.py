@@ -66,6 +66,8 @@ class TextDecoder(nn.Module):
     def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
         super().__init__()
         self.token_embedding = nn.Embedding(n_vocab, n_state)
+        # small embeddings: the output layer is tied to them, and N(0, 1) rows would start with logits of std sqrt(width)
+        nn.init.normal_(self.token_embedding.weight, std=n_state ** -0.5)
         self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
         nn.init.normal_(self.positional_embedding, std=0.01)
         self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer))

@@ -9,11 +9,14 @@
 #   3  export the codec                   ($exp/codec-export: config.json + model.safetensors)
 #   4  tokenize train/valid/test          ($exp/tokens: a CodecTokens store + manifests)
 #   5  evaluate the codec on held-out speakers ($exp/codec_eval.json)
-# VALL-E, Tortoise and ASR stages are added as those families land.
+#   6  train the ASR model                (configs/asr/$size.yaml, the stage-1 BPE; --max-steps overrides)
+#   7  export the ASR model               ($exp/asr-export: config.json + model.safetensors + vocab.tiktoken)
+#   8  evaluate the ASR model on held-out speakers: WER/CER ($exp/asr_eval.json)
+# VALL-E and Tortoise stages are added as those families land.
 set -euo pipefail
 
 stage=0
-stop_stage=5
+stop_stage=8
 size=tiny
 out=data/synth
 exp_root=exp
@@ -79,4 +82,24 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
   audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --json "$exp/codec_eval.json"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "stage 6: ASR training -> $exp/asr"
+  resume=()
+  [ -f "$exp/asr/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+  audiokit train asr --config "configs/asr/$size.yaml" --model.tokenizer "$corpus/bpe.json" \
+    --data.train_manifest "$corpus/train.jsonl" --data.val_manifest "$corpus/valid.jsonl" \
+    --trainer.default_root_dir "$exp/asr" --trainer.callbacks.init_args.dirpath "$exp/asr/checkpoints" \
+    --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "stage 7: export the ASR model -> $exp/asr-export"
+  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "synth-$size-asr"
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  echo "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
+  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --json "$exp/asr_eval.json"
 fi

@@ -1,0 +1,208 @@
+"""ASR training: a LightningModule over (audio, text) batches from :class:`~audiokit.data.SpeechDataModule`.
+
+Every batch is turned into Whisper-format training windows on the fly:
+
+- the text becomes ``<|startoftranscript|><|en|><|transcribe|>`` + ``<|notimestamps|>`` text, or, with
+  probability ``timestamp_prob``, ``<|t_start|>`` text ``<|t_end|>`` (the utterance placed at a random offset);
+- with probability ``concat_prob`` a second utterance of the batch follows after a short gap, as a second
+  timestamped segment, so the model learns the multi-segment output that long-form seeking relies on;
+- with probability ``no_speech_prob`` the window holds only faint noise and the target is ``<|nospeech|>``
+  (the token whose probability after ``<|startoftranscript|>`` tells silence at inference);
+- log-mel on the device, SpecAugment (frequency and time masks), cross-entropy with label smoothing.
+
+Validation logs loss, token accuracy and greedy-decoding WER on the first ``val_decode_batches`` batches.
+"""
+from __future__ import annotations
+
+import base64
+import math
+import random
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..text.normalize import normalize_for_wer
+from .decoding import DecodingOptions, decode
+from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
+from .metrics import error_rate
+from .model import ASRModel, ModelDimensions
+from .tokenizer import WhisperTokenizer, load_ranks
+
+IGNORE = -100
+
+
+def load_tokenizer(path: str) -> WhisperTokenizer:
+    """A BPE JSON made by ``audiokit data bpe`` (one language: English), or a tiktoken rank file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such tokenizer file (make one with: audiokit data bpe --manifest ... --out {p})")
+    if p.suffix == ".tiktoken":
+        return WhisperTokenizer(load_ranks(p), num_languages=1)
+    from ..text.bpe import BPETokenizer
+
+    return WhisperTokenizer.from_bpe(BPETokenizer.load(p))
+
+
+class ASRLightningModule(L.LightningModule):
+    """Trains an :class:`ASRModel`.
+
+    Args:
+        tokenizer: path of a BPE JSON (``audiokit data bpe``) or a ``.tiktoken`` rank file; stored in checkpoints.
+        dims: :class:`ModelDimensions` fields; ``n_vocab`` is taken from the tokenizer.
+        lr, betas, eps, weight_decay: AdamW.
+        warmup_steps: linear warm-up, then linear decay to ``final_lr_fraction`` at the last step.
+        label_smoothing: of the cross-entropy.
+        freq_masks, freq_width, time_masks, time_width: SpecAugment (``time_width`` is a fraction of the
+            utterance's frames); 0 masks disable it.
+        timestamp_prob, concat_prob, no_speech_prob: the window recipe above.
+        val_decode_batches: validation batches also decoded greedily for WER.
+    """
+
+    def __init__(self, tokenizer: str, dims: dict | None = None, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.98),
+                 eps: float = 1e-6, weight_decay: float = 0.1, warmup_steps: int = 500, final_lr_fraction: float = 0.1,
+                 label_smoothing: float = 0.1, freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2,
+                 time_width: float = 0.05, timestamp_prob: float = 0.5, concat_prob: float = 0.3,
+                 no_speech_prob: float = 0.05, val_decode_batches: int = 2):
+        super().__init__()
+        self.tok = load_tokenizer(tokenizer)
+        given = dict(dims or {})
+        if "n_vocab" in given and given["n_vocab"] != self.tok.n_vocab:
+            raise ValueError(f"dims.n_vocab is {given['n_vocab']} but the tokenizer {tokenizer} has {self.tok.n_vocab} tokens")
+        given["n_vocab"] = self.tok.n_vocab
+        full = ModelDimensions(**given)
+        self.save_hyperparameters()
+        self.hparams["dims"] = full.to_dict()  # checkpoints carry the complete dimensions
+        self.model = ASRModel(full)
+        self.window_samples = 2 * full.n_audio_ctx * HOP_LENGTH
+        self._rng = random.Random(0)
+
+    # ------------------------------------------------------------------ checkpoints carry the tokenizer
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        ranks = sorted(self.tok.ranks.items(), key=lambda kv: kv[1])
+        checkpoint["asr_tokenizer"] = {"ranks": [base64.b64encode(t).decode() for t, _ in ranks], "config": self.tok.config}
+
+    # ------------------------------------------------------------------ windows
+    def _timestamp(self, seconds: float) -> int:
+        steps = min(int(round(seconds / 0.02)), self.window_samples // (2 * HOP_LENGTH))
+        return self.tok.timestamp_begin + max(0, steps)
+
+    def make_windows(self, batch: dict, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio ``[B, window]`` and token sequences ``[B, L]`` (padded with ``IGNORE``)."""
+        audio, lengths, texts = batch["audio"], batch["audio_lengths"].tolist(), batch["text"]
+        B, W, tok = audio.shape[0], self.window_samples, self.tok
+        h, rng = self.hparams, self._rng if train else random.Random(0)
+        out = audio.new_zeros(B, W)
+        seqs = []
+        prefix = list(tok.sot_sequence)
+        max_text = self.model.dims.n_text_ctx - len(prefix) - 4
+        for b in range(B):
+            if train and rng.random() < h.no_speech_prob:
+                level = 10 ** (rng.uniform(-80, -45) / 20)
+                out[b] = torch.randn(W, device=audio.device) * level
+                seqs.append([tok.sot, tok.no_speech, tok.eot])
+                continue
+            parts = [b]
+            if train and B > 1 and rng.random() < h.concat_prob:
+                parts.append((b + 1) % B)
+            use_ts = train and rng.random() < h.timestamp_prob or len(parts) > 1
+            pos = int(rng.uniform(0, max(0.0, min(0.5 * SAMPLE_RATE, W - lengths[b])))) if use_ts and train else 0
+            body: list[int] = []
+            for j, i in enumerate(parts):
+                n = min(lengths[i], W - pos)
+                if n <= 0 or (j > 0 and n < lengths[i]):
+                    break  # the next utterance does not fit whole: leave it out
+                out[b, pos:pos + n] = audio[i, :n]
+                ids = tok.encode(" " + texts[i].strip())[:max_text]
+                if use_ts:
+                    body += [self._timestamp(pos / SAMPLE_RATE)] + ids + [self._timestamp((pos + n) / SAMPLE_RATE)]
+                else:
+                    body += ids
+                pos += n + int(rng.uniform(0.1, 1.0) * SAMPLE_RATE)
+            seq = prefix + ([] if use_ts else [tok.no_timestamps]) + body[:max_text] + [tok.eot]
+            seqs.append(seq)
+        L_ = max(len(s) for s in seqs)
+        tokens = torch.full((B, L_), IGNORE, dtype=torch.long)
+        for b, s in enumerate(seqs):
+            tokens[b, : len(s)] = torch.tensor(s)
+        return out, tokens.to(audio.device)
+
+    def spec_augment(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Frequency and time masks (filled with each item's mean)."""
+        h = self.hparams
+        B, M, T = mel.shape
+        mask = torch.zeros(B, M, T, dtype=torch.bool, device=mel.device)
+        bins = torch.arange(M, device=mel.device)
+        steps = torch.arange(T, device=mel.device)
+        for _ in range(h.freq_masks):
+            width = torch.randint(0, h.freq_width + 1, (B, 1), device=mel.device)
+            start = (torch.rand(B, 1, device=mel.device) * (M - width + 1)).long()
+            mask |= ((bins >= start) & (bins < start + width))[:, :, None]
+        for _ in range(h.time_masks):
+            width = (torch.rand(B, 1, device=mel.device) * h.time_width * frames[:, None]).long()
+            start = (torch.rand(B, 1, device=mel.device) * (frames[:, None] - width).clamp_min(1)).long()
+            mask |= ((steps >= start) & (steps < start + width))[:, None, :]
+        return torch.where(mask, mel.mean(dim=(1, 2), keepdim=True), mel)
+
+    # ------------------------------------------------------------------ steps
+    def _loss(self, batch: dict, train: bool):
+        audio, tokens = self.make_windows(batch, train)
+        mel = log_mel_spectrogram(audio, self.model.dims.n_mels)[..., : 2 * self.model.dims.n_audio_ctx]
+        if train and (self.hparams.freq_masks or self.hparams.time_masks):
+            frames = (batch["audio_lengths"].to(mel.device) // HOP_LENGTH).clamp(max=mel.shape[-1])
+            mel = self.spec_augment(mel, frames)
+        inputs = tokens[:, :-1].clamp_min(0)
+        targets = tokens[:, 1:]
+        logits = self.model(mel.to(self.dtype_for_model), inputs)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
+                               label_smoothing=self.hparams.label_smoothing if train else 0.0)
+        valid = targets != IGNORE
+        acc = ((logits.argmax(-1) == targets) & valid).sum() / valid.sum().clamp_min(1)
+        return loss, acc, mel
+
+    @property
+    def dtype_for_model(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def training_step(self, batch, batch_idx):
+        loss, acc, _ = self._loss(batch, train=True)
+        B = batch["audio"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        self.log("train/acc", acc, batch_size=B)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=B)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, acc, mel = self._loss(batch, train=False)
+        B = batch["audio"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
+        self.log("val/acc", acc, batch_size=B, sync_dist=True)
+        if batch_idx < self.hparams.val_decode_batches:
+            results = decode(self.model, self.tok, mel.to(self.dtype_for_model),
+                             DecodingOptions(without_timestamps=True, sample_len=self.model.dims.n_text_ctx // 2))
+            refs = [normalize_for_wer(t) for t in batch["text"]]
+            hyps = [normalize_for_wer(r.text) for r in results]
+            errors, words = error_rate(refs, hyps)
+            self.log("val/wer", errors / max(words, 1), prog_bar=True, batch_size=B, sync_dist=True)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                                lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
+        total = int(total) if total and math.isfinite(total) else 0
+
+        def schedule(step: int) -> float:
+            if step < h.warmup_steps:
+                return (step + 1) / h.warmup_steps
+            if total <= h.warmup_steps:
+                return 1.0
+            frac = min(1.0, (step - h.warmup_steps) / (total - h.warmup_steps))
+            return 1.0 - (1.0 - h.final_lr_fraction) * frac
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,226 @@
+"""``audiokit.Transcriber``: the inference face of an ASR model.
+
+``Transcriber.load(path)`` reads an exported folder (``config.json`` + ``model.safetensors`` + ``vocab.tiktoken``),
+a Lightning training checkpoint (``.ckpt``, the tokenizer is stored inside), or an official Whisper ``.pt``
+(with its ``multilingual.tiktoken`` / ``gpt2.tiktoken`` rank file beside it or given as ``vocab=``).
+``transcribe`` takes file paths, waveforms (with their sample rate) or :class:`CodecTokens` (with the codec
+that made them), one or a list, and returns :class:`Transcript` objects.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..fileio import atomic_path
+from .convert import CheckpointError, load_whisper_checkpoint
+from .decoding import DecodingOptions, decode
+from .features import SAMPLE_RATE
+from .model import ASRModel, ModelDimensions
+from .tokenizer import TokenizerError, WhisperTokenizer, load_ranks
+from .transcribe import Transcript, transcribe
+
+EXPORT_FORMAT = "audiokit.asr"
+
+
+class Transcriber:
+    """An ASR model and its tokenizer, ready to transcribe.
+
+    Args:
+        model: an :class:`ASRModel` (put in eval mode here).
+        tokenizer: the :class:`WhisperTokenizer` whose vocabulary the model was trained on.
+        name: a label (shown by the CLI and in exported cards).
+    """
+
+    def __init__(self, model: ASRModel, tokenizer: WhisperTokenizer, name: str = ""):
+        if tokenizer.n_vocab != model.dims.n_vocab:
+            raise CheckpointError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model's vocabulary is "
+                                  f"{model.dims.n_vocab}: they do not belong together")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Transcriber":
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _audio(self, item, sample_rate: int | None, codec) -> torch.Tensor:
+        from ..audio import read_audio, resample
+        from ..tokens import CodecTokens
+
+        if isinstance(item, (str, os.PathLike)):
+            wav, _ = read_audio(item, sample_rate=SAMPLE_RATE)
+            return wav.reshape(-1)
+        if isinstance(item, CodecTokens):
+            if codec is None:
+                raise ValueError("CodecTokens need the codec that made them: transcribe(tokens, codec=Codec.load(...))")
+            wav = codec.decode(item)
+            if wav.dim() == 2:
+                if wav.shape[0] != 1:
+                    raise ValueError("pass one utterance of CodecTokens at a time (or a list of them)")
+                wav = wav[0]
+            return resample(wav.float().cpu(), codec.sample_rate, SAMPLE_RATE)
+        if hasattr(item, "__array__") and not isinstance(item, torch.Tensor):
+            item = torch.as_tensor(item)
+        if isinstance(item, torch.Tensor):
+            if sample_rate is None:
+                raise ValueError("a waveform needs its sample_rate: transcribe(wav, sample_rate=16000)")
+            x = item.detach().float().cpu()
+            if x.dim() == 2 and x.shape[0] == 1:
+                x = x[0]
+            if x.dim() != 1:
+                raise ValueError(f"expected mono audio [samples] or [1, samples], got shape {tuple(item.shape)}; "
+                                 "pass a list to transcribe several utterances")
+            return resample(x, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else x
+        raise TypeError(f"cannot transcribe a {type(item).__name__}: give a file path, a waveform or CodecTokens")
+
+    def transcribe(self, audio, sample_rate: int | None = None, *, codec=None, language: str | None = "en",
+                   task: str = "transcribe", beam_size: int | None = None, patience: float | None = None,
+                   length_penalty: float | None = None, best_of: int | None = 5,
+                   temperature: float | Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), without_timestamps: bool = False,
+                   initial_prompt: str | None = None, condition_on_previous_text: bool = True,
+                   compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
+                   no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -50.0,
+                   batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1") -> Transcript | list[Transcript]:
+        """Transcribe one input (→ :class:`Transcript`) or a list (→ list, decoded ``batch_size`` at a time).
+
+        Inputs: a path, a waveform with ``sample_rate`` (resampled to 16 kHz), or :class:`CodecTokens` with
+        ``codec``. ``language=None`` detects each file's language (models with language tokens).
+        """
+        single = not isinstance(audio, (list, tuple))
+        items = [audio] if single else list(audio)
+        waves = [self._audio(x, sample_rate, codec) for x in items]
+        temps = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
+        if not temps:
+            raise ValueError("temperature must be a number or a non-empty sequence")
+        if not self.tokenizer.multilingual:
+            language = None
+        options = DecodingOptions(task=task, language=language, beam_size=beam_size, patience=patience,
+                                  length_penalty=length_penalty, best_of=best_of if temps[0] > 0 else None,
+                                  without_timestamps=without_timestamps, suppress_tokens=suppress_tokens,
+                                  temperature=temps[0])
+        if language is not None:
+            self.tokenizer.with_options(language, task)  # an unknown language is an error here, not mid-way
+        out = transcribe(self.model, self.tokenizer, waves, options, temps, compression_ratio_threshold,
+                         logprob_threshold, no_speech_threshold, condition_on_previous_text, initial_prompt,
+                         silence_threshold_db, batch_size, best_of)
+        return out[0] if single else out
+
+    def decode(self, mel: torch.Tensor, options: DecodingOptions = DecodingOptions()):
+        """Decode prepared log-mel windows ``[B, n_mels, frames]`` (see :func:`audiokit.asr.decoding.decode`)."""
+        return decode(self.model, self.tokenizer, mel.to(self.device), options)
+
+    # ------------------------------------------------------------------ files
+    def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` + ``vocab.tiktoken``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in self.model.state_dict().items()
+                 if k != "encoder.positional_embedding"}
+        self.tokenizer.save(folder / "vocab.tiktoken")
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        meta = {"format": EXPORT_FORMAT, "version": 1, "family": "asr", "name": self.name,
+                "dims": self.model.dims.to_dict(), "tokenizer": self.tokenizer.config,
+                "dtype": str(dtype).replace("torch.", ""), **(card or {})}
+        with atomic_path(folder / "config.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu", vocab: str | os.PathLike | None = None,
+             name: str | None = None) -> "Transcriber":
+        """Load an exported folder, a Lightning ``.ckpt``, or an official Whisper ``.pt`` (+ its rank file)."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such model file or folder")
+        if path.is_dir():
+            if not (path / "config.json").exists():
+                raise CheckpointError(f"{path}: not an exported ASR model (no config.json)")
+            t = cls._load_export(path, name)
+        elif path.suffix == ".ckpt":
+            t = cls._load_lightning(path, name)
+        else:
+            model = load_whisper_checkpoint(path)
+            t = cls(model, _official_tokenizer(path, model, vocab), name=name or path.stem)
+        return t.to(device)
+
+    @classmethod
+    def _load_export(cls, folder: Path, name: str | None) -> "Transcriber":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            meta = json.loads((folder / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
+        if meta.get("format") != EXPORT_FORMAT:
+            raise CheckpointError(f"{folder}: not an audiokit ASR export (format {meta.get('format')!r})")
+        try:
+            tok = WhisperTokenizer(load_ranks(folder / "vocab.tiktoken"), **meta["tokenizer"])
+        except TokenizerError as e:
+            raise CheckpointError(str(e)) from None
+        try:
+            state = load_file(str(folder / "model.safetensors"))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{folder / 'model.safetensors'}: missing, corrupt or truncated ({e})") from None
+        model = _build(ModelDimensions(**meta["dims"]), state, str(folder))
+        return cls(model, tok, name=name if name is not None else meta.get("name", folder.name))
+
+    @classmethod
+    def _load_lightning(cls, path: Path, name: str | None) -> "Transcriber":
+        try:
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+        if not isinstance(ckpt, dict) or "asr_tokenizer" not in ckpt or "hyper_parameters" not in ckpt:
+            raise CheckpointError(f"{path}: not an ASR training checkpoint (no tokenizer stored in it)")
+        import base64
+
+        ranks = {base64.b64decode(t): i for i, t in enumerate(ckpt["asr_tokenizer"]["ranks"])}
+        tok = WhisperTokenizer(ranks, **ckpt["asr_tokenizer"]["config"])
+        dims = ModelDimensions(**ckpt["hyper_parameters"]["dims"])
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        return cls(_build(dims, state, str(path)), tok, name=name if name is not None else path.stem)
+
+
+def _build(dims: ModelDimensions, state: dict, where: str) -> ASRModel:
+    model = ASRModel(dims)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and k != "encoder.positional_embedding"]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{where}: weights do not match dims {dims.to_dict()} "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
+    model.load_state_dict({k: v.float() for k, v in state.items() if k != "encoder.positional_embedding"}, strict=False)
+    return model
+
+
+def _official_tokenizer(path: Path, model: ASRModel, vocab) -> WhisperTokenizer:
+    multilingual = model.is_multilingual
+    fname = "multilingual.tiktoken" if multilingual else "gpt2.tiktoken"
+    candidates = [Path(vocab)] if vocab else [path.parent / fname, path.parent / "assets" / fname]
+    for c in candidates:
+        if c.exists():
+            try:
+                tok = WhisperTokenizer.from_file(c, num_languages=model.num_languages if multilingual else 99,
+                                                 multilingual=multilingual, language="en" if multilingual else None)
+            except TokenizerError as e:
+                raise CheckpointError(str(e)) from None
+            if tok.n_vocab != model.dims.n_vocab:
+                raise CheckpointError(f"{c}: {tok.n_vocab} tokens with the special tokens, but {path.name} has "
+                                      f"{model.dims.n_vocab}: use {fname}")
+            return tok
+    raise CheckpointError(f"{path}: an official Whisper checkpoint needs its tokenizer ranks ({fname}); put the file beside "
+                          f"the checkpoint or pass vocab= / --vocab (openai-whisper ships it in whisper/assets/)")

@@ -1,0 +1,137 @@
+"""ASR training: the windows it builds, SpecAugment, a loss that falls, the `audiokit train asr` / export / eval CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from audiokit.asr.lightning import IGNORE, ASRLightningModule
+from audiokit.asr.metrics import error_rate, wer_cer
+from audiokit.cli import main
+from audiokit.data import read_manifest
+from audiokit.data.datamodule import SpeechDataModule
+
+DIMS = dict(n_mels=80, n_audio_ctx=250, n_audio_state=48, n_audio_head=2, n_audio_layer=1, n_text_ctx=64,
+            n_text_state=48, n_text_head=2, n_text_layer=1)
+
+
+@pytest.fixture(scope="module")
+def bpe(synth_corpus, tmp_path_factory):
+    from audiokit.text import BPETokenizer
+
+    path = tmp_path_factory.mktemp("bpe") / "bpe.json"
+    BPETokenizer.from_manifest(synth_corpus[0] / "train.jsonl", vocab_size=300).save(path)
+    return str(path)
+
+
+def _batch(corpus, n=6):
+    dm = SpeechDataModule(str(corpus / "train.jsonl"), kind="audio", sample_rate=16000, max_duration=4.9,
+                          max_batch_size=n, max_batch_seconds=1000)
+    dm.setup("fit")
+    from audiokit.data.datasets import collate_audio
+
+    ds = dm.datasets["train"]
+    return collate_audio([ds[i] for i in range(n)])
+
+
+def test_training_windows(bpe, synth_corpus):
+    module = ASRLightningModule(bpe, dims=DIMS, timestamp_prob=1.0, concat_prob=1.0, no_speech_prob=0.0)
+    tok = module.tok
+    batch = _batch(synth_corpus[0])
+    audio, tokens = module.make_windows(batch, train=True)
+    assert audio.shape == (6, 250 * 320)
+    for b in range(6):
+        seq = [t for t in tokens[b].tolist() if t != IGNORE]
+        assert seq[:3] == list(tok.sot_sequence) and seq[-1] == tok.eot
+        stamps = [t for t in seq if t >= tok.timestamp_begin]
+        assert len(stamps) in (2, 4) and stamps == sorted(stamps) and stamps[-1] <= tok.timestamp_begin + 250
+        texts = tok.decode(seq).strip()
+        assert texts.startswith(batch["text"][b].strip())
+        if len(stamps) == 4:  # a second utterance follows after a gap, as its own segment
+            assert texts.endswith(batch["text"][(b + 1) % 6].strip()) and stamps[2] > stamps[1]
+        start = (stamps[0] - tok.timestamp_begin) * 320  # the audio sits where its first timestamp says
+        n = int(batch["audio_lengths"][b])
+        pos = int(audio[b].abs().gt(0).nonzero()[0]) - int(batch["audio"][b].abs().gt(0).nonzero()[0])
+        assert abs(start - pos) <= 160  # 20 ms timestamp steps
+        assert torch.equal(audio[b, pos:pos + n], batch["audio"][b, :n])
+    plain = ASRLightningModule(bpe, dims=DIMS)
+    audio, tokens = plain.make_windows(batch, train=False)  # validation: no timestamps, no mixing
+    for b in range(6):
+        seq = [t for t in tokens[b].tolist() if t != IGNORE]
+        assert seq[3] == tok.no_timestamps and tok.decode(seq[4:-1]).strip() == batch["text"][b].strip()
+        assert torch.equal(audio[b, : int(batch["audio_lengths"][b])], batch["audio"][b, : int(batch["audio_lengths"][b])])
+    silent = ASRLightningModule(bpe, dims=DIMS, no_speech_prob=1.0)
+    audio, tokens = silent.make_windows(batch, train=True)
+    assert tokens[0, :3].tolist() == [tok.sot, tok.no_speech, tok.eot] and audio.abs().max() < 0.05
+
+
+def test_spec_augment_masks_within_the_utterance(bpe):
+    module = ASRLightningModule(bpe, dims=DIMS, freq_masks=2, freq_width=10, time_masks=2, time_width=0.2)
+    torch.manual_seed(0)
+    mel = torch.randn(4, 80, 500)
+    frames = torch.tensor([500, 300, 100, 50])
+    out = module.spec_augment(mel, frames)
+    changed = out != mel
+    assert out.shape == mel.shape and changed.any()
+    for b, n in enumerate(frames.tolist()):
+        time_cols = changed[b].all(dim=0)
+        assert not time_cols[n:].any()  # time masks stay inside the utterance (frequency masks span everything)
+    off = ASRLightningModule(bpe, dims=DIMS, freq_masks=0, time_masks=0)
+    assert torch.equal(off.spec_augment(mel, frames), mel)
+
+
+def test_loss_goes_down(bpe, synth_corpus):
+    torch.manual_seed(0)
+    module = ASRLightningModule(bpe, dims=DIMS, freq_masks=0, time_masks=0, concat_prob=0.0, no_speech_prob=0.0, timestamp_prob=0.0)
+    batch = _batch(synth_corpus[0], n=4)
+    opt = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, acc, _ = module._loss(batch, train=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses[::5]
+    _, acc, _ = module._loss(batch, train=False)
+    assert float(acc) > 0.5  # it memorised the batch
+
+
+def test_error_rates_match_jiwer():
+    jiwer = pytest.importorskip("jiwer", reason="the 'eval' extra provides jiwer")
+    refs = ["the cat sat on the mat", "hello world", "a b c d"]
+    hyps = ["the cat sat on mat", "hello there world", "a x c d e"]
+    e, n = error_rate(refs, hyps)
+    assert e / n == pytest.approx(jiwer.wer(refs, hyps))
+    e, n = error_rate(refs, hyps, "char")
+    assert e / n == pytest.approx(jiwer.cer(refs, hyps))
+    scores = wer_cer(["Hello, World!", "It's 5 o'clock."], ["hello world", "its five o'clock"])
+    assert scores["wer"] == pytest.approx(1 / 5) and scores["backend"] == "jiwer"
+    with pytest.raises(ValueError, match="no reference"):
+        wer_cer([""], ["x"])
+
+
+def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
+    corpus = synth_corpus[0]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "audiokit.cli", "train", "asr", "--config", os.path.join(os.getcwd(), "configs", "asr", "tiny.yaml"),
+           "--model.tokenizer", bpe, "--data.train_manifest", str(corpus / "train.jsonl"),
+           "--data.val_manifest", str(corpus / "valid.jsonl"), "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
+           "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
+           "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt"), "--trainer.callbacks.init_args.every_n_train_steps", "3",
+           "--trainer.enable_progress_bar", "false"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6 and "asr_tokenizer" in ckpt and ckpt["hyper_parameters"]["dims"]["n_vocab"] > 300
+    assert main(["export", str(tmp_path / "ckpt" / "last.ckpt"), str(tmp_path / "exp"), "--name", "tiny-asr"]) == 0
+    assert "ASR model" in capsys.readouterr().out
+    assert json.loads((tmp_path / "exp" / "config.json").read_text())["name"] == "tiny-asr"
+    assert main(["eval", "asr", "--manifest", str(corpus / "test.jsonl"), "--model", str(tmp_path / "exp"), "--max-items", "3",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert "WER" in capsys.readouterr().out
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["utterances"] == 3 and len(report["rows"]) == 3 and report["wer"] >= 0
+    assert report["rows"][0]["ref"] == read_manifest(corpus / "test.jsonl")[0]["text"]
