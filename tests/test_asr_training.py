@@ -135,3 +135,38 @@ def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["utterances"] == 3 and len(report["rows"]) == 3 and report["wer"] >= 0
     assert report["rows"][0]["ref"] == read_manifest(corpus / "test.jsonl")[0]["text"]
+
+
+def test_librispeech_layout_trains(tmp_path, synth_corpus):
+    """A LibriSpeech-layout tree (flac + upper-case .trans.txt) → `audiokit data manifest` → BPE → training steps."""
+    import soundfile as sf
+
+    from audiokit.text import BPETokenizer
+
+    entries = read_manifest(synth_corpus[0] / "train.jsonl")[:6]
+    d = tmp_path / "LibriSpeech" / "train-clean-100" / "19" / "198"
+    d.mkdir(parents=True)
+    lines = []
+    for k, e in enumerate(entries):
+        wav, sr = sf.read(e["audio"], dtype="float32")
+        sf.write(str(d / f"19-198-{k:04d}.flac"), wav, sr)
+        lines.append(f"19-198-{k:04d} {e['text'].upper().replace(',', '').replace('.', '')}")
+    (d / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    assert main(["data", "manifest", "librispeech", str(tmp_path / "LibriSpeech"), "--out", str(tmp_path / "ls.jsonl")]) == 0
+    BPETokenizer.from_manifest(tmp_path / "ls.jsonl", vocab_size=300).save(tmp_path / "bpe.json")
+    torch.manual_seed(0)
+    module = ASRLightningModule(str(tmp_path / "bpe.json"), dims=DIMS, freq_masks=0, time_masks=0)
+    dm = SpeechDataModule(str(tmp_path / "ls.jsonl"), kind="audio", sample_rate=16000, max_duration=4.9, max_batch_size=6,
+                          max_batch_seconds=1000)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert all(t.isupper() for t in batch["text"])
+    opt = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    first = None
+    for _ in range(15):
+        loss, _, _ = module._loss(batch, train=False)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.7 * first
