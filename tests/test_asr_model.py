@@ -333,3 +333,33 @@ def test_long_form_transcription_matches_openai_whisper(seeking_pair):
     for x, b in zip(others, (batch[0], batch[2])):
         alone = transcribe(ours, tok, [x], DecodingOptions(language="en"), temperatures=(0.0,), silence_threshold_db=None)[0]
         assert [(s.start, s.end, s.tokens) for s in b.segments] == [(s.start, s.end, s.tokens) for s in alone.segments]
+
+
+def test_convert_whisper_and_large_v3_layout(tmp_path, capsys):
+    """`audiokit convert whisper` on a large-v3-layout checkpoint (128 mels, 100 languages) at small widths:
+    the folder and the .pt transcribe alike, and language detection sees all 100 languages."""
+    whisper = _whisper()
+    from pathlib import Path
+
+    from audiokit.asr.transcriber import Transcriber
+    from audiokit.cli import main
+
+    dims = dict(TINY.to_dict(), n_mels=128, n_vocab=51866)
+    torch.manual_seed(0)
+    model = ASRModel(ModelDimensions(**dims))
+    torch.save({"dims": dims, "model_state_dict": model.state_dict()}, tmp_path / "large-v3-mini.pt")
+    vocab = str(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
+    assert main(["convert", "whisper", str(tmp_path / "large-v3-mini.pt"), str(tmp_path / "conv"), "--vocab", vocab]) == 0
+    assert "multilingual" in capsys.readouterr().out
+    a = Transcriber.load(tmp_path / "large-v3-mini.pt", vocab=vocab)
+    b = Transcriber.load(tmp_path / "conv")
+    assert a.tokenizer.n_vocab == b.tokenizer.n_vocab == 51866 and b.tokenizer.languages[-1] == "yue"
+    audio = _speechlike(4.0)
+    ra = a.transcribe(audio, 16000, temperature=0.0, language=None, silence_threshold_db=None)
+    rb = b.transcribe(audio, 16000, temperature=0.0, language=None, silence_threshold_db=None)
+    assert [s.tokens for s in ra.segments] == [s.tokens for s in rb.segments] and ra.language == rb.language
+    assert ra.language in a.tokenizer.languages
+    with pytest.raises(CheckpointError, match="needs its tokenizer ranks"):
+        Transcriber.load(tmp_path / "large-v3-mini.pt")
+    assert main(["convert", "whisper", str(tmp_path / "large-v3-mini.pt"), str(tmp_path / "conv2")]) == 2
+    assert "needs its tokenizer ranks" in capsys.readouterr().err and not (tmp_path / "conv2").exists()

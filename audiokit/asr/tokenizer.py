@@ -139,7 +139,7 @@ class WhisperTokenizer:
         from ..fileio import atomic_path
 
         path = Path(path)
-        lines = [f"{base64.b64encode(t).decode()} {r}" for t, r in sorted(self.ranks.items(), key=lambda kv: kv[1])]
+        lines = [f"{base64.b64encode(t).decode() or '='} {r}" for t, r in sorted(self.ranks.items(), key=lambda kv: kv[1])]
         with atomic_path(path) as tmp:
             tmp.write_text("\n".join(lines) + "\n")
         return path
