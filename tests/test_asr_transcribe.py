@@ -155,6 +155,9 @@ def test_silence_gives_an_empty_transcript(tok):
     for silent in (torch.zeros(16000 * 25), 10 ** (-75 / 20) * torch.randn(16000 * 12, generator=torch.Generator().manual_seed(0))):
         r = t.transcribe(silent, 16000)
         assert r.text == "" and r.segments == [] and r.duration == pytest.approx(silent.shape[0] / 16000)
+    # a very long file: 20 minutes (about 120 windows of this 10 s model) of silence, a defined empty result
+    long = t.transcribe(torch.zeros(16000 * 1200), 16000)
+    assert long.text == "" and long.duration == pytest.approx(1200.0)
     # the same audio without the energy gate is decoded, and this random model does "hear" something in it
     assert t.transcribe(torch.zeros(16000 * 3), 16000, silence_threshold_db=None, no_speech_threshold=None,
                         logprob_threshold=None, temperature=0.0).text != ""
