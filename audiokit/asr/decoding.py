@@ -244,6 +244,7 @@ class _Search:
         precision = 0.02  # seconds per timestamp step: one encoder frame
         self.max_initial = (round(options.max_initial_timestamp / precision)
                             if options.max_initial_timestamp and not options.without_timestamps else None)
+        self.vocab = torch.arange(V)
         self.generator = None
         if options.temperature > 0 and options.seed is not None:
             self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
@@ -257,9 +258,11 @@ class _Search:
             logits[:, self.blank] = -float("inf")
         if self.o.without_timestamps:
             return logits
-        tb, eot, V = self.tb, self.tok.eot, logits.shape[-1]
+        tb, eot = self.tb, self.tok.eot
         logits[:, self.tok.no_timestamps] = -float("inf")
-        vocab = torch.arange(V, device=logits.device)
+        if self.vocab.device != logits.device:
+            self.vocab = self.vocab.to(logits.device)
+        vocab = self.vocab
         if i >= 1:
             last_ts = seq[:, -1] >= tb
             penult_ts = seq[:, -2] >= tb if i >= 2 else torch.ones_like(last_ts)
@@ -288,8 +291,8 @@ class _Search:
         sot_index = init[0].tolist().index(tok.sot)
         cache = KVCache()
         # the prompt is identical within a group: run it once per window, then repeat the cache rows
-        logits = model.logits(init, feats, cache)
-        no_speech = logits[:, sot_index].float().softmax(-1)[:, tok.no_speech].tolist()
+        logits = model.logits(init, feats, cache, positions=[sot_index, init.shape[1] - 1])
+        no_speech = logits[:, 0].float().softmax(-1)[:, tok.no_speech].tolist()
         logits = logits[:, -1].float()
         if G > 1:
             rep = torch.arange(A, device=device).repeat_interleave(G)

@@ -73,7 +73,9 @@ class TextDecoder(nn.Module):
         self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer))
         self.ln = LayerNorm(n_state)
 
-    def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
+                positions: list[int] | None = None) -> torch.Tensor:
+        """Logits at every position, or only at ``positions`` (the vocabulary projection is the costly part)."""
         offset = cache.length if cache is not None else 0
         T = tokens.shape[-1]
         if offset + T > self.positional_embedding.shape[0]:
@@ -82,6 +84,8 @@ class TextDecoder(nn.Module):
         x = x.to(audio_features.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, source=audio_features, causal=True, cache=cache.layer(i) if cache is not None else None)
+        if positions is not None:
+            x = x[:, positions]
         x = self.ln(x)
         return (x @ self.token_embedding.weight.to(x.dtype).T).float()
 
@@ -96,8 +100,9 @@ class ASRModel(nn.Module):
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel)
 
-    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        return self.decoder(tokens, audio_features, cache)
+    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
+               positions: list[int] | None = None) -> torch.Tensor:
+        return self.decoder(tokens, audio_features, cache, positions)
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens, self.encoder(mel))
