@@ -40,7 +40,7 @@ def test_training_windows(bpe, synth_corpus):
     module = ASRLightningModule(bpe, dims=DIMS, timestamp_prob=1.0, concat_prob=1.0, no_speech_prob=0.0)
     tok = module.tok
     batch = _batch(synth_corpus[0])
-    audio, tokens = module.make_windows(batch, train=True)
+    audio, tokens, _ = module.make_windows(batch, train=True)
     assert audio.shape == (6, 250 * 320)
     for b in range(6):
         seq = [t for t in tokens[b].tolist() if t != IGNORE]
@@ -57,14 +57,16 @@ def test_training_windows(bpe, synth_corpus):
         assert abs(start - pos) <= 160  # 20 ms timestamp steps
         assert torch.equal(audio[b, pos:pos + n], batch["audio"][b, :n])
     plain = ASRLightningModule(bpe, dims=DIMS)
-    audio, tokens = plain.make_windows(batch, train=False)  # validation: no timestamps, no mixing
+    audio, tokens, ctc = plain.make_windows(batch, train=False)  # validation: no timestamps, no mixing
     for b in range(6):
         seq = [t for t in tokens[b].tolist() if t != IGNORE]
         assert seq[3] == tok.no_timestamps and tok.decode(seq[4:-1]).strip() == batch["text"][b].strip()
+        assert ctc[b] == seq[4:-1]  # the CTC target is the text alone
         assert torch.equal(audio[b, : int(batch["audio_lengths"][b])], batch["audio"][b, : int(batch["audio_lengths"][b])])
     silent = ASRLightningModule(bpe, dims=DIMS, no_speech_prob=1.0)
-    audio, tokens = silent.make_windows(batch, train=True)
+    audio, tokens, ctc_silent = silent.make_windows(batch, train=True)
     assert tokens[0, :3].tolist() == [tok.sot, tok.no_speech, tok.eot] and audio.abs().max() < 0.05
+    assert ctc_silent[0] == []
 
 
 def test_spec_augment_masks_within_the_utterance(bpe):
@@ -82,14 +84,19 @@ def test_spec_augment_masks_within_the_utterance(bpe):
     assert torch.equal(off.spec_augment(mel, frames), mel)
 
 
-def test_loss_goes_down(bpe, synth_corpus):
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
+def test_loss_goes_down(bpe, synth_corpus, ctc_weight):
     torch.manual_seed(0)
-    module = ASRLightningModule(bpe, dims=DIMS, freq_masks=0, time_masks=0, concat_prob=0.0, no_speech_prob=0.0, timestamp_prob=0.0)
+    module = ASRLightningModule(bpe, dims=DIMS, freq_masks=0, time_masks=0, concat_prob=0.0, no_speech_prob=0.0, timestamp_prob=0.0,
+                                ctc_weight=ctc_weight)
+    assert (module.ctc_head is not None) == (ctc_weight > 0)
     batch = _batch(synth_corpus[0], n=4)
     opt = torch.optim.AdamW(module.parameters(), lr=3e-3)
-    losses = []
+    losses, ctcs = [], []
     for _ in range(40):
         loss, acc, _ = module._loss(batch, train=True)
+        if ctc_weight:
+            ctcs.append(float(module._last_ctc))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -97,6 +104,8 @@ def test_loss_goes_down(bpe, synth_corpus):
     assert losses[-1] < 0.5 * losses[0], losses[::5]
     _, acc, _ = module._loss(batch, train=False)
     assert float(acc) > 0.5  # it memorised the batch
+    if ctc_weight:
+        assert ctcs[-1] < 0.8 * ctcs[0] and all(map(torch.isfinite, map(torch.tensor, ctcs)))  # the encoder's CTC term learns too
 
 
 def test_error_rates_match_jiwer():
