@@ -256,6 +256,8 @@ def test_transcribe_cli(tmp_path, tok, capsys):
     capsys.readouterr()
     assert main(["transcribe", files[0], "--model", str(tmp_path / "model"), "--format", "srt", "--temperature", "0"]) == 0
     assert "-->" in capsys.readouterr().out
+    assert main(["transcribe", files[0], "--model", str(tmp_path / "model"), "--dtype", "bfloat16", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["duration"] == pytest.approx(2.0)
     # a corrupt input: one line, nothing written
     (tmp_path / "bad.wav").write_bytes(b"nonsense")
     assert main(["transcribe", files[0], str(tmp_path / "bad.wav"), "--model", str(tmp_path / "model"),
