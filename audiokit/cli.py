@@ -156,6 +156,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="asr: model precision")
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -339,7 +340,9 @@ def _eval_asr(args) -> int:
     from .asr.metrics import evaluate_asr
     from .asr.transcriber import Transcriber
 
-    t = Transcriber.load(args.model, device=args.device, vocab=args.vocab)
+    import torch
+
+    t = Transcriber.load(args.model, device=args.device, vocab=args.vocab).to(dtype=getattr(torch, args.dtype))
     kw = {"beam_size": args.beam_size} if args.beam_size else {}
     summary, rows = evaluate_asr(t, args.manifest, max_items=args.max_items, batch_size=args.batch_size, **kw)
     print(f"{args.manifest}: WER {100 * summary['wer']:.2f} %  CER {100 * summary['cer']:.2f} %  "
