@@ -20,30 +20,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 
 import torch
+
+from _timing import timed
 
 warnings.filterwarnings("ignore")
 
 TINY = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4, n_vocab=51865,
             n_text_ctx=448, n_text_state=384, n_text_head=6, n_text_layer=4)
-
-
-def timed(fn, repeats, sync):
-    fn()
-    sync()
-    times = []
-    out = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def speechlike(seconds, seed):

@@ -10,28 +10,15 @@ Markdown table. Needs the ``reference`` extra.
 """
 import argparse
 import json
-import os
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 
 import torch
 
+from _timing import timed
+
 warnings.filterwarnings("ignore")
-
-
-def timed(fn, repeats, sync):
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def bench_encodec(x, repeats, device, sync, d):

@@ -55,7 +55,7 @@ def test_log_mel_matches_openai_whisper():
 
 
 def test_official_checkpoint_parity(tmp_path):
-    whisper = _whisper()
+    _whisper()
     from whisper.model import ModelDimensions as RefDims
     from whisper.model import Whisper
 
@@ -186,12 +186,9 @@ def test_fallback_pretokenizer_splits_like_regex():
         assert FALLBACK_PATTERN.findall(text) == _PATTERN.findall(text), text
 
 
-@pytest.fixture(scope="module")
-def ref_pair(tmp_path_factory):
-    """openai-whisper's model with random weights, the same weights loaded by audiokit, and both tokenizers.
-
-    End-of-text and timestamp embeddings are scaled up, so sequences end at different lengths and carry timestamps.
-    """
+def _random_reference(tmp_path_factory, eot_scale: float, timestamp_scale: float):
+    """openai-whisper's model at TINY with random weights (LayerNorms left at identity, so the audio reaches the
+    logits), end-of-text and timestamp embeddings scaled up; the same weights loaded by audiokit; the tokenizer."""
     whisper = _whisper()
     from pathlib import Path
 
@@ -203,17 +200,27 @@ def ref_pair(tmp_path_factory):
     torch.manual_seed(1)
     ref = Whisper(RefDims(**TINY.to_dict())).eval()
     tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
-    with torch.no_grad():  # random matrices, LayerNorms left at identity so the audio reaches the logits
+    with torch.no_grad():
         for p in ref.parameters():
             if p.dim() >= 2:
                 p.normal_(0, 0.1)
-        ref.decoder.token_embedding.weight[tok.eot] *= 3.5
-        ref.decoder.token_embedding.weight[tok.timestamp_begin:] *= 1.3
+        ref.decoder.token_embedding.weight[tok.eot] *= eot_scale
+        ref.decoder.token_embedding.weight[tok.timestamp_begin:] *= timestamp_scale
     path = tmp_path_factory.mktemp("whisper") / "tiny.pt"
     torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, path)
+    return whisper, ref, load_whisper_checkpoint(path), tok
+
+
+@pytest.fixture(scope="module")
+def ref_pair(tmp_path_factory):
+    """openai-whisper's model with random weights, the same weights loaded by audiokit, and both tokenizers.
+
+    End-of-text and timestamp embeddings are scaled up, so sequences end at different lengths and carry timestamps.
+    """
+    whisper, ref, ours, tok = _random_reference(tmp_path_factory, eot_scale=3.5, timestamp_scale=1.3)
     audio = [_speechlike(seed=0), torch.randn(48000, generator=torch.Generator().manual_seed(0)) * 0.3, 3 * _speechlike(seed=2)]
     mels = torch.stack([log_mel_spectrogram(pad_or_trim(a)) for a in audio])
-    return whisper, ref, load_whisper_checkpoint(path), tok, mels
+    return whisper, ref, ours, tok, mels
 
 
 DECODE_CASES = [
@@ -287,26 +294,7 @@ def test_chunked_log_mel_equals_whole_file():
 def seeking_pair(tmp_path_factory):
     """A random-weight model whose timestamps are likely enough that long-form decoding makes several
     segments per window and seeks on them."""
-    whisper = _whisper()
-    from pathlib import Path
-
-    from whisper.model import ModelDimensions as RefDims
-    from whisper.model import Whisper
-
-    from audiokit.asr.tokenizer import WhisperTokenizer
-
-    torch.manual_seed(1)
-    ref = Whisper(RefDims(**TINY.to_dict())).eval()
-    tok = WhisperTokenizer.from_file(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
-    with torch.no_grad():
-        for p in ref.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.1)
-        ref.decoder.token_embedding.weight[tok.eot] *= 3.0
-        ref.decoder.token_embedding.weight[tok.timestamp_begin:] *= 1.35
-    path = tmp_path_factory.mktemp("whisper") / "seek.pt"
-    torch.save({"dims": TINY.to_dict(), "model_state_dict": ref.state_dict()}, path)
-    return whisper, ref, load_whisper_checkpoint(path), tok
+    return _random_reference(tmp_path_factory, eot_scale=3.0, timestamp_scale=1.35)
 
 
 def test_long_form_transcription_matches_openai_whisper(seeking_pair):

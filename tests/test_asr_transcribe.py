@@ -2,7 +2,6 @@
 temperature fallback, and bad input."""
 import json
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch

@@ -29,14 +29,20 @@ def load_whisper_checkpoint(path: str | os.PathLike, device="cpu") -> ASRModel:
     if missing:
         raise CheckpointError(f"{path}: dims lack {sorted(missing)}")
     dims = ModelDimensions(**{k: int(ckpt["dims"][k]) for k in names})
+    state = {k: v for k, v in ckpt["model_state_dict"].items() if not k.startswith("alignment_heads")}
+    return build_model(dims, state, str(path)).to(device).eval()
+
+
+def build_model(dims: ModelDimensions, state: dict, where: str) -> ASRModel:
+    """An :class:`ASRModel` of ``dims`` with ``state`` loaded (float32), or a :class:`CheckpointError` naming
+    ``where`` and the missing, unexpected or wrongly shaped weights. The sinusoidal positions may be absent."""
     model = ASRModel(dims)
-    state = ckpt["model_state_dict"]
     expected = model.state_dict()
-    missing_keys = [k for k in expected if k not in state and k != "encoder.positional_embedding"]
-    unexpected = [k for k in state if k not in expected and not k.startswith("alignment_heads")]
+    missing = [k for k in expected if k not in state and k != "encoder.positional_embedding"]
+    unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing_keys or unexpected or wrong:
-        raise CheckpointError(f"{path}: weights do not match dims {dims.to_dict()} (missing {missing_keys[:3]}, "
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{where}: weights do not match dims {dims.to_dict()} (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    return model.to(device).eval()
+    model.load_state_dict({k: v.float() for k, v in state.items() if k != "encoder.positional_embedding"}, strict=False)
+    return model

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..nn.transformer import KVCache
 from .model import ASRModel
@@ -446,9 +445,3 @@ def decode_with_fallback(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tens
         if not todo:
             break
     return results  # type: ignore[return-value]
-
-
-def decode_greedy(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor,
-                  options: DecodingOptions = DecodingOptions(without_timestamps=True)) -> list[DecodingResult]:
-    """Greedy decoding (kept for callers of the first API): :func:`decode` with ``temperature=0``, no beams."""
-    return decode(model, tok, mel, replace(options, temperature=0.0, beam_size=None, best_of=None))

@@ -13,7 +13,6 @@ audio gives an empty transcript rather than invented text.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 

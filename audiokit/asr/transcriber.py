@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from ..fileio import atomic_path
-from .convert import CheckpointError, load_whisper_checkpoint
+from .convert import CheckpointError, build_model, load_whisper_checkpoint
 from .decoding import DecodingOptions, decode
 from .features import SAMPLE_RATE
 from .model import ASRModel, ModelDimensions
@@ -174,7 +174,7 @@ class Transcriber:
             state = load_file(str(folder / "model.safetensors"))
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{folder / 'model.safetensors'}: missing, corrupt or truncated ({e})") from None
-        model = _build(ModelDimensions(**meta["dims"]), state, str(folder))
+        model = build_model(ModelDimensions(**meta["dims"]), state, str(folder))
         return cls(model, tok, name=name if name is not None else meta.get("name", folder.name))
 
     @classmethod
@@ -191,20 +191,7 @@ class Transcriber:
         tok = WhisperTokenizer(ranks, **ckpt["asr_tokenizer"]["config"])
         dims = ModelDimensions(**ckpt["hyper_parameters"]["dims"])
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return cls(_build(dims, state, str(path)), tok, name=name if name is not None else path.stem)
-
-
-def _build(dims: ModelDimensions, state: dict, where: str) -> ASRModel:
-    model = ASRModel(dims)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and k != "encoder.positional_embedding"]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"{where}: weights do not match dims {dims.to_dict()} "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
-    model.load_state_dict({k: v.float() for k, v in state.items() if k != "encoder.positional_embedding"}, strict=False)
-    return model
+        return cls(build_model(dims, state, str(path)), tok, name=name if name is not None else path.stem)
 
 
 def _official_tokenizer(path: Path, model: ASRModel, vocab) -> WhisperTokenizer:
