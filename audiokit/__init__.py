@@ -5,7 +5,8 @@ Public API (model families arrive issue by issue; what is not here yet says so w
 - :class:`CodecTokens`, :class:`CodecInfo`: the token contract every model family reads or writes.
 - :mod:`audiokit.audio`: read/write/resample/normalize audio.
 - :mod:`audiokit.text`: normalization, espeak-ng phonemes, BPE.
-- :class:`Codec`: audio ↔ tokens; :class:`Transcriber`: speech → text with timed segments.
+- :class:`Codec`: audio ↔ tokens; :class:`Transcriber`: speech → text with timed segments;
+  :class:`TTS`: text + a voice prompt → speech (VALL-E).
 - :mod:`audiokit.data`: manifests, bucketing sampler, datasets, DataModule, the synthetic corpus.
 """
 __version__ = "0.1.0"
@@ -14,7 +15,6 @@ from .tokens import CodecInfo, CodecMismatchError, CodecTokens, TokenError, Toke
 
 # Names of the public API whose model family has not landed yet, and what they need.
 _PENDING = {
-    "TTS": "the VALL-E and Tortoise model families",
     "load": "the model families and the pretrained registry",
 }
 
@@ -28,6 +28,10 @@ def __getattr__(name: str):
         from .asr import Transcriber
 
         return Transcriber
+    if name == "TTS":
+        from .tts import TTS
+
+        return TTS
     if name in _PENDING:
         raise AttributeError(
             f"audiokit.{name} is not available in audiokit {__version__}: it needs {_PENDING[name]}, which has not landed yet"
@@ -35,4 +39,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
 
 
-__all__ = ["Codec", "Transcriber", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]
+__all__ = ["Codec", "Transcriber", "TTS", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]

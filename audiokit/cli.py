@@ -14,9 +14,7 @@ import sys
 from . import __version__
 
 # Subcommands whose model family has not landed yet: name -> (what it will do, what it needs).
-PENDING = {
-    "tts": ("synthesize speech from text with VALL-E or Tortoise", "the VALL-E and Tortoise model families"),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 
 class UserError(Exception):
@@ -86,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_codec_commands(sub)
     _add_asr_commands(sub)
+    _add_tts_commands(sub)
     for name, (what, needs) in PENDING.items():
         p = sub.add_parser(name, help=f"{what} [not available yet]",
                            description=f"{what[0].upper()}{what[1:]}.\n\nNot available in audiokit {__version__}: "
@@ -144,14 +143,18 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--devices", default="1", help="devices per node, or 'auto' [1]")
     p.set_defaults(func=cmd_tokenize)
 
-    p = sub.add_parser("eval", help="measure codec or ASR quality on a manifest (TTS evaluation arrives with its family)",
+    p = sub.add_parser("eval", help="measure codec, ASR or TTS quality on a manifest",
                        description="Evaluate a model on a manifest. codec: mel/STFT distance, SI-SDR, PESQ, STOI, codebook "
                                    "usage, bitrate; one row per bandwidth. asr: WER and CER (jiwer, after text normalization). "
-                                   "Planned: tts.")
-    p.add_argument("what", help="codec or asr (tts arrives with its family)")
+                                   "tts: the zero-shot protocol (prompt = 3 s of another utterance of the same speaker): WER "
+                                   "through audiokit's ASR and pocketsphinx, speaker similarity (resemblyzer), real-time factor; "
+                                   "ground-truth and codec-resynthesis rows beside the model's.")
+    p.add_argument("what", choices=["codec", "asr", "tts"])
     p.add_argument("--manifest", required=True)
     p.add_argument("--codec", help="the codec to evaluate")
-    p.add_argument("--model", help="asr: the ASR model (exported folder, .ckpt, or Whisper .pt)")
+    p.add_argument("--model", help="asr: the ASR model (exported folder, .ckpt, or Whisper .pt); tts: the TTS folder")
+    p.add_argument("--asr", default=None, help="tts: the ASR that judges WER [the one bundled with the TTS model]")
+    p.add_argument("--seed", type=int, default=0, help="tts: prompt choice and sampling seed [0]")
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
@@ -169,12 +172,39 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--vocab", default=None, help="Whisper: its multilingual.tiktoken or gpt2.tiktoken [looked for beside src]")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("export", help="write inference weights + config of a trained codec or ASR model (a .ckpt) to a folder")
-    p.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    p = sub.add_parser("export", help="write inference weights + config of a trained codec, ASR or VALL-E model to a folder",
+                       description="Export a training checkpoint for inference. A VALL-E AR checkpoint needs its NAR (--nar) "
+                                   "and codec (--codec); --asr bundles an ASR model to transcribe prompts.")
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt): codec, ASR, or VALL-E AR")
     p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
     p.add_argument("--name", default=None)
+    p.add_argument("--nar", default=None, help="VALL-E: the NAR checkpoint")
+    p.add_argument("--codec", default=None, help="VALL-E: the codec its tokens came from (exported folder)")
+    p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     p.set_defaults(func=cmd_export)
+
+
+def _add_tts_commands(sub) -> None:
+    p = sub.add_parser("tts", help="speak text in the voice of a short prompt (VALL-E, zero-shot)",
+                       description="Synthesize TEXT in the voice of PROMPT (1 s or more of speech; longer than the model's "
+                                   "maximum is trimmed). The prompt's transcript makes the model continue the prompt (the "
+                                   "paper's inference): give it with --prompt-text, or let the ASR (--asr, or the one bundled "
+                                   "with the model) transcribe it; --prompt-text '' uses the prompt as a voice reference only. "
+                                   "Long text is split into sentences and synthesized as one batch.")
+    p.add_argument("--model", required=True, help="exported TTS folder (audiokit export), or a bundled model's name")
+    p.add_argument("--text", required=True, help="text to speak")
+    p.add_argument("--prompt", required=True, help="voice prompt: an audio file, or a .akc bitstream of the model's codec")
+    p.add_argument("--prompt-text", default=None, help="the prompt's transcript ['' = none; default: ask the ASR]")
+    p.add_argument("--asr", default=None, help="ASR model for the prompt's transcript [the bundled one]")
+    p.add_argument("--out", required=True, help="audio file to write (wav, flac, ogg)")
+    p.add_argument("--language", default="en")
+    p.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
+    p.add_argument("--temperature", type=float, default=1.0, help="AR sampling temperature; 0 = greedy [1.0]")
+    p.add_argument("--top-k", type=int, default=50, help="[50]")
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_tts)
 
 
 def _add_asr_commands(sub) -> None:
@@ -255,6 +285,25 @@ def cmd_transcribe(args) -> int:
                 sys.stdout.write(r.format(fmt))
     return 0
 
+def cmd_tts(args) -> int:
+    from .tts import TTS
+
+    tts = TTS.load(args.model, device=args.device, asr=args.asr)
+    prompt = args.prompt
+    if str(prompt).endswith(".akc"):
+        from .codec.bitstream import read_akc
+
+        prompt, _ = read_akc(prompt, expected=tts.codec.info)
+    out = tts.synthesize(args.text, prompt, prompt_text=args.prompt_text, language=args.language, seed=args.seed,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    for n in out.notices:
+        print(f"note: {n}", file=sys.stderr)
+    out.save(args.out)
+    print(f"{args.out}: {out.duration:.2f} s at {out.sample_rate} Hz, {len(out.sentences)} sentence(s), "
+          f"RTF {out.rtf:.2f}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train import FAMILIES, PLANNED, run
 
@@ -311,11 +360,9 @@ def cmd_tokenize(args) -> int:
 
 def cmd_eval(args) -> int:
     if args.what == "tts":
-        raise UserError("'audiokit eval tts' is not available yet: it needs the VALL-E/Tortoise model family")
+        return _eval_tts(args)
     if args.what == "asr":
         return _eval_asr(args)
-    if args.what != "codec":
-        raise UserError(f"unknown evaluation {args.what!r}; available: codec, asr")
     if not args.codec:
         raise UserError("audiokit eval codec needs --codec")
     from .codec.codec import Codec
@@ -355,6 +402,23 @@ def _eval_asr(args) -> int:
     return 0
 
 
+def _eval_tts(args) -> int:
+    if not args.model:
+        raise UserError("audiokit eval tts needs --model")
+    from .tts import TTS
+    from .valle.evaluate import evaluate_tts, format_table
+
+    tts = TTS.load(args.model, device=args.device, asr=args.asr)
+    rows, items = evaluate_tts(tts, args.manifest, max_items=args.max_items, seed=args.seed)
+    print(format_table(rows))
+    if args.json:
+        from .fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"model": args.model, "manifest": args.manifest, "rows": rows, "items": items}, indent=1))
+    return 0
+
+
 def cmd_convert(args) -> int:
     if args.kind == "whisper":
         from .asr.transcriber import Transcriber
@@ -383,7 +447,22 @@ def cmd_export(args) -> int:
 
     from .codec.codec import Codec
 
-    if _is_asr_checkpoint(args.checkpoint):
+    kind = _checkpoint_kind(args.checkpoint)
+    if kind == "valle-nar":
+        raise UserError(f"{args.checkpoint} is a VALL-E NAR checkpoint: export from the AR one, with --nar {args.checkpoint}")
+    if kind == "valle-ar":
+        if not args.nar or not args.codec:
+            raise UserError("exporting VALL-E needs the NAR checkpoint (--nar) and the codec (--codec) as well")
+        from .valle.tts import ValleTTS
+
+        tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name or "valle")
+        tts.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
+                   card={"source": f"exported from {os.path.basename(args.checkpoint)} + {os.path.basename(args.nar)}"})
+        n = sum(p.numel() for m in (tts.ar, tts.nar) for p in m.parameters()) / 1e6
+        print(f"{args.dst}: VALL-E AR + NAR, {n:.1f} M parameters, {tts.codec.info.describe()}"
+              + (", with its ASR" if tts.asr is not None else ""))
+        return 0
+    if kind == "asr":
         from .asr.transcriber import Transcriber
 
         t = Transcriber.load(args.checkpoint, name=args.name)
@@ -398,16 +477,24 @@ def cmd_export(args) -> int:
     print(f"{args.dst}: {codec.info.describe()}")
     return 0
 
-def _is_asr_checkpoint(path: str) -> bool:
+def _checkpoint_kind(path: str) -> str | None:
+    """"asr", "valle-ar", "valle-nar" for those training checkpoints; None otherwise (the codec loader then
+    reports what is wrong with the file)."""
     import torch
 
     if not path.endswith(".ckpt") or not os.path.isfile(path):
-        return False
+        return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception:
-        return False  # the codec loader reports what is wrong with it
-    return isinstance(ckpt, dict) and "asr_tokenizer" in ckpt
+        return None
+    if not isinstance(ckpt, dict):
+        return None
+    if "asr_tokenizer" in ckpt:
+        return "asr"
+    if isinstance(ckpt.get("valle"), dict):
+        return f"valle-{ckpt['valle'].get('stage')}"
+    return None
 
 
 def cmd_data_synth(args) -> int:
@@ -496,8 +583,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .tokens import TokenError
     from .asr.convert import CheckpointError
     from .asr.tokenizer import TokenizerError
+    from .valle.tts import PromptError, TTSLoadError
 
-    return (UserError, CodecLoadError, CheckpointError, TokenizerError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
+    return (UserError, CodecLoadError, TTSLoadError, PromptError, CheckpointError, TokenizerError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
             FileExistsError, ValueError, ImportError)
 
 

@@ -11,28 +11,44 @@ import importlib
 FAMILIES = {
     "codec": ("audiokit.codec.lightning", "CodecLightningModule"),
     "asr": ("audiokit.asr.lightning", "ASRLightningModule"),
+    "valle-ar": ("audiokit.valle.lightning", "ValleARModule"),
+    "valle-nar": ("audiokit.valle.lightning", "ValleNARModule"),
+}
+# families whose data is not the shared SpeechDataModule
+DATAMODULES = {
+    "valle-ar": ("audiokit.valle.data", "ValleDataModule"),
+    "valle-nar": ("audiokit.valle.data", "ValleDataModule"),
 }
 PLANNED = {
-    "valle-ar": "the VALL-E model family", "valle-nar": "the VALL-E model family",
     "tortoise-ar": "the Tortoise model family", "clvp": "the Tortoise model family",
     "diffusion": "the Tortoise model family", "diffusion-ar-latents": "the Tortoise model family",
 }
 
 
-def model_class(family: str):
-    module, name = FAMILIES[family]
+def _load(where: tuple[str, str]):
+    module, name = where
     return getattr(importlib.import_module(module), name)
 
 
-def run(family: str, args: list[str]) -> None:
-    from lightning.pytorch.cli import LightningCLI
+def model_class(family: str):
+    return _load(FAMILIES[family])
 
+
+def datamodule_class(family: str):
+    if family in DATAMODULES:
+        return _load(DATAMODULES[family])
     from .data.datamodule import SpeechDataModule
 
+    return SpeechDataModule
+
+
+def run(family: str, args: list[str]) -> None:
     import warnings
+
+    from lightning.pytorch.cli import LightningCLI
 
     # LightningCLI warns when given args while sys.argv holds others; sys.argv must stay as it is, because
     # Lightning's DDP launcher re-runs it to start the other ranks.
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-    LightningCLI(model_class(family), SpeechDataModule, args=["fit", *args], save_config_kwargs={"overwrite": True},
+    LightningCLI(model_class(family), datamodule_class(family), args=["fit", *args], save_config_kwargs={"overwrite": True},
                  auto_configure_optimizers=False)

@@ -48,3 +48,32 @@ def test_paper_configs_have_the_published_sizes(name, params):
     model = CodecModel(**cfg["model"]["generator"])
     assert model.num_parameters() == pytest.approx(params, rel=0.005)
     assert model.frame_rate == 75.0 and model.bandwidths()[-1] == 24.0
+
+
+VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", VALLE_CONFIGS, ids=[p.stem for p in VALLE_CONFIGS])
+def test_valle_configs(path, capsys):
+    """Each VALL-E config parses through LightningCLI with the VALL-E data module and matches its codec config."""
+    cfg = yaml.safe_load(path.read_text())
+    stage = path.stem.split("_")[1]
+    with pytest.raises(SystemExit) as e:
+        main(["train", f"valle-{stage}", "--config", str(path), "--print_config"])
+    assert e.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["prompt_seconds"] == 3.0
+    size = path.stem.split("_")[0]
+    codec = yaml.safe_load((CONFIGS[0].parent / f"{'tiny' if size in ('tiny', 'cpu') else 'small'}.yaml").read_text())
+    gen = codec["model"]["generator"]
+    assert (cfg["model"]["codebook_size"], cfg["model"]["n_codebooks"]) == (gen["codebook_size"], gen["n_codebooks"])
+
+
+def test_valle_paper_config_has_the_published_size():
+    from audiokit.valle.model import ValleAR, ValleDims
+
+    m = yaml.safe_load((VALLE_CONFIGS[0].parent / "paper_ar.yaml").read_text())["model"]
+    dims = ValleDims(**{k: m[k] for k in ("codebook_size", "n_codebooks", "d_model", "n_head", "n_layer", "dropout")})
+    assert (dims.n_layer, dims.d_model, dims.n_head) == (12, 1024, 16)
+    n = sum(p.numel() for p in ValleAR(dims).blocks.parameters())
+    assert n == pytest.approx(12 * 12.6e6, rel=0.01)  # 12 pre-LN blocks of 1024 wide with a 4096 FFN

@@ -45,6 +45,16 @@ def test_synth_recipe_tiny_stages(tmp_path):
     assert Transcriber.load(exp / "asr-export").name == "synth-tiny-asr"
     asr = json.loads((exp / "asr_eval.json").read_text())
     assert asr["utterances"] == summary["utterances"]["test"] and 0 <= asr["cer"]
+    for part in ("ar", "nar"):
+        ck = torch.load(exp / f"valle-{part}/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+        assert ck["global_step"] == 8 and ck["valle"]["codec"]["fingerprint"] == codec.info.fingerprint
+    import audiokit
+
+    tts = audiokit.TTS.load(exp / "valle-export")
+    assert tts.name == "synth-tiny-valle" and tts.asr is not None and tts.codec.info == codec.info
+    rows = json.loads((exp / "tts_eval.json").read_text())["rows"]
+    assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[0]["utterances"] > 0
+    assert all("wer_asr" in r for r in rows)
     again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
     assert again.returncode == 0 and "already made" in again.stdout
     bad = _run("--size", "huge", cwd=tmp_path)

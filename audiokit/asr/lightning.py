@@ -20,7 +20,6 @@ Validation logs loss, token accuracy and greedy-decoding WER on the first ``val_
 from __future__ import annotations
 
 import base64
-import math
 import random
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +28,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..nn.optim import adamw_warmup_linear
 from ..text.normalize import normalize_for_wer
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
@@ -222,20 +222,5 @@ class ASRLightningModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                                lr=h.lr, betas=tuple(h.betas), eps=h.eps)
-        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
-        total = int(total) if total and math.isfinite(total) else 0
-
-        def schedule(step: int) -> float:
-            if step < h.warmup_steps:
-                return (step + 1) / h.warmup_steps
-            if total <= h.warmup_steps:
-                return 1.0
-            frac = min(1.0, (step - h.warmup_steps) / (total - h.warmup_steps))
-            return 1.0 - (1.0 - h.final_lr_fraction) * frac
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_linear(self.model, self.trainer, h.lr, h.betas, h.eps, h.weight_decay, h.warmup_steps,
+                                   h.final_lr_fraction)

@@ -75,9 +75,11 @@ class SpeechDataModule(L.LightningDataModule):
             ds.durations, max_batch_seconds=h.max_batch_seconds, max_batch_size=h.max_batch_size,
             num_buckets=h.num_buckets, shuffle=shuffle, seed=h.seed,
         )
-        collate = collate_audio if h.kind == "audio" else collate_tokens
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=h.num_workers,
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=self._collate(), num_workers=h.num_workers,
                           persistent_workers=h.num_workers > 0)
+
+    def _collate(self):
+        return collate_audio if self.hparams.kind == "audio" else collate_tokens
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

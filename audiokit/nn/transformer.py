@@ -1,7 +1,7 @@
 """The shared transformer: pre-LN blocks, ``scaled_dot_product_attention``, and an explicit KV cache.
 
-One implementation serves every autoregressive decoder in audiokit (ASR decoder now; VALL-E and Tortoise
-later). Module names (``attn.query/key/value/out``, ``attn_ln``, ``cross_attn``, ``mlp.0/2``, ``mlp_ln``)
+One implementation serves every transformer in audiokit (the ASR encoder and decoder, VALL-E's AR and NAR;
+Tortoise later). Module names (``attn.query/key/value/out``, ``attn_ln``, ``cross_attn``, ``mlp.0/2``, ``mlp_ln``)
 follow Whisper's checkpoint layout, so official weights load without renaming.
 
 The cache is an object passed in and returned, not hooks on Linear layers: it holds, per block, the
@@ -144,21 +144,53 @@ def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch
     return cache.k[:, :, :need], cache.v[:, :, :need]
 
 
-class ResidualAttentionBlock(nn.Module):
-    """Pre-LN block: self-attention, optional cross-attention, 4x GELU MLP."""
+class AdaptiveLayerNorm(nn.Module):
+    """``scale(c) * LayerNorm(x) + shift(c)``: a layer norm whose affine part comes from a condition vector
+    ``c`` ``[B, n_state]`` (VALL-E's NAR injects its stage this way, in every block and the final norm)."""
 
-    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
+    def __init__(self, n_state: int, eps: float = 1e-5):
         super().__init__()
+        self.n_state, self.eps = n_state, eps
+        self.project = Linear(n_state, 2 * n_state)
+        nn.init.zeros_(self.project.weight)  # starts as a plain LayerNorm: scale 1, shift 0
+        with torch.no_grad():
+            self.project.bias.copy_(torch.cat([torch.ones(n_state), torch.zeros(n_state)]))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.project(cond).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, C] each
+        h = F.layer_norm(x.float(), (self.n_state,), eps=self.eps).type(x.dtype)
+        return scale * h + shift
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN block: self-attention, optional cross-attention, 4x GELU MLP.
+
+    ``adaptive=True`` makes the norms :class:`AdaptiveLayerNorm` (``forward`` then needs ``cond``);
+    ``dropout`` applies to each residual branch while training.
+    """
+
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False, adaptive: bool = False,
+                 dropout: float = 0.0):
+        super().__init__()
+        norm = AdaptiveLayerNorm if adaptive else LayerNorm
         self.attn = MultiHeadAttention(n_state, n_head)
-        self.attn_ln = LayerNorm(n_state)
+        self.attn_ln = norm(n_state)
         self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
-        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
+        self.cross_attn_ln = norm(n_state) if cross_attention else None
         self.mlp = nn.Sequential(Linear(n_state, 4 * n_state), nn.GELU(), Linear(4 * n_state, n_state))
-        self.mlp_ln = LayerNorm(n_state)
+        self.mlp_ln = norm(n_state)
+        self.adaptive = adaptive
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def _norm(self, ln: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return ln(x, cond) if self.adaptive else ln(x)
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, causal: bool = False,
-                cache: _LayerCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_ln(x), mask=mask, causal=causal, cache=cache)
+                cache: _LayerCache | None = None, mask: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.adaptive and cond is None:
+            raise ValueError("an adaptive-norm block needs its condition (cond)")
+        x = x + self.drop(self.attn(self._norm(self.attn_ln, x, cond), mask=mask, causal=causal, cache=cache))
         if self.cross_attn is not None:
-            x = x + self.cross_attn(self.cross_attn_ln(x), source=source, cache=cache)
-        return x + self.mlp(self.mlp_ln(x))
+            x = x + self.drop(self.cross_attn(self._norm(self.cross_attn_ln, x, cond), source=source, cache=cache))
+        return x + self.drop(self.mlp(self._norm(self.mlp_ln, x, cond)))

@@ -6,6 +6,7 @@ that into ids. The vocabulary is fixed (not learned from data) so every model tr
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from typing import Iterable, Sequence
 
@@ -115,7 +116,11 @@ class Phonemizer:
         self.language = language
         self.normalize = normalize and language.startswith("en")
         self.max_chars = max_chars
-        self._backend = backend_cls(language, preserve_punctuation=True, with_stress=True, language_switch="remove-flags")
+        # phonemizer warns on every call whose punctuation changes its word count; that is expected here
+        quiet = logging.getLogger("audiokit.phonemizer")
+        quiet.setLevel(logging.ERROR)
+        self._backend = backend_cls(language, preserve_punctuation=True, with_stress=True, language_switch="remove-flags",
+                                    logger=quiet)
         self._lock = threading.Lock()  # the espeak library is not re-entrant
 
     def __call__(self, texts: str | Sequence[str]) -> list[str]:

@@ -12,11 +12,15 @@
 #   6  train the ASR model                (configs/asr/$size.yaml, the stage-1 BPE; --max-steps overrides)
 #   7  export the ASR model               ($exp/asr-export: config.json + model.safetensors + vocab.tiktoken)
 #   8  evaluate the ASR model on held-out speakers: WER/CER ($exp/asr_eval.json)
-# VALL-E and Tortoise stages are added as those families land.
+#   9  train the VALL-E AR model          (configs/valle/${size}_ar.yaml, on the stage-4 tokens; --max-steps overrides)
+#  10  train the VALL-E NAR model         (configs/valle/${size}_nar.yaml)
+#  11  export VALL-E                      ($exp/valle-export: AR + NAR + codec + the stage-7 ASR, one folder)
+#  12  evaluate VALL-E on held-out speakers: WER, speaker similarity, RTF ($exp/tts_eval.json)
+# Tortoise stages are added as that family lands.
 set -euo pipefail
 
 stage=0
-stop_stage=8
+stop_stage=12
 size=tiny
 out=data/synth
 exp_root=exp
@@ -34,8 +38,8 @@ while [ $# -gt 0 ]; do
 done
 
 case "$size" in
-  tiny) hours=0.1; speakers=12; test_speakers=2; rate=16000 ;;
-  small) hours=20; speakers=60; test_speakers=6; rate=24000 ;;
+  tiny) hours=0.1; speakers=12; test_speakers=2; rate=16000; tts_items=8 ;;
+  small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
   *) echo "--size must be tiny or small" >&2; exit 2 ;;
 esac
 corpus=$out/$size
@@ -102,4 +106,29 @@ fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   echo "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
   audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --json "$exp/asr_eval.json"
+fi
+
+for part in ar nar; do
+  n=$([ "$part" = ar ] && echo 9 || echo 10)
+  if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
+    echo "stage $n: VALL-E ${part^^} training -> $exp/valle-$part"
+    resume=()
+    [ -f "$exp/valle-$part/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+    audiokit train "valle-$part" --config "configs/valle/${size}_$part.yaml" \
+      --data.train_manifest "$exp/tokens/train.jsonl" --data.val_manifest "$exp/tokens/valid.jsonl" \
+      --data.token_store "$exp/tokens" \
+      --trainer.default_root_dir "$exp/valle-$part" --trainer.callbacks.init_args.dirpath "$exp/valle-$part/checkpoints" \
+      --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
+  fi
+done
+
+if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
+  echo "stage 11: export VALL-E -> $exp/valle-export"
+  audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
+    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "synth-$size-valle"
+fi
+
+if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
+  echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --json "$exp/tts_eval.json"
 fi

@@ -1,0 +1,31 @@
+"""The optimizer every transformer family trains with: AdamW (no decay on gains and biases), linear warm-up,
+then linear decay to a fraction of the peak over the run's estimated steps."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def adamw_warmup_linear(model: nn.Module, trainer, lr: float, betas: Sequence[float], eps: float, weight_decay: float,
+                        warmup_steps: int, final_lr_fraction: float) -> dict:
+    """A ``configure_optimizers`` return value (optimizer + per-step scheduler) for ``model``'s parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=tuple(betas), eps=eps)
+    total = trainer.estimated_stepping_batches if trainer is not None else 0
+    total = int(total) if total and math.isfinite(total) else 0
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if total <= warmup_steps:
+            return 1.0
+        frac = min(1.0, (step - warmup_steps) / (total - warmup_steps))
+        return 1.0 - (1.0 - final_lr_fraction) * frac
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,171 @@
+"""``audiokit eval tts``: the paper's zero-shot protocol on held-out speakers.
+
+For each test utterance the prompt is a ``prompt_seconds`` crop of *another* utterance of the same speaker;
+the model speaks the utterance's text in that voice. Three rows, as the paper reports them:
+
+- ``ground truth``: the real recording;
+- ``codec resynthesis``: the recording through the codec at the model's codebooks (the ceiling the model
+  can reach);
+- the model's output.
+
+Each row gets WER through audiokit's own ASR (when one is given or bundled) and through pocketsphinx (the
+``eval`` extra: an independent judge with its own English model), speaker similarity between prompt and
+speech (cosine of resemblyzer embeddings, the ``eval`` extra), and, for the model, the real-time factor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from ..asr.metrics import wer_cer
+from ..audio import read_audio, resample
+
+log = logging.getLogger(__name__)
+
+
+class _Pocketsphinx:
+    def __init__(self):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, logfn=os.devnull)
+
+    def __call__(self, wav: torch.Tensor) -> str:
+        pcm = (wav.clamp(-1, 1) * 32767).to(torch.int16).numpy().tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+class _Resemblyzer:
+    def __init__(self):
+        from resemblyzer import VoiceEncoder, preprocess_wav
+
+        self.encoder = VoiceEncoder(device="cpu", verbose=False)
+        self.preprocess = preprocess_wav
+
+    def embed(self, wav16: torch.Tensor) -> np.ndarray | None:
+        w = self.preprocess(wav16.numpy().astype(np.float32), source_sr=16000)
+        return self.encoder.embed_utterance(w) if len(w) > 1600 else None
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
+        ea, eb = self.embed(a), self.embed(b)
+        return float(np.dot(ea, eb)) if ea is not None and eb is not None else None
+
+
+def _optional(factory, what: str):
+    try:
+        return factory()
+    except ImportError as e:
+        log.warning("%s needs the 'eval' extra (%s); its column is left empty", what, e)
+        return None
+
+
+def pick_prompts(entries: list[dict], pool: list[dict], seed: int = 0, min_seconds: float = 1.0) -> list[dict | None]:
+    """For each entry, another utterance of the same speaker from ``pool``, at least ``min_seconds`` long
+    (None when there is none)."""
+    by_speaker = defaultdict(list)
+    for e in pool:
+        if e.get("duration", 0) >= min_seconds:
+            by_speaker[e.get("speaker", "")].append(e)
+    rng = random.Random(seed)
+    out = []
+    for e in entries:
+        others = [o for o in by_speaker[e.get("speaker", "")] if o["id"] != e["id"]]
+        out.append(rng.choice(others) if others else None)
+    return out
+
+
+def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_seconds: float = 3.0, seed: int = 0,
+                 batch_size: int = 8, temperature: float = 1.0, top_k: int | None = 50) -> tuple[list[dict], list[dict]]:
+    """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items)."""
+    from ..data.manifest import read_manifest
+    from ..text.phonemes import PHONEME_VOCAB
+    from .data import phoneme_ids, phonemize
+    from .generate import SamplingOptions
+
+    entries = [e for e in read_manifest(manifest) if e.get("text")]
+    prompts = pick_prompts(entries, entries, seed, tts.min_prompt_seconds)
+    pairs = [(e, p) for e, p in zip(entries, prompts) if p is not None]
+    if max_items:
+        pairs = pairs[:max_items]
+    if not pairs:
+        raise ValueError(f"{manifest}: no utterance has another utterance of its speaker to take a prompt from")
+    asr = asr if asr is not None else tts.asr
+    sr = tts.sample_rate
+    rng = random.Random(seed)
+    items, rows_in = [], []
+    for e, p in pairs:
+        wav, _ = read_audio(e["audio"], sample_rate=sr)
+        pwav, _ = read_audio(p["audio"], sample_rate=sr)
+        n = int(prompt_seconds * sr)
+        if pwav.shape[-1] > n:
+            s = rng.randrange(pwav.shape[-1] - n + 1)
+            pwav = pwav[s : s + n]
+        items.append({"id": e["id"], "speaker": e.get("speaker"), "text": e["text"], "prompt_id": p["id"],
+                      "real": wav, "prompt": pwav})
+    # the model: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches
+    import time
+
+    start = time.perf_counter()
+    texts = phonemize([it["text"] for it in items], "en")
+    for it, ph in zip(items, texts):
+        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None)
+        prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
+        rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
+                        tokens.codes[0, :, : int(tokens.lengths[0])]))
+        it["prompt_text"] = ptext
+    codes = tts.generate(rows_in, SamplingOptions(temperature=temperature, top_k=top_k, seed=seed), batch_size)
+    from ..tokens import CodecTokens
+
+    for it, c in zip(items, codes):
+        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10)
+    seconds = time.perf_counter() - start
+    out_seconds = sum(it["model"].shape[-1] for it in items) / sr
+    for it in items:
+        real = tts.codec.encode(it["real"], sr, n_q=tts.n_codebooks)
+        it["codec"] = tts.codec.decode(real)[0]
+
+    sphinx = _optional(_Pocketsphinx, "pocketsphinx WER")
+    speaker = _optional(_Resemblyzer, "resemblyzer speaker similarity")
+    systems = [("ground truth", "real"), ("codec resynthesis", "codec"), (f"VALL-E ({tts.name or 'model'})", "model")]
+    rows = []
+    for name, key in systems:
+        w16 = {it["id"]: resample(it[key], sr, 16000) for it in items}
+        row = {"system": name, "utterances": len(items)}
+        if asr is not None:
+            hyps = asr.transcribe([w16[it["id"]] for it in items], 16000, temperature=0.0)
+            row["wer_asr"] = wer_cer([it["text"] for it in items], [h.text for h in hyps])["wer"]
+            for it, h in zip(items, hyps):
+                it[f"{key}_asr"] = h.text
+        if sphinx is not None:
+            hyps = [sphinx(w16[it["id"]]) for it in items]
+            row["wer_pocketsphinx"] = wer_cer([it["text"] for it in items], hyps)["wer"]
+            for it, h in zip(items, hyps):
+                it[f"{key}_pocketsphinx"] = h
+        if speaker is not None:
+            sims = [speaker.similarity(resample(it["prompt"], sr, 16000), w16[it["id"]]) for it in items]
+            sims = [s for s in sims if s is not None]
+            row["similarity"] = float(np.mean(sims)) if sims else None
+        if key == "model":
+            row["rtf"] = seconds / max(out_seconds, 1e-9)
+        rows.append(row)
+    per_item = [{k: v for k, v in it.items() if not isinstance(v, torch.Tensor)} for it in items]
+    return rows, per_item
+
+
+def format_table(rows: list[dict]) -> str:
+    def f(v, pct=False):
+        return "-" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}")
+
+    lines = ["| system | WER audiokit ASR (%) | WER pocketsphinx (%) | speaker similarity | RTF |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['system']} | {f(r.get('wer_asr'), True)} | {f(r.get('wer_pocketsphinx'), True)} | "
+                     f"{f(r.get('similarity'))} | {f(r.get('rtf'))} |")
+    return "\n".join(lines)

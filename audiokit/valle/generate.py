@@ -1,0 +1,152 @@
+"""VALL-E decoding: the AR model samples codebook 1 frame by frame (KV cache, batches of sentences), then the
+NAR model fills codebooks 2 … Q greedily, one stage per pass over the whole utterance.
+
+Batch layout while decoding: ``[phonemes | pad]`` then the audio section *right-aligned*
+(``[pad | bos, prompt c1]``), so every row's next frame lands at the same index and one cache serves the
+batch. Rows that finish (end token or length limit) leave the batch and its cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..nn.sampling import sample
+from ..nn.transformer import KVCache
+from .data import nar_inputs
+from .model import AUDIO, PAD, TEXT, ValleAR, ValleNAR, attention_mask
+
+
+@dataclass
+class SamplingOptions:
+    """AR sampling. ``temperature`` 0 is greedy; ``top_k``/``top_p`` filter before sampling; ``seed`` makes
+    a result reproducible. The length limit is ``max_seconds_per_phoneme`` × phonemes (at least
+    ``min_max_seconds``), since an AR model that never says "end" would otherwise babble forever."""
+
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float | None = None
+    seed: int | None = None
+    max_seconds_per_phoneme: float = 0.3
+    min_max_seconds: float = 2.0
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def generator(self) -> torch.Generator | None:
+        return torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+
+    def max_frames(self, n_phonemes: int, frame_rate: float) -> int:
+        return int(max(self.min_max_seconds, self.max_seconds_per_phoneme * n_phonemes) * frame_rate)
+
+
+def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos: int, device) -> tuple[torch.Tensor, ...]:
+    B = len(texts)
+    Lx = max(len(t) for t in texts)
+    W = 1 + max(len(p) for p in prompts)
+    tokens = torch.zeros(B, Lx + W, dtype=torch.long)
+    kind = torch.zeros_like(tokens)
+    pos = torch.zeros_like(tokens)
+    for b, (t, p) in enumerate(zip(texts, prompts)):
+        tokens[b, : len(t)] = t
+        kind[b, : len(t)] = TEXT
+        pos[b, : len(t)] = torch.arange(len(t))
+        a = torch.cat([torch.tensor([bos]), p.cpu()])
+        tokens[b, Lx + W - len(a):] = a
+        kind[b, Lx + W - len(a):] = AUDIO
+        pos[b, Lx + W - len(a):] = torch.arange(len(a))
+    next_pos = torch.tensor([1 + len(p) for p in prompts])
+    return tokens.to(device), kind.to(device), pos.to(device), next_pos.to(device)
+
+
+@torch.inference_mode()
+def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.Tensor], max_frames: list[int],
+                options: SamplingOptions = SamplingOptions(), use_cache: bool = True,
+                suppress_eos: bool = False) -> list[torch.Tensor]:
+    """Codebook-1 frames after each prompt, one tensor per row (the end token excluded).
+
+    ``texts``: phoneme ids (with bos/eos) per row; ``prompts``: the prompt's codebook-1 codes per row (may be
+    empty); ``max_frames``: the length limit per row. ``use_cache=False`` recomputes the whole sequence at
+    every step, as the common public implementations do (kept as the speed reference; greedy results are
+    the same). ``suppress_eos`` forces every row to its limit (benchmarks).
+    """
+    if not (len(texts) == len(prompts) == len(max_frames)):
+        raise ValueError("texts, prompts and max_frames must have one entry per row")
+    device = next(model.parameters()).device
+    gen = options.generator()
+    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
+    B = len(texts)
+    out: list[list[int]] = [[] for _ in range(B)]
+    rows = torch.arange(B)  # original row of each live batch row
+    limit = torch.tensor(max_frames)
+    cache = KVCache() if use_cache else None
+    hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True), cache=cache)[:, -1]
+    while True:
+        logits = model.logits(hidden)
+        if suppress_eos:
+            logits[:, model.eos] = float("-inf")
+        nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        for i, (r, t) in enumerate(zip(rows.tolist(), nxt.tolist())):
+            if t == model.eos:
+                done[i] = True
+            else:
+                out[r].append(t)
+                done[i] = len(out[r]) >= int(limit[r])
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero()[:, 0]
+            rows, nxt, next_pos = rows[keep], nxt[keep], next_pos[keep.to(device)]
+            kind, tokens, pos = kind[keep.to(device)], tokens[keep.to(device)], pos[keep.to(device)]
+            if cache is not None:
+                cache.reorder(keep.to(device))
+        new = nxt.to(device)[:, None]
+        new_kind = torch.full_like(new, AUDIO)
+        new_pos = next_pos[:, None]
+        kind = torch.cat([kind, new_kind], 1)
+        next_pos = next_pos + 1
+        if cache is not None:
+            mask = (kind != PAD)[:, None, None, :]
+            hidden = model(new, new_kind, new_pos, mask=mask, cache=cache)[:, -1]
+        else:
+            tokens, pos = torch.cat([tokens, new], 1), torch.cat([pos, new_pos], 1)
+            hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True))[:, -1]
+    return [torch.tensor(o, dtype=torch.long) for o in out]
+
+
+@torch.inference_mode()
+def generate_nar(model: ValleNAR, texts: list[torch.Tensor], prompts: list[torch.Tensor],
+                 first: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Codebooks 2 … Q of every row, greedily: ``prompts`` ``[Q, P]`` (all codebooks), ``first`` ``[T]``
+    (the AR's codebook 1). Returns ``[Q, T]`` per row."""
+    device = next(model.parameters()).device
+    Q = model.dims.n_codebooks
+    B = len(texts)
+    Lx, P, T = max(len(t) for t in texts), max(p.shape[1] for p in prompts), max(max(len(f) for f in first), 1)
+    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long)  # noqa: E731
+    batch = {"text": zeros(B, Lx), "prompt": zeros(B, Q, P), "target": zeros(B, Q, T),
+             "text_lens": torch.tensor([len(t) for t in texts]), "prompt_lens": torch.tensor([p.shape[1] for p in prompts]),
+             "target_lens": torch.tensor([len(f) for f in first])}
+    for b in range(B):
+        batch["text"][b, : len(texts[b])] = texts[b].cpu()
+        batch["prompt"][b, :, : prompts[b].shape[1]] = prompts[b].cpu()
+        batch["target"][b, 0, : len(first[b])] = first[b].cpu()
+    stage = torch.ones(B, dtype=torch.long)
+    x = {k: v.to(device) for k, v in nar_inputs(batch, stage).items()}
+    where = x["targets"] != -100  # the target's frames
+    mask = attention_mask(x["kind"], causal_audio=False)
+    for k in range(1, Q):
+        x["n_sum"] = torch.where(where, k, x["n_sum"])
+        logits = model(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], stage.to(device) * k, mask=mask)
+        x["codes"][:, k] = torch.where(where, logits.argmax(-1), x["codes"][:, k])
+    out = []
+    for b in range(B):
+        idx = where[b].nonzero()[:, 0]
+        out.append(x["codes"][b][:, idx].cpu())
+    return out

@@ -1,0 +1,139 @@
+"""VALL-E training: one LightningModule per model (``audiokit train valle-ar`` / ``valle-nar``).
+
+Both read :class:`~audiokit.valle.data.ValleDataModule` batches (phonemes, prompt codes, target codes) and
+log cross-entropy and top-1 accuracy per codebook (``acc_c1`` for the AR; ``acc_c2`` … ``acc_cQ`` for the NAR).
+The checkpoint records the codec the tokens came from, so export can refuse a codec that does not match.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..nn.optim import adamw_warmup_linear
+from ..tokens import CodecInfo, CodecMismatchError
+from .data import ar_inputs, nar_inputs
+from .model import ValleAR, ValleDims, ValleNAR
+
+IGNORE = -100
+
+
+class _ValleModule(L.LightningModule):
+    """Shared: dims, optimizer (AdamW, warm-up, linear decay), codec bookkeeping.
+
+    Args:
+        codebook_size, n_codebooks: the codec's (tokens with more codebooks are cut to ``n_codebooks``).
+        d_model, n_head, n_layer, dropout: transformer size.
+        lr, betas, eps, weight_decay, warmup_steps, final_lr_fraction: AdamW and its schedule.
+        label_smoothing: of the cross-entropy.
+    """
+
+    stage = ""
+    model_class: type
+
+    def __init__(self, codebook_size: int, n_codebooks: int, d_model: int = 1024, n_head: int = 16, n_layer: int = 12,
+                 dropout: float = 0.1, lr: float = 5e-4, betas: Sequence[float] = (0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float = 0.01, warmup_steps: int = 1000, final_lr_fraction: float = 0.0,
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.dims = ValleDims(codebook_size=codebook_size, n_codebooks=n_codebooks, d_model=d_model, n_head=n_head,
+                              n_layer=n_layer, dropout=dropout)
+        self.model = self.model_class(self.dims)
+        self.codec: CodecInfo | None = None
+
+    def _check_codec(self, codec: CodecInfo) -> None:
+        if codec.codebook_size != self.dims.codebook_size or codec.n_codebooks < self.dims.n_codebooks:
+            raise CodecMismatchError(
+                f"the model is configured for {self.dims.n_codebooks} codebooks of {self.dims.codebook_size} codes, "
+                f"but the tokens come from {codec.describe()}: set model.codebook_size / model.n_codebooks to match")
+        if self.codec is not None:
+            self.codec.check_same(codec, what="training tokens")
+        self.codec = codec
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = getattr(dm, "datasets", {}).get("train") if dm is not None else None
+        if ds is not None:
+            self._check_codec(ds.base[0]["tokens"].codec)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["valle"] = {"stage": self.stage, "dims": self.dims.to_dict(),
+                               "codec": self.codec.to_dict() if self.codec is not None else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        codec = checkpoint.get("valle", {}).get("codec")
+        self.codec = CodecInfo.from_dict(codec) if codec else None
+
+    def _cut(self, batch: dict) -> dict:
+        Q = self.dims.n_codebooks
+        return dict(batch, prompt=batch["prompt"][:, :Q], target=batch["target"][:, :Q])
+
+    def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over scored positions, and (correct, count) for accuracy."""
+        keep = targets != IGNORE
+        lg, tg = logits[keep], targets[keep]
+        loss = F.cross_entropy(lg, tg, label_smoothing=self.hparams.label_smoothing)
+        return loss, (lg.argmax(-1) == tg).sum(), keep.sum()
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return adamw_warmup_linear(self.model, self.trainer, h.lr, h.betas, h.eps, h.weight_decay, h.warmup_steps,
+                                   h.final_lr_fraction)
+
+
+class ValleARModule(_ValleModule):
+    """Trains :class:`~audiokit.valle.model.ValleAR` (codebook 1 + end token)."""
+
+    stage = "ar"
+    model_class = ValleAR
+
+    def _step(self, batch: dict, split: str) -> torch.Tensor:
+        x = {k: v.to(self.device) for k, v in ar_inputs(self._cut(batch), self.model.bos, self.model.eos).items()}
+        hidden = self.model(x["tokens"], x["kind"], x["pos"])
+        loss, correct, count = self._ce(self.model.logits(hidden), x["targets"])
+        B = len(batch["id"])
+        self.log(f"{split}/loss", loss, prog_bar=True, batch_size=B, sync_dist=split == "val")
+        self.log(f"{split}/acc_c1", correct.float() / count.clamp(min=1), batch_size=B, sync_dist=split == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+
+class ValleNARModule(_ValleModule):
+    """Trains :class:`~audiokit.valle.model.ValleNAR`: one random stage (codebook 2 … Q) per example."""
+
+    stage = "nar"
+    model_class = ValleNAR
+
+    def _stage_loss(self, batch: dict, stage: torch.Tensor, split: str) -> torch.Tensor:
+        x = {k: v.to(self.device) for k, v in nar_inputs(batch, stage).items()}
+        logits = self.model(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], stage.to(self.device))
+        loss, _, _ = self._ce(logits, x["targets"])
+        keep = x["targets"] != IGNORE
+        hit = (logits.argmax(-1) == x["targets"]) & keep
+        for k in stage.unique().tolist():  # accuracy per codebook drawn in this batch
+            rows = (stage == k).to(self.device)
+            n = keep[rows].sum()
+            self.log(f"{split}/acc_c{k + 1}", hit[rows].sum().float() / n.clamp(min=1), batch_size=int(rows.sum()),
+                     sync_dist=split == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        batch = self._cut(batch)
+        B, Q = len(batch["id"]), self.dims.n_codebooks
+        loss = self._stage_loss(batch, torch.randint(1, Q, (B,)), "train")
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        batch = self._cut(batch)
+        B, Q = len(batch["id"]), self.dims.n_codebooks
+        losses = [self._stage_loss(batch, torch.full((B,), k), "val") for k in range(1, Q)]  # every stage
+        self.log("val/loss", torch.stack(losses).mean(), batch_size=B, sync_dist=True)

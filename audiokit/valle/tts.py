@@ -1,0 +1,356 @@
+"""``ValleTTS``: text + a voice prompt → speech, with VALL-E's AR and NAR models and the codec they were
+trained on (and optionally the toolkit's ASR, to transcribe a prompt whose words are not given).
+
+The prompt's transcript decides how the prompt is used. With a transcript (given, or from the ASR), the model
+*continues* the prompt: its phonemes are ``prompt text + sentence`` and its audio starts with the prompt's
+frames (the paper's inference). Without one (``prompt_text=""``, or no ASR), the prompt is a voice reference
+before the sentence's phonemes; the models trained on both cases (see ``data.py``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..audio import read_audio, resample
+from ..fileio import atomic_path
+from ..text.phonemes import PHONEME_VOCAB, TextError
+from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
+from .data import espeak_language, phoneme_ids, phonemize
+from .generate import SamplingOptions, generate_ar, generate_nar
+from .model import ValleAR, ValleDims, ValleNAR
+
+log = logging.getLogger(__name__)
+
+TTS_FORMAT = "audiokit.tts"
+
+
+class TTSLoadError(ValueError):
+    """A TTS model folder or checkpoint that cannot be loaded; the message names the file and why."""
+
+
+class PromptError(ValueError):
+    """A voice prompt VALL-E cannot use (silent, too short); the message says why."""
+
+
+@dataclass
+class Synthesis:
+    """The result of :meth:`ValleTTS.synthesize`: audio ``[T]`` at ``sample_rate``, the codec codes of each
+    sentence, and what happened on the way (``notices``: prompt trimmed, transcript used, …)."""
+
+    audio: torch.Tensor
+    sample_rate: int
+    sentences: list[str]
+    codes: list[torch.Tensor]
+    prompt_text: str | None
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute seconds per second of audio."""
+        return self.seconds / max(self.duration, 1e-9)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from ..audio import write_audio
+
+        return write_audio(path, self.audio, self.sample_rate)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;…])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
+
+
+def split_sentences(text: str, max_chars: int = 200) -> list[str]:
+    """Sentences of ``text``; a sentence longer than ``max_chars`` is cut at commas, then between words."""
+    out: list[str] = []
+    for sent in _SENTENCE_END.split(" ".join(text.split())):
+        pieces = [sent] if len(sent) <= max_chars else _CLAUSE_END.split(sent)
+        for piece in pieces:
+            while len(piece) > max_chars:
+                cut = piece.rfind(" ", 0, max_chars)
+                cut = cut if cut > 0 else max_chars
+                out.append(piece[:cut].strip())
+                piece = piece[cut:].strip()
+            if piece:
+                out.append(piece)
+    return out
+
+
+def _load_state(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise TTSLoadError(f"{path}: missing, corrupt or truncated ({e})") from None
+
+
+def _build(cls, dims: ValleDims, state: dict, where: str):
+    model = cls(dims)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise TTSLoadError(f"{where}: weights do not match the dimensions {dims.to_dict()} "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def _read_checkpoint(path: Path, stage: str) -> tuple[ValleDims, dict, CodecInfo | None]:
+    if not path.exists():
+        raise TTSLoadError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise TTSLoadError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+    meta = ckpt.get("valle") if isinstance(ckpt, dict) else None
+    if not meta or meta.get("stage") != stage:
+        found = f"a VALL-E {meta['stage'].upper()} checkpoint" if meta else "not a VALL-E training checkpoint"
+        raise TTSLoadError(f"{path}: expected a VALL-E {stage.upper()} checkpoint, found {found}")
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    codec = CodecInfo.from_dict(meta["codec"]) if meta.get("codec") else None
+    return ValleDims.from_dict(meta["dims"]), state, codec
+
+
+class ValleTTS:
+    """Zero-shot TTS with VALL-E. Load with :meth:`load` (an exported folder) or :meth:`from_checkpoints`.
+
+    Args:
+        ar, nar: the two models; codec: the :class:`~audiokit.Codec` their tokens come from.
+        asr: a :class:`~audiokit.Transcriber` for prompts given without a transcript (optional).
+        languages: the manifest languages the models were trained on (``"en"``).
+        max_prompt_seconds: longer prompts are trimmed to this, with a notice.
+    """
+
+    family = "valle"
+
+    def __init__(self, ar: ValleAR, nar: ValleNAR, codec, asr=None, name: str = "", languages=("en",),
+                 max_prompt_seconds: float = 6.0, min_prompt_seconds: float = 1.0, max_chars: int = 4000):
+        for what, dims in (("AR", ar.dims), ("NAR", nar.dims)):
+            if dims.codebook_size != codec.info.codebook_size or dims.n_codebooks > codec.info.n_codebooks:
+                raise CodecMismatchError(f"the {what} model expects {dims.n_codebooks} codebooks of {dims.codebook_size} "
+                                         f"codes, but the codec is {codec.info.describe()}")
+        self.ar, self.nar, self.codec, self.asr = ar, nar, codec, asr
+        self.name, self.languages = name, tuple(languages)
+        self.max_prompt_seconds, self.min_prompt_seconds, self.max_chars = max_prompt_seconds, min_prompt_seconds, max_chars
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.nar.dims.n_codebooks
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.ar.parameters()).device
+
+    def to(self, device) -> "ValleTTS":
+        self.ar.to(device)
+        self.nar.to(device)
+        self.codec.to(device)
+        if self.asr is not None:
+            self.asr.to(device)
+        return self
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_checkpoints(cls, ar_ckpt, nar_ckpt, codec, asr=None, name: str = "", **kw) -> "ValleTTS":
+        """From the Lightning checkpoints of ``audiokit train valle-ar`` / ``valle-nar`` and a codec (path or
+        :class:`~audiokit.Codec`); the checkpoints' codec must be this one."""
+        from ..codec.codec import Codec
+
+        codec = Codec.load(codec) if isinstance(codec, (str, os.PathLike)) else codec
+        models = []
+        for stage, path, model_cls in (("ar", Path(ar_ckpt), ValleAR), ("nar", Path(nar_ckpt), ValleNAR)):
+            dims, state, trained_on = _read_checkpoint(path, stage)
+            if trained_on is not None:
+                codec.info.check_same(trained_on, what=f"{path.name} (trained on {trained_on.describe()})")
+            models.append(_build(model_cls, dims, state, str(path)))
+        if isinstance(asr, (str, os.PathLike)):
+            from ..asr.transcriber import Transcriber
+
+            asr = Transcriber.load(asr)
+        return cls(models[0], models[1], codec, asr=asr, name=name, **kw)
+
+    def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
+        """Write ``config.json``, ``ar.safetensors``, ``nar.safetensors``, the codec in ``codec/`` and the ASR
+        (if any) in ``asr/``: one self-contained folder."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.codec.export(folder / "codec", card={"source": "bundled with a VALL-E model"})
+        if self.asr is not None:
+            self.asr.export(folder / "asr", card={"source": "bundled with a VALL-E model"})
+        for part, model in (("ar", self.ar), ("nar", self.nar)):
+            state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items()}
+            with atomic_path(folder / f"{part}.safetensors") as tmp:
+                save_file(state, str(tmp))
+        meta = {"format": TTS_FORMAT, "version": 1, "family": self.family, "name": self.name,
+                "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(), "codec": self.codec.info.to_dict(),
+                "languages": list(self.languages), "max_prompt_seconds": self.max_prompt_seconds,
+                "min_prompt_seconds": self.min_prompt_seconds, "asr": self.asr is not None,
+                "dtype": str(dtype).replace("torch.", ""), **(card or {})}
+        with atomic_path(folder / "config.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "ValleTTS":
+        """Load an exported folder. ``asr`` (a path or Transcriber) replaces the bundled ASR, if any."""
+        from ..codec.codec import Codec
+
+        folder = Path(path)
+        meta = meta if meta is not None else read_config(folder)
+        codec = Codec.load(folder / "codec")
+        codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
+        ar = _build(ValleAR, ValleDims.from_dict(meta["ar"]), _load_state(folder / "ar.safetensors"), str(folder / "ar.safetensors"))
+        nar = _build(ValleNAR, ValleDims.from_dict(meta["nar"]), _load_state(folder / "nar.safetensors"), str(folder / "nar.safetensors"))
+        from ..asr.transcriber import Transcriber
+
+        if isinstance(asr, (str, os.PathLike)):
+            asr = Transcriber.load(asr)
+        elif asr is None and (folder / "asr").is_dir():
+            asr = Transcriber.load(folder / "asr")
+        tts = cls(ar, nar, codec, asr=asr, name=meta.get("name", folder.name), languages=meta.get("languages", ["en"]),
+                  max_prompt_seconds=meta.get("max_prompt_seconds", 6.0), min_prompt_seconds=meta.get("min_prompt_seconds", 1.0))
+        return tts.to(device)
+
+    # ------------------------------------------------------------------ inputs
+    def prepare_prompt(self, prompt, sample_rate: int | None = None, prompt_text: str | None = None,
+                       notices: list[str] | None = None) -> tuple[CodecTokens, str | None]:
+        """The prompt as codec tokens ``[1, Q, P]`` and its transcript (``None``: none to use).
+
+        ``prompt``: an audio path, a waveform (with ``sample_rate``; resampled to the codec's rate) or
+        CodecTokens of this codec. ``prompt_text=None`` asks the ASR (when there is one); ``""`` uses no
+        transcript. Too short (< ``min_prompt_seconds``) or silent prompts are errors; longer than
+        ``max_prompt_seconds`` is trimmed, with a notice.
+        """
+        notices = notices if notices is not None else []
+        sr = self.sample_rate
+        if isinstance(prompt, CodecTokens):
+            prompt.check_codec(self.codec.info, what="prompt tokens")
+            tokens = prompt[0] if prompt.batch_size > 1 else prompt
+            wav = self.codec.decode_list(tokens)[0].cpu()
+        else:
+            if isinstance(prompt, (str, os.PathLike)):
+                wav, psr = read_audio(prompt, sample_rate=sr)
+            else:
+                if sample_rate is None:
+                    raise PromptError("a prompt waveform needs its sample_rate")
+                wav = torch.as_tensor(prompt, dtype=torch.float32)
+                if wav.dim() == 2:
+                    wav = wav.mean(0)
+                wav = resample(wav, sample_rate, sr) if sample_rate != sr else wav
+            tokens = None
+        seconds = wav.shape[-1] / sr
+        if seconds < self.min_prompt_seconds:
+            raise PromptError(f"the voice prompt is {seconds:.2f} s long; it needs at least {self.min_prompt_seconds:g} s of speech")
+        rms = float(wav.pow(2).mean().sqrt())
+        if rms < 10 ** (-50 / 20):
+            raise PromptError(f"the voice prompt is silent (RMS {20 * torch.log10(torch.tensor(max(rms, 1e-12))):.0f} dBFS)")
+        if seconds > self.max_prompt_seconds:
+            wav = wav[: int(self.max_prompt_seconds * sr)]
+            notices.append(f"the prompt ({seconds:.1f} s) was trimmed to its first {self.max_prompt_seconds:g} s")
+            if prompt_text:
+                notices.append("its transcript no longer matches the trimmed audio and is not used")
+                prompt_text = None
+            tokens = None
+        if tokens is None:
+            tokens = self.codec.encode(wav, sr, n_q=self.n_codebooks)
+        tokens = tokens.keep_codebooks(self.n_codebooks) if tokens.n_q > self.n_codebooks else tokens
+        if prompt_text is None and self.asr is not None:
+            prompt_text = self.asr.transcribe(wav, sr, temperature=0.0).text.strip()
+            notices.append(f"prompt transcribed by the ASR: {prompt_text!r}")
+        if not prompt_text:
+            if prompt_text is None:
+                notices.append("no transcript for the prompt (and no ASR): it is used as a voice reference only")
+            prompt_text = None
+        return tokens.cpu(), prompt_text
+
+    def _sentences(self, text: str, language: str) -> tuple[list[str], list[str]]:
+        if not isinstance(text, str) or not text.strip():
+            raise TextError("the text to synthesize is empty")
+        if len(text) > self.max_chars:
+            raise TextError(f"the text is {len(text)} characters long; the limit is {self.max_chars}")
+        if language not in self.languages:
+            raise TextError(f"this model speaks {', '.join(self.languages)}; language {language!r} is not one of them")
+        espeak_language(language)
+        sentences = split_sentences(text)
+        phonemes = phonemize(sentences, language)
+        keep = [(s, p) for s, p in zip(sentences, phonemes) if any(c.isalpha() for c in p)]
+        if not keep:
+            raise TextError(f"the text has nothing to pronounce: {text[:80]!r}")
+        return [s for s, _ in keep], [p for _, p in keep]
+
+    # ------------------------------------------------------------------ synthesis
+    def generate(self, rows: list[tuple[list[int], int, torch.Tensor]], options: SamplingOptions,
+                 batch_size: int = 8) -> list[torch.Tensor]:
+        """Codes ``[Q, T]`` for each row ``(phoneme ids, phonemes to speak, prompt codes [Q, P])``: the AR in
+        batches of ``batch_size`` rows, then the NAR. Every row may have its own prompt."""
+        out: list[torch.Tensor] = []
+        fr = self.codec.frame_rate
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            texts = [torch.tensor(ids) for ids, _, _ in chunk]
+            prompts = [p for _, _, p in chunk]
+            first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk], options)
+            out += generate_nar(self.nar, texts, prompts, first)
+        return out
+
+    def synthesize(self, text: str, prompt, prompt_text: str | None = None, sample_rate: int | None = None,
+                   language: str = "en", temperature: float = 1.0, top_k: int | None = 50, top_p: float | None = None,
+                   seed: int | None = None, batch_size: int = 8, sentence_pause: float = 0.2) -> Synthesis:
+        """Speak ``text`` in the voice of ``prompt`` (see :meth:`prepare_prompt`). Long text is split into
+        sentences, synthesized as a batch with the same prompt, and joined with ``sentence_pause`` seconds of
+        silence. ``seed`` makes the result reproducible."""
+        start = time.perf_counter()
+        notices: list[str] = []
+        sentences, phonemes = self._sentences(text, language)
+        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        tokens, prompt_text = self.prepare_prompt(prompt, sample_rate, prompt_text, notices)
+        prefix = phonemize([prompt_text], language)[0] + " " if prompt_text else ""
+        codes = tokens.codes[0, :, : int(tokens.lengths[0])]
+        rows = [(phoneme_ids(prefix + p, what=f"sentence {s!r}"), len(PHONEME_VOCAB.encode(p)), codes)
+                for s, p in zip(sentences, phonemes)]
+        generated = self.generate(rows, options, batch_size)
+        spoken = [c for c in generated if c.shape[1] > 0]
+        for s, c in zip(sentences, generated):
+            if c.shape[1] == 0:
+                notices.append(f"the model ended {s!r} at once; it is left out")
+        pause = torch.zeros(int(sentence_pause * self.sample_rate))
+        pieces = []
+        if spoken:
+            batch = CodecTokens.collate([CodecTokens(c[None], self.codec.info) for c in spoken])
+            for wav in self.codec.decode_list(batch):
+                pieces += [wav, pause]
+        audio = torch.cat(pieces[:-1]) if pieces else pause
+        for n in notices:
+            log.info("%s", n)
+        return Synthesis(audio=audio, sample_rate=self.sample_rate, sentences=sentences, codes=generated,
+                         prompt_text=prompt_text, seconds=time.perf_counter() - start, notices=notices)
+
+
+def read_config(folder: Path) -> dict:
+    """The ``config.json`` of an exported TTS folder, checked for format."""
+    if not folder.is_dir() or not (folder / "config.json").exists():
+        raise TTSLoadError(f"{folder}: not an exported TTS model folder (no config.json)")
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise TTSLoadError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
+    if meta.get("format") != TTS_FORMAT:
+        raise TTSLoadError(f"{folder}: not an audiokit TTS export (format {meta.get('format')!r})")
+    return meta

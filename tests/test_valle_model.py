@@ -1,0 +1,157 @@
+"""VALL-E modules and decoding: masks, causality, padding invariance, KV cache = recomputation, NAR stages."""
+import pytest
+import torch
+
+from audiokit.nn.sampling import filter_logits, sample
+from audiokit.valle.data import ar_inputs, collate_valle, nar_inputs
+from audiokit.valle.generate import SamplingOptions, generate_ar, generate_nar
+from audiokit.valle.model import AUDIO, PAD, TEXT, ValleAR, ValleDims, ValleNAR, attention_mask
+
+DIMS = ValleDims(codebook_size=32, n_codebooks=4, d_model=32, n_head=4, n_layer=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return ValleAR(DIMS).eval(), ValleNAR(DIMS).eval()
+
+
+def _items(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        L, P, T = 5 + 3 * i, 4 + 2 * i, 6 + i
+        out.append({"id": str(i), "text": torch.randint(4, 60, (L,), generator=g),
+                    "prompt": torch.randint(0, 32, (4, P), generator=g), "target": torch.randint(0, 32, (4, T), generator=g),
+                    "prompt_scored": i % 2 == 0})
+    return out
+
+
+def test_attention_mask_rules():
+    kind = torch.tensor([[TEXT, TEXT, PAD, AUDIO, AUDIO, AUDIO]])
+    m = attention_mask(kind, causal_audio=True)[0, 0]
+    assert m[0, :2].all() and not m[0, 3:].any()          # text sees text only (both ways)
+    assert m[4, :2].all() and m[4, 3:5].all() and not m[4, 5]  # audio sees text and earlier audio
+    assert not m[3, 2] and not m[4, 2]                      # nobody sees the pad
+    full = attention_mask(kind, causal_audio=False)[0, 0]
+    assert full[3, 5] and full[0, 4] and not full[0, 2]
+
+
+def test_ar_is_causal_over_audio_and_text_ignores_audio(models):
+    ar, _ = models
+    x = ar_inputs(collate_valle(_items(1)), ar.bos, ar.eos)
+    h = ar(x["tokens"], x["kind"], x["pos"])
+    tokens = x["tokens"].clone()
+    last = int((x["kind"][0] == AUDIO).nonzero()[-1])
+    tokens[0, last] = (tokens[0, last] + 1) % 32
+    h2 = ar(tokens, x["kind"], x["pos"])
+    assert torch.allclose(h[0, :last], h2[0, :last], atol=1e-6)
+    assert not torch.allclose(h[0, last], h2[0, last])
+
+
+def test_ar_and_nar_do_not_depend_on_batch_padding(models):
+    ar, nar = models
+    items = _items(3)
+    xb = ar_inputs(collate_valle(items), ar.bos, ar.eos)
+    hb = ar.logits(ar(xb["tokens"], xb["kind"], xb["pos"]))
+    stage = torch.tensor([1, 2, 3])
+    nb = nar_inputs(collate_valle(items), stage)
+    lb = nar(nb["tokens"], nb["kind"], nb["pos"], nb["codes"], nb["n_sum"], stage)
+    for i in range(3):
+        x1 = ar_inputs(collate_valle(items[i : i + 1]), ar.bos, ar.eos)
+        h1 = ar.logits(ar(x1["tokens"], x1["kind"], x1["pos"]))
+        assert torch.equal(xb["targets"][i][xb["targets"][i] != -100], x1["targets"][0][x1["targets"][0] != -100])
+        assert torch.allclose(hb[i][xb["targets"][i] != -100], h1[0][x1["targets"][0] != -100], atol=1e-5)
+        n1 = nar_inputs(collate_valle(items[i : i + 1]), stage[i : i + 1])
+        l1 = nar(n1["tokens"], n1["kind"], n1["pos"], n1["codes"], n1["n_sum"], stage[i : i + 1])
+        assert torch.allclose(lb[i][nb["targets"][i] != -100], l1[0][n1["targets"][0] != -100], atol=1e-5)
+
+
+def test_ar_targets_score_the_prompt_only_when_it_is_the_utterances_own_prefix(models):
+    ar, _ = models
+    items = _items(2)  # item 0: own prefix (scored); item 1: another utterance's crop
+    x = ar_inputs(collate_valle(items), ar.bos, ar.eos)
+    for b, it in enumerate(items):
+        scored = x["targets"][b][x["targets"][b] != -100]
+        c1 = torch.cat([it["prompt"][0], it["target"][0]]) if it["prompt_scored"] else it["target"][0]
+        assert torch.equal(scored, torch.cat([c1, torch.tensor([ar.eos])]))
+
+
+def test_nar_uses_only_codebooks_below_its_stage_and_the_stage_matters(models):
+    _, nar = models
+    items = _items(1)
+    stage = torch.tensor([2])
+    x = nar_inputs(collate_valle(items), stage)
+    out = nar(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], stage)
+    codes = x["codes"].clone()
+    target_pos = x["targets"][0] != -100
+    codes[0, 2:, target_pos] = (codes[0, 2:, target_pos] + 5) % 32  # codebooks >= stage of the target: hidden
+    out2 = nar(x["tokens"], x["kind"], x["pos"], codes, x["n_sum"], stage)
+    assert torch.allclose(out, out2, atol=1e-6)
+    codes[0, 1, target_pos] = (codes[0, 1, target_pos] + 5) % 32  # codebook 2 of the target: an input
+    assert not torch.allclose(out, nar(x["tokens"], x["kind"], x["pos"], codes, x["n_sum"], stage), atol=1e-4)
+    with torch.no_grad():
+        nar.stage_embedding.weight.normal_()
+        a = nar(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], torch.tensor([1]))
+        b = nar(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], torch.tensor([3]))
+    assert not torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="stages"):
+        nar(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], torch.tensor([4]))
+
+
+def test_kv_cache_decoding_equals_recomputation_and_rows_are_independent(models):
+    ar, _ = models
+    items = _items(3)
+    texts, prompts = [it["text"] for it in items], [it["prompt"][0] for it in items]
+    greedy = SamplingOptions(temperature=0.0)
+    limits = [12, 7, 10]
+    cached = generate_ar(ar, texts, prompts, limits, greedy, suppress_eos=True)
+    plain = generate_ar(ar, texts, prompts, limits, greedy, use_cache=False, suppress_eos=True)
+    assert [len(c) for c in cached] == limits
+    assert all(torch.equal(a, b) for a, b in zip(cached, plain))
+    for i in range(3):  # a row decoded alone gives the same frames as in the batch (left padding is invisible)
+        alone = generate_ar(ar, texts[i : i + 1], prompts[i : i + 1], limits[i : i + 1], greedy, suppress_eos=True)
+        assert torch.equal(alone[0], cached[i])
+    s1 = generate_ar(ar, texts, prompts, limits, SamplingOptions(seed=3), suppress_eos=True)
+    s2 = generate_ar(ar, texts, prompts, limits, SamplingOptions(seed=3), suppress_eos=True)
+    s3 = generate_ar(ar, texts, prompts, limits, SamplingOptions(seed=4), suppress_eos=True)
+    assert all(torch.equal(a, b) for a, b in zip(s1, s2))
+    assert any(not torch.equal(a, b) for a, b in zip(s1, s3))
+
+
+def test_ar_stops_at_the_end_token(models):
+    ar, _ = models
+    it = _items(1)[0]
+    with torch.no_grad():
+        ar.head.bias[ar.eos] += 100.0  # the end token always wins
+        try:
+            out = generate_ar(ar, [it["text"]], [it["prompt"][0]], [50], SamplingOptions(temperature=0.0))
+        finally:
+            ar.head.bias[ar.eos] -= 100.0
+    assert len(out[0]) == 0
+
+
+def test_nar_fills_codebooks_2_to_q(models):
+    _, nar = models
+    items = _items(2)
+    first = [torch.randint(0, 32, (5,)), torch.randint(0, 32, (9,))]
+    out = generate_nar(nar, [it["text"] for it in items], [it["prompt"] for it in items], first)
+    assert [tuple(o.shape) for o in out] == [(4, 5), (4, 9)]
+    assert all(torch.equal(o[0], f) for o, f in zip(out, first))
+    alone = generate_nar(nar, [items[1]["text"]], [items[1]["prompt"]], first[1:])
+    assert torch.equal(alone[0], out[1])
+
+
+def test_sampling_filters():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(filter_logits(logits, top_k=2)[0, 2:]).all() and torch.isfinite(filter_logits(logits, top_k=2)[0, :2]).all()
+    p = logits.softmax(-1)[0]
+    kept = torch.isfinite(filter_logits(logits, top_p=float(p[0]) + 1e-3)[0])
+    assert kept.tolist() == [True, True, False, False]
+    assert torch.isfinite(filter_logits(logits, top_p=0.01)[0]).tolist() == [True, False, False, False]
+    assert sample(logits, 0.0).item() == 0
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    draws1 = [sample(logits, 1.0, generator=g1).item() for _ in range(20)]
+    assert draws1 == [sample(logits, 1.0, generator=g2).item() for _ in range(20)] and len(set(draws1)) > 1
+    with pytest.raises(ValueError):
+        SamplingOptions(top_p=0.0)

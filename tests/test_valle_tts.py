@@ -1,0 +1,238 @@
+"""VALL-E data, training, the TTS API and CLI, bad input, and the recipe's commands end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audiokit.cli import main
+from audiokit.codec.codec import Codec
+from audiokit.codec.model import CodecModel
+from audiokit.text.phonemes import TextError
+from audiokit.tokens import CodecMismatchError, CodecTokens, TokenStore
+from audiokit.valle.data import ValleDataset, ar_inputs, collate_valle, espeak_language, phoneme_ids
+from audiokit.valle.lightning import ValleARModule, ValleNARModule
+from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
+from audiokit.valle.tts import PromptError, TTSLoadError, ValleTTS, split_sentences
+
+from conftest import sine, write_wav
+
+GEN = dict(sample_rate=16000, encoder_dim=4, encoder_rates=[4, 5, 8], decoder_dim=32, decoder_rates=[8, 5, 4],
+           n_codebooks=4, codebook_size=32, codebook_dim=4)  # 100 frames/s
+DIMS = ValleDims(codebook_size=32, n_codebooks=4, d_model=32, n_head=4, n_layer=2, dropout=0.0)
+
+
+def _codec(seed=0):
+    torch.manual_seed(seed)
+    return Codec(CodecModel(**GEN), name=f"c{seed}")
+
+
+@pytest.fixture(scope="module")
+def tts():
+    codec = _codec(0)
+    torch.manual_seed(1)
+    return ValleTTS(ValleAR(DIMS).eval(), ValleNAR(DIMS).eval(), codec, name="random")
+
+
+def _voice(seconds=1.5, sr=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(sine(180.0, seconds, sr, 0.3) + rng.normal(0, 0.02, int(seconds * sr)).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------- text
+def test_split_sentences_keeps_every_word():
+    text = "First one. Second, with a clause! " + "word " * 80 + "end."
+    parts = split_sentences(text, max_chars=100)
+    assert parts[:2] == ["First one.", "Second, with a clause!"]
+    assert all(len(p) <= 100 for p in parts)
+    assert " ".join(parts).split() == text.split()
+
+
+def test_phoneme_ids_refuse_text_with_nothing_to_pronounce():
+    ids = phoneme_ids("həlˈoʊ")
+    assert ids[0] == 2 and ids[-1] == 3 and len(ids) == 8
+    assert phoneme_ids("hé☃lo") == phoneme_ids("hélo")  # unknown symbols dropped
+    with pytest.raises(TextError, match="nothing to pronounce"):
+        phoneme_ids("?! ...")
+    with pytest.raises(TextError, match="not supported"):
+        espeak_language("tlh")
+
+
+# ---------------------------------------------------------------------------------------------- data
+@pytest.fixture(scope="module")
+def token_corpus(tmp_path_factory):
+    codec = _codec(0)
+    root = tmp_path_factory.mktemp("valle_tokens")
+    g = torch.Generator().manual_seed(0)
+    entries = []
+    with TokenStore.writer(root / "store", codec.info) as w:
+        for i in range(6):
+            T = 150 + 40 * i
+            w.add(f"u{i}", CodecTokens(torch.randint(0, 32, (1, 4, T), generator=g), codec.info))
+            entries.append({"id": f"u{i}", "audio": f"u{i}.wav", "duration": T / 100, "text": "hello there",
+                            "phonemes": "həlˈoʊ ðˈɛɹ", "speaker": "a" if i < 4 else f"solo{i}", "tokens": f"store:u{i}"})
+    return entries, root / "store", codec
+
+
+def test_dataset_pairs_prompts_from_the_same_speaker_or_the_own_prefix(token_corpus):
+    entries, store, codec = token_corpus
+    ds = ValleDataset(entries, store=store, train=True, prompt_seconds=1.0, prefix_prob=0.0)
+    full = {e["id"]: ds.base[i]["tokens"].codes[0] for i, e in enumerate(entries)}
+    for _ in range(5):
+        it = ds[0]  # speaker "a" has others: the prompt is a 1 s crop of another utterance, the target whole
+        assert torch.equal(it["target"], full["u0"]) and not it["prompt_scored"] and it["prompt"].shape == (4, 100)
+        crop = it["prompt"]
+        assert any(any(torch.equal(crop, full[o][:, s : s + 100]) for s in range(full[o].shape[1] - 99)) for o in ("u1", "u2", "u3"))
+    solo = ds[4]  # no other utterance of this speaker: its own prefix (25-50 %, at most 1 s)
+    assert solo["prompt_scored"] and 1 <= solo["prompt"].shape[1] <= 100
+    assert torch.equal(torch.cat([solo["prompt"], solo["target"]], 1), full["u4"])
+    val = ValleDataset(entries, store=store, train=False, prompt_seconds=1.0, prefix_prob=0.5)
+    assert all(torch.equal(val[i]["prompt"], val[i]["prompt"]) for i in range(6))  # the same prompt every epoch
+    assert ds.durations[0] == pytest.approx(entries[0]["duration"] + 1.0)
+
+
+def test_training_lowers_the_loss_of_both_models(token_corpus):
+    entries, store, _ = token_corpus
+    ds = ValleDataset(entries, store=store, prompt_seconds=1.0, train=False)
+    batch = collate_valle([ds[i] for i in range(4)])
+    for cls in (ValleARModule, ValleNARModule):
+        torch.manual_seed(0)
+        m = cls(codebook_size=32, n_codebooks=4, d_model=32, n_head=4, n_layer=2, dropout=0.0, lr=3e-3, warmup_steps=1)
+        m.log = lambda *a, **k: None
+        opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(30):
+            loss = m.training_step(batch, 0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.8 * losses[0], (cls.__name__, losses[0], losses[-1])
+
+
+def test_training_refuses_tokens_of_another_codebook_size(token_corpus):
+    _, _, codec = token_corpus
+    m = ValleARModule(codebook_size=1024, n_codebooks=4, d_model=32, n_head=4, n_layer=1)
+    with pytest.raises(CodecMismatchError, match="model.codebook_size"):
+        m._check_codec(codec.info)
+
+
+# ---------------------------------------------------------------------------------------------- synthesis
+def test_synthesize_is_reproducible_and_joins_sentences(tts):
+    a = tts.synthesize("One sentence. Another one!", _voice(), sample_rate=16000, prompt_text="a voice", seed=5)
+    b = tts.synthesize("One sentence. Another one!", _voice(), sample_rate=16000, prompt_text="a voice", seed=5)
+    c = tts.synthesize("One sentence. Another one!", _voice(), sample_rate=16000, prompt_text="a voice", seed=6)
+    assert a.sentences == ["One sentence.", "Another one!"] and len(a.codes) == 2
+    assert a.sample_rate == 16000 and a.audio.dim() == 1 and a.duration > 0
+    assert torch.equal(a.audio, b.audio) and not torch.equal(a.audio, c.audio)
+    pause = int(0.2 * 16000)
+    assert a.audio.shape[-1] == sum(x.shape[1] for x in a.codes) * 160 + pause
+    assert a.prompt_text == "a voice" and a.rtf > 0
+
+
+def test_prompt_inputs_and_their_defined_results(tts):
+    notes: list[str] = []
+    tokens, text = tts.prepare_prompt(_voice(1.5, sr=24000), 24000, None, notes)  # another rate: resampled
+    assert tokens.n_frames == 150 and text is None and any("voice reference only" in n for n in notes)
+    stereo = torch.stack([_voice(1.5), _voice(1.5, seed=1)])
+    assert tts.prepare_prompt(stereo, 16000, "words")[0].n_frames == 150
+    notes = []
+    tokens, text = tts.prepare_prompt(_voice(9.0), 16000, "these words", notes)
+    assert tokens.n_frames == 600 and text is None  # trimmed to 6 s; the transcript no longer fits
+    assert any("trimmed" in n for n in notes) and any("no longer matches" in n for n in notes)
+    with pytest.raises(PromptError, match="at least 1 s"):
+        tts.prepare_prompt(_voice(0.5), 16000)
+    with pytest.raises(PromptError, match="silent"):
+        tts.prepare_prompt(torch.zeros(32000), 16000)
+    with pytest.raises(PromptError, match="sample_rate"):
+        tts.prepare_prompt(_voice(), None)
+    own = tts.codec.encode(_voice(), 16000)
+    assert torch.equal(tts.prepare_prompt(own, None, "x")[0].codes, own.codes)
+    other = _codec(1).encode(_voice(), 16000)
+    with pytest.raises(CodecMismatchError):
+        tts.prepare_prompt(other, None)
+
+
+@pytest.mark.parametrize("text, match", [("", "empty"), ("   ", "empty"), ("?! ... ,", "nothing to pronounce"),
+                                         ("x" * 5000, "limit")])
+def test_bad_text_is_a_clear_error(tts, text, match):
+    with pytest.raises(TextError, match=match):
+        tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="")
+
+
+def test_unsupported_language_is_a_clear_error(tts):
+    with pytest.raises(TextError, match="speaks en"):
+        tts.synthesize("Bonjour.", _voice(), sample_rate=16000, language="fr")
+
+
+def test_export_load_round_trip_and_broken_folders(tts, tmp_path):
+    import audiokit
+
+    folder = tts.export(tmp_path / "valle")
+    again = audiokit.TTS.load(folder)
+    a = tts.synthesize("Hello there.", _voice(), sample_rate=16000, prompt_text="", seed=1)
+    b = again.synthesize("Hello there.", _voice(), sample_rate=16000, prompt_text="", seed=1)
+    assert torch.equal(a.audio, b.audio) and again.codec.info == tts.codec.info
+    data = (folder / "ar.safetensors").read_bytes()
+    (folder / "ar.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TTSLoadError, match="corrupt or truncated"):
+        audiokit.TTS.load(folder)
+    with pytest.raises(FileNotFoundError, match="no bundled model"):
+        audiokit.TTS.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TTSLoadError, match="no config.json"):
+        audiokit.TTS.load(tmp_path / "empty")
+
+
+def test_tts_cli_writes_audio_and_bad_prompts_leave_no_file(tts, tmp_path, capsys):
+    folder = tts.export(tmp_path / "valle")
+    prompt = write_wav(str(tmp_path / "voice.wav"), _voice(2.0).numpy())
+    out = tmp_path / "out.wav"
+    assert main(["tts", "--model", str(folder), "--text", "Hello there. Bye.", "--prompt", prompt, "--prompt-text", "",
+                 "--out", str(out), "--seed", "0"]) == 0
+    import soundfile as sf
+
+    wav, sr = sf.read(out)
+    assert sr == 16000 and len(wav) > 0 and "2 sentence(s)" in capsys.readouterr().out
+    short = write_wav(str(tmp_path / "short.wav"), _voice(0.4).numpy())
+    bad = tmp_path / "bad.wav"
+    for args in (["--prompt", short], ["--prompt", str(tmp_path / "missing.wav")], ["--prompt", prompt, "--text", "..."]):
+        argv = ["tts", "--model", str(folder), "--text", "Hello.", "--out", str(bad), *args]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("audiokit: error:") and "Traceback" not in err
+        assert not bad.exists()
+
+
+# ---------------------------------------------------------------------------------------------- the recipe's commands
+def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
+    corpus, _, _ = synth_corpus
+    _codec(0).export(tmp_path / "codec")
+    assert main(["tokenize", "--manifest", str(corpus / "train.jsonl"), str(corpus / "valid.jsonl"), str(corpus / "test.jsonl"),
+                 "--codec", str(tmp_path / "codec"), "--out", str(tmp_path / "tokens")]) == 0
+    common = ["--model.codebook_size", "32", "--model.d_model", "32", "--model.n_head", "2", "--model.n_layer", "1",
+              "--data.train_manifest", str(tmp_path / "tokens/train.jsonl"), "--data.val_manifest", str(tmp_path / "tokens/valid.jsonl"),
+              "--data.token_store", str(tmp_path / "tokens"), "--data.prompt_seconds", "1.0", "--trainer.max_steps", "3",
+              "--trainer.val_check_interval", "3", "--trainer.enable_progress_bar", "false"]
+    for stage in ("ar", "nar"):
+        run = tmp_path / f"valle-{stage}"
+        assert main(["train", f"valle-{stage}", "--config", f"configs/valle/tiny_{stage}.yaml", *common,
+                     "--trainer.default_root_dir", str(run), "--trainer.callbacks.init_args.dirpath", str(run / "ck")]) == 0
+        ck = torch.load(run / "ck/last.ckpt", map_location="cpu", weights_only=False)
+        assert ck["global_step"] == 3 and ck["valle"]["stage"] == stage and ck["valle"]["codec"]["codebook_size"] == 32
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "valle-nar/ck/last.ckpt"), str(tmp_path / "x")]) == 2
+    assert "export from the AR one" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "valle-ar/ck/last.ckpt"), str(tmp_path / "valle"), "--nar",
+                 str(tmp_path / "valle-nar/ck/last.ckpt"), "--codec", str(tmp_path / "codec")]) == 0
+    _codec(1).export(tmp_path / "other")
+    assert main(["export", str(tmp_path / "valle-ar/ck/last.ckpt"), str(tmp_path / "bad"), "--nar",
+                 str(tmp_path / "valle-nar/ck/last.ckpt"), "--codec", str(tmp_path / "other")]) == 2
+    assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "bad/config.json").exists()
+    report = tmp_path / "eval.json"
+    assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
+                 "--max-items", "2", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
+    assert all(r["utterances"] == 2 for r in rows)
+    assert "| ground truth |" in capsys.readouterr().out
