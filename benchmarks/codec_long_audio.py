@@ -8,10 +8,8 @@ Without --codec a randomly initialized 24 kHz model of the `small` configuration
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, resource, sys, time, torch, yaml

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import pytest
 import torch
 
 from audiokit.codec.codec import Codec

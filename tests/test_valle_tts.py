@@ -10,7 +10,7 @@ from audiokit.codec.codec import Codec
 from audiokit.codec.model import CodecModel
 from audiokit.text.phonemes import TextError
 from audiokit.tokens import CodecMismatchError, CodecTokens, TokenStore
-from audiokit.valle.data import ValleDataset, ar_inputs, collate_valle, espeak_language, phoneme_ids
+from audiokit.valle.data import ValleDataset, collate_valle, espeak_language, phoneme_ids
 from audiokit.valle.lightning import ValleARModule, ValleNARModule
 from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
 from audiokit.valle.tts import PromptError, TTSLoadError, ValleTTS, split_sentences
@@ -194,6 +194,10 @@ def test_tts_cli_writes_audio_and_bad_prompts_leave_no_file(tts, tmp_path, capsy
 
     wav, sr = sf.read(out)
     assert sr == 16000 and len(wav) > 0 and "2 sentence(s)" in capsys.readouterr().out
+    akc = tmp_path / "voice.akc"  # a codec bitstream of the model's codec is a prompt too
+    assert main(["encode", prompt, str(akc), "--codec", str(folder / "codec")]) == 0
+    assert main(["tts", "--model", str(folder), "--text", "Hello.", "--prompt", str(akc), "--prompt-text", "",
+                 "--out", str(tmp_path / "out2.wav")]) == 0
     short = write_wav(str(tmp_path / "short.wav"), _voice(0.4).numpy())
     bad = tmp_path / "bad.wav"
     for args in (["--prompt", short], ["--prompt", str(tmp_path / "missing.wav")], ["--prompt", prompt, "--text", "..."]):
