@@ -155,6 +155,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--model", help="asr: the ASR model (exported folder, .ckpt, or Whisper .pt); tts: the TTS folder")
     p.add_argument("--asr", default=None, help="tts: the ASR that judges WER [the one bundled with the TTS model]")
     p.add_argument("--seed", type=int, default=0, help="tts: prompt choice and sampling seed [0]")
+    p.add_argument("--no-prompt-text", dest="prompt_text", action="store_false",
+                   help="tts: use prompts as voice references only [their ASR transcripts make the model continue them]")
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
@@ -409,7 +411,8 @@ def _eval_tts(args) -> int:
     from .valle.evaluate import evaluate_tts, format_table
 
     tts = TTS.load(args.model, device=args.device, asr=args.asr)
-    rows, items = evaluate_tts(tts, args.manifest, max_items=args.max_items, seed=args.seed)
+    rows, items = evaluate_tts(tts, args.manifest, max_items=args.max_items, seed=args.seed,
+                               transcribe_prompts=args.prompt_text)
     print(format_table(rows))
     if args.json:
         from .fileio import atomic_path

@@ -10,7 +10,8 @@ the model speaks the utterance's text in that voice. Three rows, as the paper re
 
 Each row gets WER through audiokit's own ASR (when one is given or bundled) and through pocketsphinx (the
 ``eval`` extra: an independent judge with its own English model), speaker similarity between prompt and
-speech (cosine of resemblyzer embeddings, the ``eval`` extra), and, for the model, the real-time factor.
+speech (cosine of resemblyzer embeddings, the ``eval`` extra) beside the similarity to *another* speaker's
+prompt (the baseline a model that ignores its prompt would reach), and, for the model, the real-time factor.
 """
 from __future__ import annotations
 
@@ -54,10 +55,6 @@ class _Resemblyzer:
         w = self.preprocess(wav16.numpy().astype(np.float32), source_sr=16000)
         return self.encoder.embed_utterance(w) if len(w) > 1600 else None
 
-    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
-        ea, eb = self.embed(a), self.embed(b)
-        return float(np.dot(ea, eb)) if ea is not None and eb is not None else None
-
 
 def _optional(factory, what: str):
     try:
@@ -83,8 +80,12 @@ def pick_prompts(entries: list[dict], pool: list[dict], seed: int = 0, min_secon
 
 
 def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_seconds: float = 3.0, seed: int = 0,
-                 batch_size: int = 8, temperature: float = 1.0, top_k: int | None = 50) -> tuple[list[dict], list[dict]]:
-    """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items)."""
+                 batch_size: int = 8, temperature: float = 1.0, top_k: int | None = 50,
+                 transcribe_prompts: bool = True) -> tuple[list[dict], list[dict]]:
+    """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items).
+
+    ``transcribe_prompts``: the prompts' transcripts come from the TTS's ASR (continuation, the paper's
+    inference); False uses every prompt as a voice reference only."""
     from ..data.manifest import read_manifest
     from ..text.phonemes import PHONEME_VOCAB
     from .data import phoneme_ids, phonemize
@@ -116,7 +117,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     start = time.perf_counter()
     texts = phonemize([it["text"] for it in items], "en")
     for it, ph in zip(items, texts):
-        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None)
+        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
         prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
         rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
                         tokens.codes[0, :, : int(tokens.lengths[0])]))
@@ -135,6 +136,9 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     sphinx = _optional(_Pocketsphinx, "pocketsphinx WER")
     speaker = _optional(_Resemblyzer, "resemblyzer speaker similarity")
     systems = [("ground truth", "real"), ("codec resynthesis", "codec"), (f"VALL-E ({tts.name or 'model'})", "model")]
+    if speaker is not None:
+        prompt_emb = [speaker.embed(resample(it["prompt"], sr, 16000)) for it in items]
+        other = _other_speaker(items)
     rows = []
     for name, key in systems:
         w16 = {it["id"]: resample(it[key], sr, 16000) for it in items}
@@ -149,10 +153,10 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
             row["wer_pocketsphinx"] = wer_cer([it["text"] for it in items], hyps)["wer"]
             for it, h in zip(items, hyps):
                 it[f"{key}_pocketsphinx"] = h
-        if speaker is not None:
-            sims = [speaker.similarity(resample(it["prompt"], sr, 16000), w16[it["id"]]) for it in items]
-            sims = [s for s in sims if s is not None]
-            row["similarity"] = float(np.mean(sims)) if sims else None
+        if speaker is not None:  # against the prompt, and (the baseline) against another speaker's prompt
+            emb = [speaker.embed(w16[it["id"]]) for it in items]
+            row["similarity"] = _mean_cos(emb, prompt_emb)
+            row["similarity_other_speaker"] = _mean_cos(emb, [prompt_emb[j] for j in other])
         if key == "model":
             row["rtf"] = seconds / max(out_seconds, 1e-9)
         rows.append(row)
@@ -160,12 +164,24 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     return rows, per_item
 
 
+def _mean_cos(a: list, b: list) -> float | None:
+    sims = [float(np.dot(x, y)) for x, y in zip(a, b) if x is not None and y is not None]
+    return float(np.mean(sims)) if sims else None
+
+
+def _other_speaker(items: list[dict]) -> list[int]:
+    """For each item, the index of the next item (cyclically) spoken by someone else (itself if none is)."""
+    n = len(items)
+    return [next((j % n for j in range(i + 1, i + n) if items[j % n]["speaker"] != items[i]["speaker"]), i) for i in range(n)]
+
+
 def format_table(rows: list[dict]) -> str:
     def f(v, pct=False):
         return "-" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}")
 
-    lines = ["| system | WER audiokit ASR (%) | WER pocketsphinx (%) | speaker similarity | RTF |", "|---|---|---|---|---|"]
+    lines = ["| system | WER audiokit ASR (%) | WER pocketsphinx (%) | similarity to the prompt | to another speaker's prompt | RTF |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['system']} | {f(r.get('wer_asr'), True)} | {f(r.get('wer_pocketsphinx'), True)} | "
-                     f"{f(r.get('similarity'))} | {f(r.get('rtf'))} |")
+                     f"{f(r.get('similarity'))} | {f(r.get('similarity_other_speaker'))} | {f(r.get('rtf'))} |")
     return "\n".join(lines)
