@@ -100,4 +100,4 @@ def test_eval_codec(tmp_path, exported, synth_corpus, capsys):
     assert all(r["mel_distance"] > 0 and 0 < r["codebook_usage"] <= 1 for r in rows)
     assert rows[0]["kbps"] == pytest.approx(2.4)
     assert main(["eval", "tts", "--manifest", "x.jsonl"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "needs --model" in capsys.readouterr().err
