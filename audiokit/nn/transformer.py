@@ -127,6 +127,27 @@ class MultiHeadAttention(nn.Module):
         return self.out(out)
 
 
+def padded_causal_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, 1, S, S]`` mask (True = may attend) for causal attention over rows whose padding
+    (``valid`` False) may sit anywhere: each position sees the valid positions at or before it, and itself."""
+    S = valid.shape[1]
+    earlier = torch.ones(S, S, dtype=torch.bool, device=valid.device).tril()
+    allowed = (earlier[None] & valid[:, None, :]) | torch.eye(S, dtype=torch.bool, device=valid.device)
+    return allowed[:, None]
+
+
+def padding_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, 1, 1, S]`` mask for full attention over the valid positions (``valid`` ``[B, S]``; every
+    row needs at least one)."""
+    return valid[:, None, None, :]
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` ``[B, S, C]`` over the positions where ``valid`` ``[B, S]`` holds."""
+    w = valid.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(1) / w.sum(1).clamp(min=1)
+
+
 def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, H, T, D = k.shape
     need = cache.length + T

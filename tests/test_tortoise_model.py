@@ -1,0 +1,85 @@
+"""Tortoise modules: masks, conditioning latents, the AR model (causal, learns), CLVP (contrastive, ranks)."""
+import pytest
+import torch
+
+from audiokit.nn.transformer import padded_causal_mask
+from audiokit.tortoise.model import CLVP, ConditioningEncoder, TortoiseAR, TortoiseDims, framed
+
+DIMS = TortoiseDims(text_vocab=40, codebook_size=32, n_mels=20, d_model=32, n_head=4, n_layer=2, n_cond_layer=1,
+                    max_text=30, max_speech=60, clvp_layer=1, clvp_dim=32, clvp_latent=16)
+
+
+def _pairs(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    texts = [torch.randint(0, 40, (5 + i,), generator=g) for i in range(n)]
+    speech = [torch.randint(0, 32, (10 + 3 * i,), generator=g) for i in range(n)]
+    return texts, speech
+
+
+def test_padded_causal_mask():
+    valid = torch.tensor([[True, False, True, True]])
+    m = padded_causal_mask(valid)[0, 0]
+    assert m[3].tolist() == [True, False, True, True] and m[2].tolist() == [True, False, True, False]
+    assert m[1, 1]  # a pad row sees itself only, so no row is empty
+
+
+def test_conditioning_latents_ignore_padding():
+    torch.manual_seed(0)
+    enc = ConditioningEncoder(DIMS).eval()
+    mel = torch.randn(1, 20, 50)
+    padded = torch.cat([mel, torch.randn(1, 20, 30)], -1)
+    a = enc(mel)
+    b = enc(padded, frames=torch.tensor([50]))
+    assert a.shape == (1, 32) and torch.allclose(a, b, atol=1e-5)
+
+
+def test_ar_is_causal_and_learns():
+    torch.manual_seed(0)
+    ar = TortoiseAR(DIMS)
+    texts, speech = _pairs()
+    t, tv = framed(texts, ar.start_text, ar.stop_text)
+    s, sv = framed(speech, ar.start_speech, ar.stop_speech)
+    cond = ar.conditioning(torch.randn(4, 20, 40))
+    ar.eval()
+    with torch.no_grad():
+        x, valid = ar.embed(cond, t, tv, s, sv)
+        h = ar(x, padded_causal_mask(valid))
+        s2 = s.clone()
+        s2[0, 5] = (s2[0, 5] + 1) % 32
+        x2, _ = ar.embed(cond, t, tv, s2, sv)
+        h2 = ar(x2, padded_causal_mask(valid))
+    pos = 1 + t.shape[1] + 5
+    assert torch.allclose(h[0, :pos], h2[0, :pos], atol=1e-6) and not torch.allclose(h[0, pos], h2[0, pos])
+    out = ar.losses(cond, t, tv, s, sv)
+    assert out["latents"].shape == (4, s.shape[1], 32)
+    ar.train()
+    opt = torch.optim.AdamW(ar.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        out = ar.losses(cond.detach(), t, tv, s, sv)
+        loss = out["speech_loss"] + 0.1 * out["text_loss"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first and out["speech_acc"] > 0.5
+    with pytest.raises(ValueError, match="too long"):
+        ar.embed(cond, *framed([torch.zeros(40, dtype=torch.long)] * 4, 0, 1), s, sv)
+
+
+def test_clvp_learns_to_match_text_and_speech():
+    torch.manual_seed(0)
+    clvp = CLVP(DIMS)
+    texts, speech = _pairs(6)
+    t, tv = framed(texts, None, None)
+    s, sv = framed(speech, None, None)
+    opt = torch.optim.AdamW(clvp.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss, acc = clvp.loss(t, tv, s, sv)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert acc == 1.0
+    right = clvp.score(t, tv, s, sv)
+    wrong = clvp.score(t, tv, s.roll(1, 0), sv.roll(1, 0))
+    assert (right > wrong).all()
