@@ -1,0 +1,82 @@
+"""Diffusion: schedule algebra, DDIM with an oracle, guidance, and the Tortoise decoder learns."""
+import pytest
+import torch
+
+from audiokit.nn.diffusion import CosineSchedule, ddim_sample, guided
+from audiokit.tortoise.diffusion import DiffusionDecoder
+
+
+def test_cosine_schedule_and_target_conversions():
+    s = CosineSchedule(1000)
+    ab = s.alpha_bar
+    assert ab[0] > 0.999 and ab[-1] < 1e-3 and (ab[1:] <= ab[:-1]).all()
+    x0, noise = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    t = torch.tensor([0, 500, 999])
+    xt = s.q_sample(x0, t, noise)
+    for pred in ("eps", "v"):
+        est_x0, est_eps = s.to_x0_eps(xt, t, s.target(x0, noise, t, pred), pred)
+        assert torch.allclose(est_x0[:2], x0[:2], atol=1e-3) and torch.allclose(est_eps[1:], noise[1:], atol=1e-3)
+    with pytest.raises(ValueError):
+        s.target(x0, noise, t, "x")
+
+
+@pytest.mark.parametrize("pred, eta", [("eps", 0.0), ("v", 0.0), ("v", 1.0)])
+def test_ddim_with_an_oracle_recovers_the_data(pred, eta):
+    s = CosineSchedule(1000)
+    x0 = torch.randn(2, 7, 3)
+
+    def oracle(x_t, t):  # the network that knows x0: outputs the target implied by x_t
+        ab = s.alpha_bar[t].view(-1, 1, 1)
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return s.target(x0, eps, t, pred)
+
+    out = ddim_sample(oracle, s, x0.shape, steps=10, prediction=pred, eta=eta, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x0, atol=1e-3)
+    with pytest.raises(ValueError):
+        ddim_sample(oracle, s, x0.shape, steps=0)
+
+
+def test_guidance_mixes_conditional_and_unconditional():
+    calls = []
+
+    def model(x, t, drop):
+        calls.append(drop)
+        return x + (0.0 if drop else 1.0)
+
+    x = torch.zeros(1, 2)
+    assert torch.equal(guided(model, 1.0)(x, None), x + 1) and calls == [False]
+    assert torch.equal(guided(model, 3.0)(x, None), x + 3)
+
+
+def test_decoder_learns_and_ignores_padding_and_drops_conditioning():
+    torch.manual_seed(0)
+    net = DiffusionDecoder(latent_dim=6, cond_dim=8, voice_dim=5, codebook_size=16, d_model=32, n_head=4, n_layer=2)
+    s = CosineSchedule(100)
+    codes = torch.randint(0, 16, (4, 12))
+    x0 = torch.randn(16, 6)[codes]  # latents determined by the codes: learnable
+    voice = torch.randn(4, 5)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(150):
+        t = torch.randint(0, 100, (4,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        out = net(s.q_sample(x0, t, noise), t, net.cond_from_codes(codes), voice)
+        loss = (out - s.target(x0, noise, t, "v")).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    net.eval()
+    with torch.no_grad():
+        t = torch.tensor([50])
+        xt = torch.randn(1, 12, 6)
+        a = net(xt, t, net.cond_from_codes(codes[:1]), voice[:1])
+        padded = torch.cat([xt, torch.randn(1, 4, 6)], 1)
+        cond = torch.cat([net.cond_from_codes(codes[:1]), torch.zeros(1, 4, 8)], 1)
+        b = net(padded, t, cond, voice[:1], valid=torch.arange(16)[None] < 12)
+        assert torch.allclose(a, b[:, :12], atol=1e-5)
+        dropped = net(xt, t, net.cond_from_codes(codes[:1]), voice[:1], drop=torch.tensor([True]))
+        other = net(xt, t, net.cond_from_codes(codes[1:2]), voice[1:2], drop=torch.tensor([True]))
+        assert torch.allclose(dropped, other, atol=1e-6) and not torch.allclose(dropped, a)
