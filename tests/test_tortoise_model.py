@@ -83,3 +83,29 @@ def test_clvp_learns_to_match_text_and_speech():
     right = clvp.score(t, tv, s, sv)
     wrong = clvp.score(t, tv, s.roll(1, 0), sv.roll(1, 0))
     assert (right > wrong).all()
+
+
+def test_candidate_sampling_with_the_cache_equals_recomputation():
+    from audiokit.tortoise.generate import ar_latents, sample_candidates
+    from audiokit.valle.generate import SamplingOptions
+
+    torch.manual_seed(0)
+    ar = TortoiseAR(DIMS).eval()
+    voice = ar.conditioning(torch.randn(1, 20, 30))[0]
+    text = torch.randint(0, 40, (8,))
+    greedy = SamplingOptions(temperature=0.0)
+    a = sample_candidates(ar, voice, text, 2, 15, greedy, suppress_stop=True)
+    b = sample_candidates(ar, voice, text, 2, 15, greedy, use_cache=False, suppress_stop=True)
+    assert [len(x) for x in a] == [15, 15] and all(torch.equal(x, y) for x, y in zip(a, b))
+    s1 = sample_candidates(ar, voice, text, 4, 15, SamplingOptions(seed=1))
+    s2 = sample_candidates(ar, voice, text, 4, 15, SamplingOptions(seed=1))
+    assert all(torch.equal(x, y) for x, y in zip(s1, s2))
+    with torch.no_grad():
+        ar.speech_head.bias[ar.stop_speech] += 100.0
+    assert [len(x) for x in sample_candidates(ar, voice, text, 3, 15, greedy)] == [0, 0, 0]
+    with torch.no_grad():
+        ar.speech_head.bias[ar.stop_speech] -= 100.0
+    lat = ar_latents(ar, voice, text, a)
+    assert [tuple(x.shape) for x in lat] == [(15, 32), (15, 32)]
+    with pytest.raises(ValueError):
+        sample_candidates(ar, voice, text, 0, 15)
