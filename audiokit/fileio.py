@@ -31,3 +31,25 @@ class atomic_path:
         else:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+def load_torch_file(path: str | os.PathLike, error: type[Exception], weights_only: bool = False,
+                    what: str = "corrupt or truncated checkpoint"):
+    """``torch.load`` onto the CPU; an unreadable file raises ``error``: "PATH: WHAT (the reason)"."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+    except Exception as e:
+        raise error(f"{path}: {what} ({type(e).__name__}: {e})") from None
+
+
+def load_safetensors_file(path: str | os.PathLike, error: type[Exception]) -> dict:
+    """All tensors of a safetensors file; a missing or unreadable file raises ``error`` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise error(f"{path}: missing, corrupt or truncated ({e})") from None

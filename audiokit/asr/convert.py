@@ -5,8 +5,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-import torch
-
+from ..fileio import load_torch_file
 from .model import ASRModel, ModelDimensions
 
 
@@ -18,10 +17,7 @@ def load_whisper_checkpoint(path: str | os.PathLike, device="cpu") -> ASRModel:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = load_torch_file(path, CheckpointError, weights_only=True, what="corrupt, truncated or not a PyTorch checkpoint")
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a Whisper checkpoint (expected 'dims' and 'model_state_dict')")
     names = {f.name for f in fields(ModelDimensions)}

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_safetensors_file, load_torch_file
 from .convert import CheckpointError, build_model, load_whisper_checkpoint
 from .decoding import DecodingOptions, decode
 from .features import SAMPLE_RATE
@@ -157,9 +157,6 @@ class Transcriber:
 
     @classmethod
     def _load_export(cls, folder: Path, name: str | None) -> "Transcriber":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             meta = json.loads((folder / "config.json").read_text())
         except json.JSONDecodeError as e:
@@ -170,19 +167,13 @@ class Transcriber:
             tok = WhisperTokenizer(load_ranks(folder / "vocab.tiktoken"), **meta["tokenizer"])
         except TokenizerError as e:
             raise CheckpointError(str(e)) from None
-        try:
-            state = load_file(str(folder / "model.safetensors"))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{folder / 'model.safetensors'}: missing, corrupt or truncated ({e})") from None
+        state = load_safetensors_file(folder / "model.safetensors", CheckpointError)
         model = build_model(ModelDimensions(**meta["dims"]), state, str(folder))
         return cls(model, tok, name=name if name is not None else meta.get("name", folder.name))
 
     @classmethod
     def _load_lightning(cls, path: Path, name: str | None) -> "Transcriber":
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+        ckpt = load_torch_file(path, CheckpointError)
         if not isinstance(ckpt, dict) or "asr_tokenizer" not in ckpt or "hyper_parameters" not in ckpt:
             raise CheckpointError(f"{path}: not an ASR training checkpoint (no tokenizer stored in it)")
         import base64

@@ -30,3 +30,17 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+
+
+def append_step(out: list[list[int]], rows: torch.Tensor, tokens: torch.Tensor, stop: int, limits) -> torch.Tensor:
+    """Bookkeeping of a batched decoding step: live row ``i`` is original row ``rows[i]``; its new token joins
+    ``out[rows[i]]`` unless it is ``stop``. Returns which live rows are finished (stop token, or
+    ``limits[row]`` tokens reached)."""
+    done = torch.zeros(len(rows), dtype=torch.bool)
+    for i, (r, t) in enumerate(zip(rows.tolist(), tokens.tolist())):
+        if t == stop:
+            done[i] = True
+        else:
+            out[r].append(t)
+            done[i] = len(out[r]) >= int(limits[r])
+    return done

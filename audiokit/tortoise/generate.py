@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..nn.sampling import sample
+from ..nn.sampling import append_step, sample
 from ..nn.transformer import KVCache, padded_causal_mask
 from ..valle.generate import SamplingOptions
 from .model import TortoiseAR, framed
@@ -35,13 +35,7 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
         if suppress_stop:
             logits[:, model.stop_speech] = float("-inf")
         nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        for i, (r, tok) in enumerate(zip(rows.tolist(), nxt.tolist())):
-            if tok == model.stop_speech:
-                done[i] = True
-            else:
-                out[r].append(tok)
-                done[i] = len(out[r]) >= max_frames
+        done = append_step(out, rows, nxt, model.stop_speech, [max_frames] * n)
         if done.all():
             break
         keep = (~done).nonzero()[:, 0]

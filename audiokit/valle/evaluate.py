@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 
 from ..asr.metrics import wer_cer
 from ..audio import read_audio, resample
+from ..tokens import CodecTokens
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,6 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         items.append({"id": e["id"], "speaker": e.get("speaker"), "text": e["text"], "prompt_id": p["id"],
                       "real": wav, "prompt": pwav})
     # the model: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches
-    import time
-
     start = time.perf_counter()
     texts = phonemize([it["text"] for it in items], "en")
     for it, ph in zip(items, texts):
@@ -123,8 +123,6 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
                         tokens.codes[0, :, : int(tokens.lengths[0])]))
         it["prompt_text"] = ptext
     codes = tts.generate(rows_in, SamplingOptions(temperature=temperature, top_k=top_k, seed=seed), batch_size)
-    from ..tokens import CodecTokens
-
     for it, c in zip(items, codes):
         it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10)
     seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.sampling import sample
+from ..nn.sampling import append_step, sample
 from ..nn.transformer import KVCache
 from .data import nar_inputs
 from .model import AUDIO, PAD, TEXT, ValleAR, ValleNAR, attention_mask
@@ -91,13 +91,7 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
         if suppress_eos:
             logits[:, model.eos] = float("-inf")
         nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        for i, (r, t) in enumerate(zip(rows.tolist(), nxt.tolist())):
-            if t == model.eos:
-                done[i] = True
-            else:
-                out[r].append(t)
-                done[i] = len(out[r]) >= int(limit[r])
+        done = append_step(out, rows, nxt, model.eos, limit)
         if done.all():
             break
         if done.any():

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from ..audio import read_audio, resample
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_safetensors_file, load_torch_file
 from ..text.phonemes import PHONEME_VOCAB, TextError
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
-from .data import espeak_language, phoneme_ids, phonemize
+from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
 from .model import ValleAR, ValleDims, ValleNAR
 
@@ -87,16 +87,6 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     return out
 
 
-def _load_state(path: Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise TTSLoadError(f"{path}: missing, corrupt or truncated ({e})") from None
-
-
 def _build(cls, dims: ValleDims, state: dict, where: str):
     model = cls(dims)
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
@@ -109,10 +99,7 @@ def _build(cls, dims: ValleDims, state: dict, where: str):
 def _read_checkpoint(path: Path, stage: str) -> tuple[ValleDims, dict, CodecInfo | None]:
     if not path.exists():
         raise TTSLoadError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise TTSLoadError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = load_torch_file(path, TTSLoadError)
     meta = ckpt.get("valle") if isinstance(ckpt, dict) else None
     if not meta or meta.get("stage") != stage:
         found = f"a VALL-E {meta['stage'].upper()} checkpoint" if meta else "not a VALL-E training checkpoint"
@@ -216,8 +203,8 @@ class ValleTTS:
         meta = meta if meta is not None else read_config(folder)
         codec = Codec.load(folder / "codec")
         codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
-        ar = _build(ValleAR, ValleDims.from_dict(meta["ar"]), _load_state(folder / "ar.safetensors"), str(folder / "ar.safetensors"))
-        nar = _build(ValleNAR, ValleDims.from_dict(meta["nar"]), _load_state(folder / "nar.safetensors"), str(folder / "nar.safetensors"))
+        ar = _build(ValleAR, ValleDims.from_dict(meta["ar"]), load_safetensors_file(folder / "ar.safetensors", TTSLoadError), str(folder / "ar.safetensors"))
+        nar = _build(ValleNAR, ValleDims.from_dict(meta["nar"]), load_safetensors_file(folder / "nar.safetensors", TTSLoadError), str(folder / "nar.safetensors"))
         from ..asr.transcriber import Transcriber
 
         if isinstance(asr, (str, os.PathLike)):
@@ -287,7 +274,6 @@ class ValleTTS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {self.max_chars}")
         if language not in self.languages:
             raise TextError(f"this model speaks {', '.join(self.languages)}; language {language!r} is not one of them")
-        espeak_language(language)
         sentences = split_sentences(text)
         phonemes = phonemize(sentences, language)
         keep = [(s, p) for s, p in zip(sentences, phonemes) if any(c.isalpha() for c in p)]
