@@ -109,7 +109,7 @@ def _add_codec_commands(sub) -> None:
                        description="Train FAMILY with LightningCLI: every Trainer option works from the YAML config or the "
                                    "command line, e.g. --trainer.max_steps 1000, --trainer.devices 2 --trainer.strategy ddp; "
                                    "--ckpt_path last resumes a killed run. Families: " + ", ".join(FAMILIES)
-                                   + " (planned: " + ", ".join(PLANNED) + ").")
+                                   + (" (planned: " + ", ".join(PLANNED) + ")" if PLANNED else "") + ".")
     p.add_argument("family", help="model family stage, e.g. codec")
     p.add_argument("args", nargs=argparse.REMAINDER, help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*")
     p.set_defaults(func=cmd_train)
@@ -586,7 +586,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .tokens import TokenError
     from .asr.convert import CheckpointError
     from .asr.tokenizer import TokenizerError
-    from .valle.tts import PromptError, TTSLoadError
+    from .tts import PromptError, TTSLoadError
 
     return (UserError, CodecLoadError, TTSLoadError, PromptError, CheckpointError, TokenizerError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
             FileExistsError, ValueError, ImportError)

@@ -13,16 +13,18 @@ FAMILIES = {
     "asr": ("audiokit.asr.lightning", "ASRLightningModule"),
     "valle-ar": ("audiokit.valle.lightning", "ValleARModule"),
     "valle-nar": ("audiokit.valle.lightning", "ValleNARModule"),
+    "tortoise-ar": ("audiokit.tortoise.lightning", "TortoiseARModule"),
+    "clvp": ("audiokit.tortoise.lightning", "CLVPModule"),
+    "diffusion": ("audiokit.tortoise.lightning", "DiffusionModule"),
+    "diffusion-ar-latents": ("audiokit.tortoise.lightning", "DiffusionARLatentsModule"),
 }
 # families whose data is not the shared SpeechDataModule
 DATAMODULES = {
     "valle-ar": ("audiokit.valle.data", "ValleDataModule"),
     "valle-nar": ("audiokit.valle.data", "ValleDataModule"),
+    **{f: ("audiokit.tortoise.data", "TortoiseDataModule") for f in ("tortoise-ar", "clvp", "diffusion", "diffusion-ar-latents")},
 }
-PLANNED = {
-    "tortoise-ar": "the Tortoise model family", "clvp": "the Tortoise model family",
-    "diffusion": "the Tortoise model family", "diffusion-ar-latents": "the Tortoise model family",
-}
+PLANNED: dict[str, str] = {}
 
 
 def _load(where: tuple[str, str]):

@@ -1,21 +1,143 @@
-"""``audiokit.TTS.load(path)``: any exported text-to-speech model, whatever its family."""
+"""What every TTS family shares: ``audiokit.TTS.load(path)`` (any exported TTS model, whatever its family), the
+:class:`Synthesis` result, sentence splitting, voice-clip loading and the export folder's ``config.json``."""
 from __future__ import annotations
 
+import json
 import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import torch
+
+from .audio import read_audio, resample
 from .pretrained import resolve
+
+TTS_FORMAT = "audiokit.tts"
+
+
+class TTSLoadError(ValueError):
+    """A TTS model folder or checkpoint that cannot be loaded; the message names the file and why."""
+
+
+class PromptError(ValueError):
+    """A voice prompt or reference clip a model cannot use (missing, silent, too short); the message says why."""
+
+
+@dataclass
+class Synthesis:
+    """The result of a ``synthesize`` call: audio ``[T]`` at ``sample_rate``, the codec codes of each sentence
+    (all codebooks for VALL-E; the first codebook the AR chose for Tortoise), what happened on the way
+    (``notices``: prompt trimmed, transcript used, …) and seconds spent per stage (``timings``)."""
+
+    audio: torch.Tensor
+    sample_rate: int
+    sentences: list[str]
+    codes: list[torch.Tensor]
+    prompt_text: str | None
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute seconds per second of audio."""
+        return self.seconds / max(self.duration, 1e-9)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from .audio import write_audio
+
+        return write_audio(path, self.audio, self.sample_rate)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;…])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
+
+
+def split_sentences(text: str, max_chars: int = 200) -> list[str]:
+    """Sentences of ``text``; a sentence longer than ``max_chars`` is cut at commas, then between words."""
+    out: list[str] = []
+    for sent in _SENTENCE_END.split(" ".join(text.split())):
+        pieces = [sent] if len(sent) <= max_chars else _CLAUSE_END.split(sent)
+        for piece in pieces:
+            while len(piece) > max_chars:
+                cut = piece.rfind(" ", 0, max_chars)
+                cut = cut if cut > 0 else max_chars
+                out.append(piece[:cut].strip())
+                piece = piece[cut:].strip()
+            if piece:
+                out.append(piece)
+    return out
+
+
+
+
+def read_config(folder: Path) -> dict:
+    """The ``config.json`` of an exported TTS folder, checked for format."""
+    if not folder.is_dir() or not (folder / "config.json").exists():
+        raise TTSLoadError(f"{folder}: not an exported TTS model folder (no config.json)")
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise TTSLoadError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
+    if meta.get("format") != TTS_FORMAT:
+        raise TTSLoadError(f"{folder}: not an audiokit TTS export (format {meta.get('format')!r})")
+    return meta
+
+
+def load_voice_clip(clip, codec, sample_rate: int | None = None, min_seconds: float = 1.0):
+    """A voice clip as a mono waveform at the codec's rate, and its tokens when it was given as tokens.
+
+    ``clip``: an audio path (any rate, mono or stereo), a waveform (``sample_rate`` required; resampled), or
+    :class:`~audiokit.CodecTokens` of ``codec``. Shorter than ``min_seconds`` or silent is a
+    :class:`PromptError`.
+    """
+    from .tokens import CodecTokens
+
+    sr = codec.sample_rate
+    tokens = None
+    if isinstance(clip, CodecTokens):
+        clip.check_codec(codec.info, what="voice tokens")
+        tokens = clip[0] if clip.batch_size > 1 else clip
+        wav = codec.decode_list(tokens)[0].cpu()
+    elif isinstance(clip, (str, os.PathLike)):
+        wav, _ = read_audio(clip, sample_rate=sr)
+    else:
+        if sample_rate is None:
+            raise PromptError("a voice waveform needs its sample_rate")
+        wav = torch.as_tensor(clip, dtype=torch.float32)
+        if wav.dim() == 2:
+            wav = wav.mean(0)
+        wav = resample(wav, sample_rate, sr) if sample_rate != sr else wav
+    seconds = wav.shape[-1] / sr
+    if seconds < min_seconds:
+        raise PromptError(f"the voice clip is {seconds:.2f} s long; it needs at least {min_seconds:g} s of speech")
+    rms = float(wav.pow(2).mean().sqrt())
+    if rms < 10 ** (-50 / 20):
+        raise PromptError(f"the voice clip is silent (RMS {20 * torch.log10(torch.tensor(max(rms, 1e-12))):.0f} dBFS)")
+    return wav, tokens
 
 
 class TTS:
     """Loader for exported TTS folders (``audiokit export`` writes them): ``TTS.load("exp/valle")`` or the name
-    of a bundled model. The returned object has ``synthesize(text, prompt=..., ...)``."""
+    of a bundled model. The family (``valle``, ``tortoise``) comes from the folder's ``config.json``; the
+    returned object has ``synthesize(text, ...)``."""
 
     @staticmethod
     def load(path: str | os.PathLike, device="cpu", asr=None):
-        from .valle.tts import TTSLoadError, ValleTTS, read_config
-
         folder = resolve(path)
         meta = read_config(folder)
-        if meta.get("family") == "valle":
+        family = meta.get("family")
+        if family == "valle":
+            from .valle.tts import ValleTTS
+
             return ValleTTS.load(folder, device=device, asr=asr, meta=meta)
-        raise TTSLoadError(f"{folder}: unknown TTS family {meta.get('family')!r}")
+        if family == "tortoise":
+            from .tortoise.tts import TortoiseTTS
+
+            return TortoiseTTS.load(folder, device=device, asr=asr, meta=meta)
+        raise TTSLoadError(f"{folder}: unknown TTS family {family!r}")

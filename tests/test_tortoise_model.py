@@ -5,7 +5,7 @@ import torch
 from audiokit.nn.transformer import padded_causal_mask
 from audiokit.tortoise.model import CLVP, ConditioningEncoder, TortoiseAR, TortoiseDims, framed
 
-DIMS = TortoiseDims(text_vocab=40, codebook_size=32, n_mels=20, d_model=32, n_head=4, n_layer=2, n_cond_layer=1,
+DIMS = TortoiseDims(text_vocab=40, codebook_size=32, n_codebooks=3, d_model=32, n_head=4, n_layer=2, n_cond_layer=1,
                     max_text=30, max_speech=60, clvp_layer=1, clvp_dim=32, clvp_latent=16)
 
 
@@ -25,12 +25,14 @@ def test_padded_causal_mask():
 
 def test_conditioning_latents_ignore_padding():
     torch.manual_seed(0)
-    enc = ConditioningEncoder(DIMS).eval()
-    mel = torch.randn(1, 20, 50)
-    padded = torch.cat([mel, torch.randn(1, 20, 30)], -1)
-    a = enc(mel)
+    enc = ConditioningEncoder(32, 3, 32, 4, 1).eval()
+    codes = torch.randint(0, 32, (1, 3, 50))
+    padded = torch.cat([codes, torch.randint(0, 32, (1, 3, 30))], -1)
+    a = enc(codes)
     b = enc(padded, frames=torch.tensor([50]))
     assert a.shape == (1, 32) and torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(enc(torch.cat([codes, codes[:, :1]], 1)), a)  # codebooks past n_codebooks are cut
+    assert not torch.allclose(enc(codes.roll(1, 1)), a)  # each codebook has its own table
 
 
 def test_ar_is_causal_and_learns():
@@ -39,7 +41,7 @@ def test_ar_is_causal_and_learns():
     texts, speech = _pairs()
     t, tv = framed(texts, ar.start_text, ar.stop_text)
     s, sv = framed(speech, ar.start_speech, ar.stop_speech)
-    cond = ar.conditioning(torch.randn(4, 20, 40))
+    cond = ar.conditioning(torch.randint(0, 32, (4, 3, 40)))
     ar.eval()
     with torch.no_grad():
         x, valid = ar.embed(cond, t, tv, s, sv)
@@ -91,7 +93,7 @@ def test_candidate_sampling_with_the_cache_equals_recomputation():
 
     torch.manual_seed(0)
     ar = TortoiseAR(DIMS).eval()
-    voice = ar.conditioning(torch.randn(1, 20, 30))[0]
+    voice = ar.conditioning(torch.randint(0, 32, (1, 3, 30)))[0]
     text = torch.randint(0, 40, (8,))
     greedy = SamplingOptions(temperature=0.0)
     a = sample_candidates(ar, voice, text, 2, 15, greedy, suppress_stop=True)

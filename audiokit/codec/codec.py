@@ -174,9 +174,20 @@ class Codec:
     def decode(self, tokens: CodecTokens) -> torch.Tensor:
         """Tokens → audio ``[B, T]`` at ``sample_rate`` (``T = frames × hop``; samples past an item's length are 0)."""
         self._check(tokens)
-        codes = tokens.codes.to(self.device)
-        audio = self._decode_chunked(codes)[:, 0]
-        mask = torch.arange(audio.shape[-1], device=audio.device)[None] < (tokens.lengths.to(audio.device) * self.hop_length)[:, None]
+        return self._masked(self._decode_chunked(tokens.codes.to(self.device), self.model.decode)[:, 0], tokens.lengths)
+
+    @torch.inference_mode()
+    def decode_latents(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Continuous latents ``[B, latent_dim, T]`` (what :meth:`embed` returns, or a model's estimate of it, as
+        Tortoise's diffusion decoder makes) → audio ``[B, T · hop]``; ``lengths`` frames per item (default all)."""
+        if latents.dim() != 3 or latents.shape[1] != self.model.latent_dim:
+            raise ValueError(f"expected latents [B, {self.model.latent_dim}, T] for this codec, got {tuple(latents.shape)}")
+        lengths = torch.full((latents.shape[0],), latents.shape[-1]) if lengths is None else torch.as_tensor(lengths)
+        z = latents.to(self.device, next(self.model.parameters()).dtype)
+        return self._masked(self._decode_chunked(z, self.model.decode_latents)[:, 0], lengths)
+
+    def _masked(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(audio.shape[-1], device=audio.device)[None] < (lengths.to(audio.device) * self.hop_length)[:, None]
         return audio.mul_(mask).cpu()  # in place: long outputs are not copied again
 
     def decode_list(self, tokens: CodecTokens) -> list[torch.Tensor]:
@@ -184,20 +195,21 @@ class Codec:
         audio = self.decode(tokens)
         return [audio[i, : int(n) * self.hop_length] for i, n in enumerate(tokens.lengths)]
 
-    def _decode_chunked(self, codes: torch.Tensor) -> torch.Tensor:
+    def _decode_chunked(self, codes: torch.Tensor, decode) -> torch.Tensor:
+        """``decode`` (codes or latents ``[B, C, F]`` → audio) over chunks of frames, cross-faded."""
         hop = self.hop_length
         n_frames = codes.shape[-1]
         chunk = max(1, int(self.chunk_seconds * self.frame_rate))
         ctx = int(math.ceil(self.context_seconds * self.frame_rate))
         if n_frames <= chunk + 2 * ctx:
-            return self.model.decode(codes)
+            return decode(codes)
         fade = max(1, ctx // 2) * hop  # cross-fade length in samples, inside the context
         out = torch.zeros(codes.shape[0], 1, n_frames * hop, device=codes.device)
         weight = torch.zeros(n_frames * hop, device=codes.device)
         for a in range(0, n_frames, chunk):
             b = min(a + chunk, n_frames)
             s, e = max(0, a - ctx), min(n_frames, b + ctx)
-            y = self.model.decode(codes[..., s:e])
+            y = decode(codes[..., s:e])
             # keep [a·hop − fade/2, b·hop + fade/2) with linear ramps of length `fade` at inner seams
             lo = a * hop - (fade // 2 if a > 0 else 0)
             hi = b * hop + (fade - fade // 2 if b < n_frames else 0)

@@ -61,6 +61,7 @@ class CodecModel(nn.Module):
         self.static_padding = opts["padding"] == "static"
         self.hop_length = math.prod(encoder_rates)
         self.n_codebooks, self.codebook_size = n_codebooks, codebook_size
+        self.latent_dim = latent_dim
         fam = _Family(opts["padding"], opts["causal"], opts["pad_mode"], opts["residual_kernel_size"], opts["dilations"],
                       opts["compress"], opts["conv_shortcut"], opts["activation"], opts["transpose_output_padding"])
         self.encoder = Encoder(encoder_dim, encoder_rates, latent_dim, fam, last_kernel_size=opts["encoder_last_kernel_size"],
@@ -118,7 +119,13 @@ class CodecModel(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, Q, F]`` → audio ``[B, 1, F · hop]``."""
-        return self._fit(self.decoder(self.embed(codes)), codes.shape[-1] * self.hop_length)
+        return self.decode_latents(self.embed(codes))
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Continuous latents ``[B, latent_dim, F]`` (``embed``'s output, or a model's estimate of it) → audio
+        ``[B, 1, F · hop]``."""
+        return self._fit(self.decoder(z), z.shape[-1] * self.hop_length)
 
     @staticmethod
     def _fit(y: torch.Tensor, length: int) -> torch.Tensor:

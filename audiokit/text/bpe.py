@@ -68,6 +68,18 @@ class BPETokenizer:
         except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
             raise ValueError(f"{path}: not a valid tokenizer JSON file ({e})") from None
 
+    def to_json(self) -> str:
+        """The whole tokenizer as one JSON string (checkpoints carry it, so a model never loses its vocabulary)."""
+        return self._tok.to_str()
+
+    @classmethod
+    def from_json(cls, text: str) -> "BPETokenizer":
+        tk = _tokenizers()
+        try:
+            return cls(tk.Tokenizer.from_str(text))
+        except Exception as e:
+            raise ValueError(f"not a valid tokenizer JSON string ({e})") from None
+
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()

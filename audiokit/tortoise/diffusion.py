@@ -10,6 +10,7 @@ from torch import nn
 
 from ..nn.transformer import AdaptiveLayerNorm, Linear, ResidualAttentionBlock, padding_mask
 from ..valle.model import sinusoids
+from .model import ConditioningEncoder
 
 
 class DiffusionDecoder(nn.Module):
@@ -17,14 +18,23 @@ class DiffusionDecoder(nn.Module):
 
     Conditioning: ``cond`` ``[B, Tc, cond_dim]`` (resampled to ``T`` frames when ``Tc != T``) is added to the
     input; the timestep and the voice latent ``[B, voice_dim]`` enter every block through adaptive layer norm.
-    Rows with ``drop`` set use learned null conditioning instead (classifier-free guidance).
+    Rows with ``drop`` set use learned null conditioning instead (classifier-free guidance). The voice latent
+    comes from the decoder's own :class:`ConditioningEncoder` (``voice_encoder``), as in the original, so
+    this model trains without the AR model in its first stage.
+
+    The latents are modelled normalized: ``latent_mean``/``latent_std`` (buffers, saved with the weights) are
+    measured on the training data before the first step; :meth:`normalize` / :meth:`denormalize` convert.
     """
 
     def __init__(self, latent_dim: int, cond_dim: int, voice_dim: int, codebook_size: int, d_model: int = 512,
-                 n_head: int = 8, n_layer: int = 8, dropout: float = 0.0):
+                 n_head: int = 8, n_layer: int = 8, dropout: float = 0.0, n_codebooks: int = 8, n_voice_layer: int = 2):
         super().__init__()
         d = d_model
         self.d_model = d
+        self.voice_encoder = ConditioningEncoder(codebook_size, n_codebooks, voice_dim,
+                                                 n_head if voice_dim % n_head == 0 else 1, n_voice_layer, dropout)
+        self.register_buffer("latent_mean", torch.zeros(latent_dim))
+        self.register_buffer("latent_std", torch.ones(latent_dim))
         self.input = Linear(latent_dim, d)
         self.code_embedding = nn.Embedding(codebook_size, cond_dim)  # first training stage: tokens, not AR latents
         self.cond_proj = Linear(cond_dim, d)
@@ -37,6 +47,13 @@ class DiffusionDecoder(nn.Module):
         self.out = Linear(d, latent_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Codec latents ``[B, T, latent_dim]`` → the model's space."""
+        return (z - self.latent_mean) / self.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.latent_std + self.latent_mean
 
     def cond_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Stage-1 conditioning: embeddings of first-codebook codes ``[B, T]``."""

@@ -1,8 +1,10 @@
 """Tortoise's transformers (modules only): the conditioning encoder, the autoregressive speech-token model and
 CLVP. All are built from the shared block in :mod:`audiokit.nn.transformer`.
 
-- :class:`ConditioningEncoder`: log-mel of reference clips → one latent per clip (masked mean of a small
-  transformer); a voice is the mean over its clips.
+- :class:`ConditioningEncoder`: codec tokens of reference clips (all codebooks, summed embeddings) → one
+  latent per clip (masked mean of a small transformer); a voice is the mean over its clips. (The original
+  reads log-mel; reading the codec's tokens keeps training on the token store alone, and clips at any sample
+  rate or given as ``.akc`` files reach the model the same way.)
 - :class:`TortoiseAR`: GPT-2-style decoder over ``[conditioning latent ; <st> text <et> ; <ss> speech <es>]``
   (text = BPE ids, speech = the codec's first codebook), causal over the whole sequence, with a text head and
   a speech head. Its final hidden states over the speech positions are the "AR latents" the diffusion
@@ -28,7 +30,7 @@ class TortoiseDims:
 
     text_vocab: int
     codebook_size: int
-    n_mels: int = 80
+    n_codebooks: int = 8
     d_model: int = 1024
     n_head: int = 16
     n_layer: int = 30
@@ -70,21 +72,27 @@ def _blocks(d: int, h: int, n: int, dropout: float) -> nn.ModuleList:
 
 
 class ConditioningEncoder(nn.Module):
-    """Log-mel ``[N, n_mels, T]`` of N clips → latents ``[N, d]``."""
+    """Codes ``[N, Q, T]`` of N reference clips → latents ``[N, d]``. Clips with fewer codebooks than
+    ``n_codebooks`` use what they have; more are cut."""
 
-    def __init__(self, dims: TortoiseDims):
+    def __init__(self, codebook_size: int, n_codebooks: int, d: int, n_head: int, n_layer: int, dropout: float = 0.0):
         super().__init__()
-        d = dims.d_model
-        self.conv = nn.Conv1d(dims.n_mels, d, 3, padding=1)
-        self.blocks = _blocks(d, dims.n_head, dims.n_cond_layer, dims.dropout)
+        self.codebook_size, self.n_codebooks = codebook_size, n_codebooks
+        self.embedding = nn.Embedding(n_codebooks * codebook_size, d)
+        nn.init.normal_(self.embedding.weight, std=d ** -0.5)
+        self.conv = nn.Conv1d(d, d, 3, padding=1)
+        self.blocks = _blocks(d, n_head, n_layer, dropout)
         self.ln = LayerNorm(d)
 
-    def forward(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``frames`` ``[N]``: valid frames per clip (the rest is padding and changes nothing)."""
-        N, _, T = mel.shape
-        valid = torch.ones(N, T, dtype=torch.bool, device=mel.device) if frames is None else \
-            torch.arange(T, device=mel.device)[None] < frames.to(mel.device)[:, None]
-        x = self.conv(mel * valid[:, None]).transpose(1, 2)  # padded frames read as the conv's own zero padding
+        codes = codes[:, : self.n_codebooks]
+        N, Q, T = codes.shape
+        valid = torch.ones(N, T, dtype=torch.bool, device=codes.device) if frames is None else \
+            torch.arange(T, device=codes.device)[None] < frames.to(codes.device)[:, None]
+        offsets = torch.arange(Q, device=codes.device)[None, :, None] * self.codebook_size
+        x = self.embedding(codes + offsets).sum(1) * valid[..., None]  # padded frames read as the conv's zero padding
+        x = self.conv(x.transpose(1, 2)).transpose(1, 2)
         mask = padding_mask(valid)
         for block in self.blocks:
             x = block(x, mask=mask)
@@ -101,7 +109,7 @@ class TortoiseAR(nn.Module):
         d, V, K = dims.d_model, dims.text_vocab, dims.codebook_size
         self.start_text, self.stop_text = V, V + 1
         self.start_speech, self.stop_speech = K, K + 1
-        self.conditioning = ConditioningEncoder(dims)
+        self.conditioning = ConditioningEncoder(K, dims.n_codebooks, d, dims.n_head, dims.n_cond_layer, dims.dropout)
         self.text_embedding = nn.Embedding(V + 2, d)
         self.speech_embedding = nn.Embedding(K + 2, d)
         self.text_pos = nn.Embedding(dims.max_text + 2, d)

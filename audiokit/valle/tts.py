@@ -11,81 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..audio import read_audio, resample
 from ..fileio import atomic_path, load_safetensors_file, load_torch_file
 from ..text.phonemes import PHONEME_VOCAB, TextError
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
+from ..tts import TTS_FORMAT, PromptError, Synthesis, TTSLoadError, load_voice_clip, read_config, split_sentences
 from .model import ValleAR, ValleDims, ValleNAR
 
 log = logging.getLogger(__name__)
-
-TTS_FORMAT = "audiokit.tts"
-
-
-class TTSLoadError(ValueError):
-    """A TTS model folder or checkpoint that cannot be loaded; the message names the file and why."""
-
-
-class PromptError(ValueError):
-    """A voice prompt VALL-E cannot use (silent, too short); the message says why."""
-
-
-@dataclass
-class Synthesis:
-    """The result of :meth:`ValleTTS.synthesize`: audio ``[T]`` at ``sample_rate``, the codec codes of each
-    sentence, and what happened on the way (``notices``: prompt trimmed, transcript used, …)."""
-
-    audio: torch.Tensor
-    sample_rate: int
-    sentences: list[str]
-    codes: list[torch.Tensor]
-    prompt_text: str | None
-    seconds: float
-    notices: list[str] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float:
-        return self.audio.shape[-1] / self.sample_rate
-
-    @property
-    def rtf(self) -> float:
-        """Real-time factor: compute seconds per second of audio."""
-        return self.seconds / max(self.duration, 1e-9)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        from ..audio import write_audio
-
-        return write_audio(path, self.audio, self.sample_rate)
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?;…])\s+")
-_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
-
-
-def split_sentences(text: str, max_chars: int = 200) -> list[str]:
-    """Sentences of ``text``; a sentence longer than ``max_chars`` is cut at commas, then between words."""
-    out: list[str] = []
-    for sent in _SENTENCE_END.split(" ".join(text.split())):
-        pieces = [sent] if len(sent) <= max_chars else _CLAUSE_END.split(sent)
-        for piece in pieces:
-            while len(piece) > max_chars:
-                cut = piece.rfind(" ", 0, max_chars)
-                cut = cut if cut > 0 else max_chars
-                out.append(piece[:cut].strip())
-                piece = piece[cut:].strip()
-            if piece:
-                out.append(piece)
-    return out
-
 
 def _build(cls, dims: ValleDims, state: dict, where: str):
     model = cls(dims)
@@ -227,27 +166,8 @@ class ValleTTS:
         """
         notices = notices if notices is not None else []
         sr = self.sample_rate
-        if isinstance(prompt, CodecTokens):
-            prompt.check_codec(self.codec.info, what="prompt tokens")
-            tokens = prompt[0] if prompt.batch_size > 1 else prompt
-            wav = self.codec.decode_list(tokens)[0].cpu()
-        else:
-            if isinstance(prompt, (str, os.PathLike)):
-                wav, psr = read_audio(prompt, sample_rate=sr)
-            else:
-                if sample_rate is None:
-                    raise PromptError("a prompt waveform needs its sample_rate")
-                wav = torch.as_tensor(prompt, dtype=torch.float32)
-                if wav.dim() == 2:
-                    wav = wav.mean(0)
-                wav = resample(wav, sample_rate, sr) if sample_rate != sr else wav
-            tokens = None
+        wav, tokens = load_voice_clip(prompt, self.codec, sample_rate, self.min_prompt_seconds)
         seconds = wav.shape[-1] / sr
-        if seconds < self.min_prompt_seconds:
-            raise PromptError(f"the voice prompt is {seconds:.2f} s long; it needs at least {self.min_prompt_seconds:g} s of speech")
-        rms = float(wav.pow(2).mean().sqrt())
-        if rms < 10 ** (-50 / 20):
-            raise PromptError(f"the voice prompt is silent (RMS {20 * torch.log10(torch.tensor(max(rms, 1e-12))):.0f} dBFS)")
         if seconds > self.max_prompt_seconds:
             wav = wav[: int(self.max_prompt_seconds * sr)]
             notices.append(f"the prompt ({seconds:.1f} s) was trimmed to its first {self.max_prompt_seconds:g} s")
@@ -327,16 +247,3 @@ class ValleTTS:
             log.info("%s", n)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, sentences=sentences, codes=generated,
                          prompt_text=prompt_text, seconds=time.perf_counter() - start, notices=notices)
-
-
-def read_config(folder: Path) -> dict:
-    """The ``config.json`` of an exported TTS folder, checked for format."""
-    if not folder.is_dir() or not (folder / "config.json").exists():
-        raise TTSLoadError(f"{folder}: not an exported TTS model folder (no config.json)")
-    try:
-        meta = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise TTSLoadError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
-    if meta.get("format") != TTS_FORMAT:
-        raise TTSLoadError(f"{folder}: not an audiokit TTS export (format {meta.get('format')!r})")
-    return meta
