@@ -148,7 +148,8 @@ def _add_codec_commands(sub) -> None:
                                    "usage, bitrate; one row per bandwidth. asr: WER and CER (jiwer, after text normalization). "
                                    "tts: the zero-shot protocol (prompt = 3 s of another utterance of the same speaker): WER "
                                    "through audiokit's ASR and pocketsphinx, speaker similarity (resemblyzer), real-time factor; "
-                                   "ground-truth and codec-resynthesis rows beside the model's.")
+                                   "ground-truth and codec-resynthesis rows beside the model's; for Tortoise also a random "
+                                   "candidate's row beside CLVP's best (what reranking buys).")
     p.add_argument("what", choices=["codec", "asr", "tts"])
     p.add_argument("--manifest", required=True)
     p.add_argument("--codec", help="the codec to evaluate")
@@ -165,6 +166,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    _add_tortoise_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("convert", help="convert an official DAC, EnCodec or Whisper checkpoint to an audiokit folder")
@@ -174,38 +176,54 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--vocab", default=None, help="Whisper: its multilingual.tiktoken or gpt2.tiktoken [looked for beside src]")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("export", help="write inference weights + config of a trained codec, ASR or VALL-E model to a folder",
+    p = sub.add_parser("export", help="write inference weights + config of a trained codec, ASR, VALL-E or Tortoise model to a folder",
                        description="Export a training checkpoint for inference. A VALL-E AR checkpoint needs its NAR (--nar) "
-                                   "and codec (--codec); --asr bundles an ASR model to transcribe prompts.")
-    p.add_argument("checkpoint", help="training checkpoint (.ckpt): codec, ASR, or VALL-E AR")
+                                   "and codec (--codec); --asr bundles an ASR model to transcribe prompts. A Tortoise AR "
+                                   "checkpoint needs CLVP (--clvp), the diffusion decoder (--diffusion: the "
+                                   "diffusion-ar-latents stage, or a stage-1 one) and the codec (--codec).")
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt): codec, ASR, VALL-E AR or Tortoise AR")
     p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
     p.add_argument("--name", default=None)
     p.add_argument("--nar", default=None, help="VALL-E: the NAR checkpoint")
-    p.add_argument("--codec", default=None, help="VALL-E: the codec its tokens came from (exported folder)")
+    p.add_argument("--codec", default=None, help="VALL-E, Tortoise: the codec their tokens came from (exported folder)")
     p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
+    p.add_argument("--clvp", default=None, help="Tortoise: the CLVP checkpoint")
+    p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     p.set_defaults(func=cmd_export)
 
 
+def _add_tortoise_options(p) -> None:
+    g = p.add_argument_group("Tortoise")
+    g.add_argument("--preset", default="fast", choices=["ultra_fast", "fast", "standard", "high_quality"],
+                   help="candidates / diffusion steps / guidance [fast]")
+    g.add_argument("--candidates", type=int, default=None, help="AR samples CLVP ranks [the preset's]")
+    g.add_argument("--diffusion-steps", type=int, default=None, help="DDIM steps [the preset's]")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale, 1 = none [the preset's]")
+
+
 def _add_tts_commands(sub) -> None:
-    p = sub.add_parser("tts", help="speak text in the voice of a short prompt (VALL-E, zero-shot)",
-                       description="Synthesize TEXT in the voice of PROMPT (1 s or more of speech; longer than the model's "
-                                   "maximum is trimmed). The prompt's transcript makes the model continue the prompt (the "
+    p = sub.add_parser("tts", help="speak text in the voice of a short prompt or reference clips (VALL-E, Tortoise)",
+                       description="Synthesize TEXT in a voice. VALL-E takes one --prompt (1 s or more of speech; longer than "
+                                   "the model's maximum is trimmed); its transcript makes the model continue the prompt (the "
                                    "paper's inference): give it with --prompt-text, or let the ASR (--asr, or the one bundled "
                                    "with the model) transcribe it; --prompt-text '' uses the prompt as a voice reference only. "
-                                   "Long text is split into sentences and synthesized as one batch.")
+                                   "Tortoise takes one or more --voice clips (any sample rate) and a --preset. Long text is "
+                                   "split into sentences.")
     p.add_argument("--model", required=True, help="exported TTS folder (audiokit export), or a bundled model's name")
     p.add_argument("--text", required=True, help="text to speak")
-    p.add_argument("--prompt", required=True, help="voice prompt: an audio file, or a .akc bitstream of the model's codec")
+    p.add_argument("--prompt", default=None, help="VALL-E voice prompt: an audio file, or a .akc bitstream of the model's codec")
+    p.add_argument("--voice", nargs="+", default=None, help="Tortoise reference clips of the voice (audio files or .akc)")
     p.add_argument("--prompt-text", default=None, help="the prompt's transcript ['' = none; default: ask the ASR]")
     p.add_argument("--asr", default=None, help="ASR model for the prompt's transcript [the bundled one]")
     p.add_argument("--out", required=True, help="audio file to write (wav, flac, ogg)")
     p.add_argument("--language", default="en")
     p.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
-    p.add_argument("--temperature", type=float, default=1.0, help="AR sampling temperature; 0 = greedy [1.0]")
-    p.add_argument("--top-k", type=int, default=50, help="[50]")
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None, help="AR sampling temperature; 0 = greedy [VALL-E 1.0, Tortoise 0.8]")
+    p.add_argument("--top-k", type=int, default=None, help="[VALL-E 50, Tortoise none]")
+    p.add_argument("--top-p", type=float, default=None, help="[VALL-E none, Tortoise 0.8]")
     p.add_argument("--device", default="cpu")
+    _add_tortoise_options(p)
     p.set_defaults(func=cmd_tts)
 
 
@@ -287,22 +305,42 @@ def cmd_transcribe(args) -> int:
                 sys.stdout.write(r.format(fmt))
     return 0
 
+def _clip(path: str, codec):
+    if str(path).endswith(".akc"):
+        from .codec.bitstream import read_akc
+
+        return read_akc(path, expected=codec.info)[0]
+    return path
+
+
 def cmd_tts(args) -> int:
     from .tts import TTS
 
     tts = TTS.load(args.model, device=args.device, asr=args.asr)
-    prompt = args.prompt
-    if str(prompt).endswith(".akc"):
-        from .codec.bitstream import read_akc
-
-        prompt, _ = read_akc(prompt, expected=tts.codec.info)
-    out = tts.synthesize(args.text, prompt, prompt_text=args.prompt_text, language=args.language, seed=args.seed,
-                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
+    if tts.family == "tortoise":
+        clips = args.voice or ([args.prompt] if args.prompt else None)
+        if not clips:
+            raise UserError("Tortoise needs reference clips of the voice: --voice a.wav [b.wav ...]")
+        out = tts.synthesize(args.text, [_clip(c, tts.codec) for c in clips], preset=args.preset,
+                             candidates=args.candidates, diffusion_steps=args.diffusion_steps, guidance=args.guidance,
+                             language=args.language, seed=args.seed, **sampling)
+    else:
+        if args.voice and len(args.voice) > 1:
+            raise UserError("VALL-E takes one voice prompt (--prompt); several --voice clips are for Tortoise")
+        prompt = args.prompt or (args.voice[0] if args.voice else None)
+        if not prompt:
+            raise UserError("VALL-E needs a voice prompt: --prompt voice.wav")
+        if args.candidates is not None or args.diffusion_steps is not None or args.guidance is not None:
+            raise UserError("--candidates, --diffusion-steps and --guidance are Tortoise options")
+        out = tts.synthesize(args.text, _clip(prompt, tts.codec), prompt_text=args.prompt_text, language=args.language,
+                             seed=args.seed, **sampling)
     for n in out.notices:
         print(f"note: {n}", file=sys.stderr)
     out.save(args.out)
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in out.timings.items())
     print(f"{args.out}: {out.duration:.2f} s at {out.sample_rate} Hz, {len(out.sentences)} sentence(s), "
-          f"RTF {out.rtf:.2f}")
+          f"RTF {out.rtf:.2f}" + (f" ({stages})" if stages else ""))
     return 0
 
 
@@ -408,11 +446,13 @@ def _eval_tts(args) -> int:
     if not args.model:
         raise UserError("audiokit eval tts needs --model")
     from .tts import TTS
-    from .valle.evaluate import evaluate_tts, format_table
+    from .tts_eval import evaluate_tts, format_table
 
     tts = TTS.load(args.model, device=args.device, asr=args.asr)
+    options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
+                                                           ("guidance", args.guidance)) if v is not None}}
     rows, items = evaluate_tts(tts, args.manifest, max_items=args.max_items, seed=args.seed,
-                               transcribe_prompts=args.prompt_text)
+                               transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
     print(format_table(rows))
     if args.json:
         from .fileio import atomic_path
@@ -465,6 +505,21 @@ def cmd_export(args) -> int:
         print(f"{args.dst}: VALL-E AR + NAR, {n:.1f} M parameters, {tts.codec.info.describe()}"
               + (", with its ASR" if tts.asr is not None else ""))
         return 0
+    if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):
+        raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and --diffusion")
+    if kind == "tortoise-ar":
+        if not (args.clvp and args.diffusion and args.codec):
+            raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")
+        from .tortoise.tts import TortoiseTTS
+
+        tts = TortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.diffusion, args.codec, name=args.name or "tortoise")
+        tts.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
+                   card={"source": f"exported from {os.path.basename(args.checkpoint)} + {os.path.basename(args.clvp)} + "
+                                   f"{os.path.basename(args.diffusion)}"})
+        n = sum(p.numel() for m in (tts.ar, tts.clvp, tts.diffusion) for p in m.parameters()) / 1e6
+        print(f"{args.dst}: Tortoise AR + CLVP + diffusion ({tts.diffusion_meta['conditioning']}), {n:.1f} M parameters, "
+              f"{tts.codec.info.describe()}")
+        return 0
     if kind == "asr":
         from .asr.transcriber import Transcriber
 
@@ -481,7 +536,7 @@ def cmd_export(args) -> int:
     return 0
 
 def _checkpoint_kind(path: str) -> str | None:
-    """"asr", "valle-ar", "valle-nar" for those training checkpoints; None otherwise (the codec loader then
+    """"asr", "valle-ar", "valle-nar", "tortoise-STAGE" for those training checkpoints; None otherwise (the codec loader then
     reports what is wrong with the file)."""
     import torch
 
@@ -497,6 +552,8 @@ def _checkpoint_kind(path: str) -> str | None:
         return "asr"
     if isinstance(ckpt.get("valle"), dict):
         return f"valle-{ckpt['valle'].get('stage')}"
+    if isinstance(ckpt.get("tortoise"), dict):
+        return f"tortoise-{ckpt['tortoise'].get('stage')}"
     return None
 
 

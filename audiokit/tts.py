@@ -28,7 +28,8 @@ class PromptError(ValueError):
 class Synthesis:
     """The result of a ``synthesize`` call: audio ``[T]`` at ``sample_rate``, the codec codes of each sentence
     (all codebooks for VALL-E; the first codebook the AR chose for Tortoise), what happened on the way
-    (``notices``: prompt trimmed, transcript used, …) and seconds spent per stage (``timings``)."""
+    (``notices``: prompt trimmed, transcript used, …), seconds spent per stage (``timings``) and, where a model
+    keeps several candidates (Tortoise's ``k``), the runners-up's audio (``alternatives``)."""
 
     audio: torch.Tensor
     sample_rate: int
@@ -38,6 +39,7 @@ class Synthesis:
     seconds: float
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    alternatives: list[torch.Tensor] = field(default_factory=list)
 
     @property
     def duration(self) -> float:

@@ -29,6 +29,9 @@ class DiffusionDecoder(nn.Module):
     def __init__(self, latent_dim: int, cond_dim: int, voice_dim: int, codebook_size: int, d_model: int = 512,
                  n_head: int = 8, n_layer: int = 8, dropout: float = 0.0, n_codebooks: int = 8, n_voice_layer: int = 2):
         super().__init__()
+        self.config = dict(latent_dim=latent_dim, cond_dim=cond_dim, voice_dim=voice_dim, codebook_size=codebook_size,
+                           d_model=d_model, n_head=n_head, n_layer=n_layer, dropout=dropout, n_codebooks=n_codebooks,
+                           n_voice_layer=n_voice_layer)
         d = d_model
         self.d_model = d
         self.voice_encoder = ConditioningEncoder(codebook_size, n_codebooks, voice_dim,

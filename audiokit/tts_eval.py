@@ -1,12 +1,13 @@
-"""``audiokit eval tts``: the paper's zero-shot protocol on held-out speakers.
+"""``audiokit eval tts``: VALL-E's zero-shot protocol on held-out speakers, for every TTS family.
 
-For each test utterance the prompt is a ``prompt_seconds`` crop of *another* utterance of the same speaker;
-the model speaks the utterance's text in that voice. Three rows, as the paper reports them:
+For each test utterance the prompt (VALL-E) or reference clip (Tortoise) is a ``prompt_seconds`` crop of
+*another* utterance of the same speaker; the model speaks the utterance's text in that voice. Rows:
 
 - ``ground truth``: the real recording;
 - ``codec resynthesis``: the recording through the codec at the model's codebooks (the ceiling the model
   can reach);
-- the model's output.
+- the model's output; for Tortoise also the output from a *random* candidate instead of CLVP's best (same
+  samples, same seed), so the table shows what reranking buys.
 
 Each row gets WER through audiokit's own ASR (when one is given or bundled) and through pocketsphinx (the
 ``eval`` extra: an independent judge with its own English model), speaker similarity between prompt and
@@ -24,9 +25,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ..asr.metrics import wer_cer
-from ..audio import read_audio, resample
-from ..tokens import CodecTokens
+from .asr.metrics import wer_cer
+from .audio import read_audio, resample
+from .tokens import CodecTokens
 
 log = logging.getLogger(__name__)
 
@@ -82,28 +83,27 @@ def pick_prompts(entries: list[dict], pool: list[dict], seed: int = 0, min_secon
 
 
 def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_seconds: float = 3.0, seed: int = 0,
-                 batch_size: int = 8, temperature: float = 1.0, top_k: int | None = 50,
-                 transcribe_prompts: bool = True) -> tuple[list[dict], list[dict]]:
+                 batch_size: int = 8, temperature: float | None = None, top_k: int | None = 50,
+                 transcribe_prompts: bool = True, options: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items).
 
-    ``transcribe_prompts``: the prompts' transcripts come from the TTS's ASR (continuation, the paper's
-    inference); False uses every prompt as a voice reference only."""
-    from ..data.manifest import read_manifest
-    from ..text.phonemes import PHONEME_VOCAB
-    from .data import phoneme_ids, phonemize
-    from .generate import SamplingOptions
+    ``transcribe_prompts`` (VALL-E): the prompts' transcripts come from the TTS's ASR (continuation, the
+    paper's inference); False uses every prompt as a voice reference only. ``options`` go to Tortoise's
+    ``synthesize`` (``preset``, ``candidates``, …)."""
+    from .data.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.get("text")]
-    prompts = pick_prompts(entries, entries, seed, tts.min_prompt_seconds)
+    min_seconds = getattr(tts, "min_prompt_seconds", getattr(tts, "min_voice_seconds", 1.0))
+    prompts = pick_prompts(entries, entries, seed, min_seconds)
     pairs = [(e, p) for e, p in zip(entries, prompts) if p is not None]
     if max_items:
         pairs = pairs[:max_items]
     if not pairs:
         raise ValueError(f"{manifest}: no utterance has another utterance of its speaker to take a prompt from")
-    asr = asr if asr is not None else tts.asr
+    asr = asr if asr is not None else getattr(tts, "asr", None)
     sr = tts.sample_rate
     rng = random.Random(seed)
-    items, rows_in = [], []
+    items = []
     for e, p in pairs:
         wav, _ = read_audio(e["audio"], sample_rate=sr)
         pwav, _ = read_audio(p["audio"], sample_rate=sr)
@@ -113,27 +113,18 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
             pwav = pwav[s : s + n]
         items.append({"id": e["id"], "speaker": e.get("speaker"), "text": e["text"], "prompt_id": p["id"],
                       "real": wav, "prompt": pwav})
-    # the model: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches
-    start = time.perf_counter()
-    texts = phonemize([it["text"] for it in items], "en")
-    for it, ph in zip(items, texts):
-        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
-        prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
-        rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
-                        tokens.codes[0, :, : int(tokens.lengths[0])]))
-        it["prompt_text"] = ptext
-    codes = tts.generate(rows_in, SamplingOptions(temperature=temperature, top_k=top_k, seed=seed), batch_size)
-    for it, c in zip(items, codes):
-        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10)
-    seconds = time.perf_counter() - start
+    if tts.family == "tortoise":
+        systems, seconds = _tortoise_outputs(tts, items, seed, temperature, top_k, **(options or {}))
+    else:
+        systems, seconds = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts)
     out_seconds = sum(it["model"].shape[-1] for it in items) / sr
+    n_q = getattr(tts, "n_codebooks", tts.codec.info.n_codebooks)
     for it in items:
-        real = tts.codec.encode(it["real"], sr, n_q=tts.n_codebooks)
-        it["codec"] = tts.codec.decode(real)[0]
+        it["codec"] = tts.codec.decode(tts.codec.encode(it["real"], sr, n_q=n_q))[0]
+    systems = [("ground truth", "real"), ("codec resynthesis", "codec"), *systems]
 
     sphinx = _optional(_Pocketsphinx, "pocketsphinx WER")
     speaker = _optional(_Resemblyzer, "resemblyzer speaker similarity")
-    systems = [("ground truth", "real"), ("codec resynthesis", "codec"), (f"VALL-E ({tts.name or 'model'})", "model")]
     if speaker is not None:
         prompt_emb = [speaker.embed(resample(it["prompt"], sr, 16000)) for it in items]
         other = _other_speaker(items)
@@ -160,6 +151,51 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         rows.append(row)
     per_item = [{k: v for k, v in it.items() if not isinstance(v, torch.Tensor)} for it in items]
     return rows, per_item
+
+
+def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None, batch_size: int,
+                   transcribe_prompts: bool) -> tuple[list[tuple[str, str]], float]:
+    """VALL-E: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches.
+    Returns the systems it added and the seconds the model took."""
+    from .text.phonemes import PHONEME_VOCAB
+    from .valle.data import phoneme_ids, phonemize
+    from .valle.generate import SamplingOptions
+
+    sr = tts.sample_rate
+    rows_in = []
+    start = time.perf_counter()
+    texts = phonemize([it["text"] for it in items], "en")
+    for it, ph in zip(items, texts):
+        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
+        prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
+        rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
+                        tokens.codes[0, :, : int(tokens.lengths[0])]))
+        it["prompt_text"] = ptext
+    options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
+    codes = tts.generate(rows_in, options, batch_size)
+    for it, c in zip(items, codes):
+        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10)
+    return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start
+
+
+def _tortoise_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None,
+                      preset: str = "fast", **kw) -> tuple[list[tuple[str, str]], float]:
+    """Tortoise: each item synthesized twice from the same candidates (same seed): CLVP's best, and a random
+    one. The seconds returned (for the RTF) are the reranked run's."""
+    sampling = dict(temperature=0.8 if temperature is None else temperature, top_k=top_k, seed=seed)
+    sr = tts.sample_rate
+    start = time.perf_counter()
+    for it in items:
+        out = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, **sampling, **kw)
+        it["model"] = out.audio
+        it["timings"] = out.timings
+    seconds = time.perf_counter() - start
+    for it in items:
+        it["random"] = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, rerank=False,
+                                      **sampling, **kw).audio
+    name = tts.name or "model"
+    return [(f"Tortoise ({name}, {preset}, CLVP best of N)", "model"),
+            (f"Tortoise ({name}, {preset}, random candidate)", "random")], seconds
 
 
 def _mean_cos(a: list, b: list) -> float | None:
