@@ -448,10 +448,15 @@ def _eval_tts(args) -> int:
     from .tts import TTS
     from .tts_eval import evaluate_tts, format_table
 
-    tts = TTS.load(args.model, device=args.device, asr=args.asr)
+    judge = None
+    if args.asr:
+        from .asr.transcriber import Transcriber
+
+        judge = Transcriber.load(args.asr).to(args.device)
+    tts = TTS.load(args.model, device=args.device, asr=judge)
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
-    rows, items = evaluate_tts(tts, args.manifest, max_items=args.max_items, seed=args.seed,
+    rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
     print(format_table(rows))
     if args.json:

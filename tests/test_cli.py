@@ -100,8 +100,11 @@ def test_parser_requires_a_command():
         build_parser().parse_args([])
 
 
-def test_train_refuses_unlanded_and_unknown_families(capsys):
-    assert main(["train", "tortoise-ar", "--config", "x.yaml"]) == 2
+def test_train_refuses_unlanded_and_unknown_families(capsys, monkeypatch):
+    import audiokit.train
+
+    monkeypatch.setitem(audiokit.train.PLANNED, "later-ar", "a later model family")
+    assert main(["train", "later-ar", "--config", "x.yaml"]) == 2
     assert "not available yet" in capsys.readouterr().err
     assert main(["train", "nonsense"]) == 2
     assert "unknown model family" in capsys.readouterr().err

@@ -77,3 +77,28 @@ def test_valle_paper_config_has_the_published_size():
     assert (dims.n_layer, dims.d_model, dims.n_head) == (12, 1024, 16)
     n = sum(p.numel() for p in ValleAR(dims).blocks.parameters())
     assert n == pytest.approx(12 * 12.6e6, rel=0.01)  # 12 pre-LN blocks of 1024 wide with a 4096 FFN
+
+
+TORTOISE_CONFIGS = sorted((CONFIGS[0].parents[1] / "tortoise").glob("*.yaml"))
+TORTOISE_FAMILY = {"ar": "tortoise-ar", "clvp": "clvp", "diffusion": "diffusion", "diffusion_ar": "diffusion-ar-latents"}
+
+
+@pytest.mark.parametrize("path", TORTOISE_CONFIGS, ids=[p.stem for p in TORTOISE_CONFIGS])
+def test_tortoise_configs(path, capsys):
+    """Each Tortoise stage config parses through LightningCLI with its module and the Tortoise data module, sizes
+    agree with the codec config, and the diffusion decoder's conditioning width is the AR model's."""
+    size, stage = path.stem.split("_", 1)
+    cfg = yaml.safe_load(path.read_text())
+    with pytest.raises(SystemExit) as e:
+        main(["train", TORTOISE_FAMILY[stage], "--config", str(path), "--print_config"])
+    assert e.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["tokenizer"].endswith("bpe.json")
+    gen = yaml.safe_load((CONFIGS[0].parent / f"{size}.yaml").read_text())["model"]["generator"]
+    ar = yaml.safe_load((path.parent / f"{size}_ar.yaml").read_text())["model"]
+    if stage in ("ar", "clvp"):
+        assert cfg["model"]["codebook_size"] == gen["codebook_size"]
+    if stage == "ar":
+        assert cfg["model"]["n_codebooks"] == gen["n_codebooks"]
+    if stage.startswith("diffusion"):
+        assert cfg["model"]["cond_dim"] == ar["d_model"]

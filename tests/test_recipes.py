@@ -55,6 +55,15 @@ def test_synth_recipe_tiny_stages(tmp_path):
     rows = json.loads((exp / "tts_eval.json").read_text())["rows"]
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[0]["utterances"] > 0
     assert all("wer_asr" in r for r in rows)
+    for part in ("ar", "clvp", "diffusion", "diffusion-ar"):
+        ck = torch.load(exp / f"tortoise-{part}/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+        assert ck["global_step"] == 8 and ck["tortoise"]["codec"]["fingerprint"] == codec.info.fingerprint
+    tortoise = audiokit.TTS.load(exp / "tortoise-export")
+    assert tortoise.family == "tortoise" and tortoise.diffusion_meta["conditioning"] == "ar-latents"
+    rows = json.loads((exp / "tortoise_eval.json").read_text())["rows"]
+    assert [r["system"] for r in rows][2:] == ["Tortoise (synth-tiny-tortoise, fast, CLVP best of N)",
+                                               "Tortoise (synth-tiny-tortoise, fast, random candidate)"]
+    assert all("wer_asr" in r for r in rows) and rows[2]["rtf"] > 0
     again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
     assert again.returncode == 0 and "already made" in again.stdout
     bad = _run("--size", "huge", cwd=tmp_path)

@@ -16,11 +16,16 @@
 #  10  train the VALL-E NAR model         (configs/valle/${size}_nar.yaml)
 #  11  export VALL-E                      ($exp/valle-export: AR + NAR + codec + the stage-7 ASR, one folder)
 #  12  evaluate VALL-E on held-out speakers: WER, speaker similarity, RTF ($exp/tts_eval.json)
-# Tortoise stages are added as that family lands.
+#  13  train the Tortoise AR model        (configs/tortoise/${size}_ar.yaml, stage-4 tokens + stage-1 BPE)
+#  14  train CLVP                         (configs/tortoise/${size}_clvp.yaml)
+#  15  train the diffusion decoder on token embeddings      (configs/tortoise/${size}_diffusion.yaml)
+#  16  fine-tune it on the stage-13 AR model's latents      (configs/tortoise/${size}_diffusion_ar.yaml)
+#  17  export Tortoise                    ($exp/tortoise-export: AR + CLVP + diffusion + codec, one folder)
+#  18  evaluate Tortoise on held-out speakers: WER (stage-7 ASR), similarity, RTF, CLVP vs random ($exp/tortoise_eval.json)
 set -euo pipefail
 
 stage=0
-stop_stage=12
+stop_stage=18
 size=tiny
 out=data/synth
 exp_root=exp
@@ -131,4 +136,37 @@ fi
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
   audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --json "$exp/tts_eval.json"
+fi
+
+tortoise_stage() {  # n family config run-dir [extra args...]
+  local n=$1 family=$2 config=$3 dir=$4
+  shift 4
+  if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
+    echo "stage $n: Tortoise $family training -> $exp/$dir"
+    local resume=()
+    [ -f "$exp/$dir/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+    audiokit train "$family" --config "configs/tortoise/${size}_$config.yaml" \
+      --data.train_manifest "$exp/tokens/train.jsonl" --data.val_manifest "$exp/tokens/valid.jsonl" \
+      --data.token_store "$exp/tokens" --data.tokenizer "$corpus/bpe.json" "$@" \
+      --trainer.default_root_dir "$exp/$dir" --trainer.callbacks.init_args.dirpath "$exp/$dir/checkpoints" \
+      --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
+  fi
+}
+tortoise_stage 13 tortoise-ar ar tortoise-ar
+tortoise_stage 14 clvp clvp tortoise-clvp
+tortoise_stage 15 diffusion diffusion tortoise-diffusion --model.codec "$exp/codec-export"
+tortoise_stage 16 diffusion-ar-latents diffusion_ar tortoise-diffusion-ar --model.codec "$exp/codec-export" \
+  --model.ar_checkpoint "$exp/tortoise-ar/checkpoints/last.ckpt" --model.init_from "$exp/tortoise-diffusion/checkpoints/last.ckpt"
+
+if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
+  echo "stage 17: export Tortoise -> $exp/tortoise-export"
+  audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
+    --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
+    --codec "$exp/codec-export" --name "synth-$size-tortoise"
+fi
+
+if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
+  echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset fast \
+    --max-items "$tts_items" --json "$exp/tortoise_eval.json"
 fi
