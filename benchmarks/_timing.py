@@ -1,4 +1,6 @@
 """Timing shared by the benchmark scripts (run as ``python benchmarks/NAME.py``, so this module is importable)."""
+import argparse
+import platform
 import statistics
 import time
 
@@ -14,3 +16,22 @@ def timed(fn, repeats, sync):
         sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
+
+
+def device_args(ap: argparse.ArgumentParser) -> None:
+    """``--threads``, ``--repeats``, ``--device``, ``--dtype``: the options every GPU-capable benchmark takes."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+
+
+def device_setup(args):
+    """(device, dtype, sync, machine description) for parsed :func:`device_args`; sets the thread count."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    dev, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    machine = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    return dev, dtype, sync, machine

@@ -15,13 +15,12 @@ Prints JSON lines and a Markdown table.
 """
 import argparse
 import json
-import platform
 import warnings
 
 import torch
 import yaml
 
-from _timing import timed
+from _timing import device_args, device_setup, timed
 
 warnings.filterwarnings("ignore")
 
@@ -32,25 +31,19 @@ CODECS = {  # codec configs whose frame rate / codebooks the VALL-E size is trai
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "cpu", "small"])
     ap.add_argument("--no-reference", nargs="*", default=["small"])
     ap.add_argument("--frame-rate", type=float, default=75.0, help="frame rate of the AR comparison [75, the paper's]")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
+    device_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    dev, dtype, sync, machine = device_setup(args)
 
     from audiokit.codec.codec import Codec
     from audiokit.codec.model import CodecModel
     from audiokit.valle.generate import SamplingOptions, generate_ar, generate_nar
     from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
 
-    machine = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}, {args.threads} threads"
     rows = []
     for size in args.sizes:
         m = yaml.safe_load(open(f"configs/valle/{size}_ar.yaml"))["model"]
