@@ -91,6 +91,51 @@ def read_config(folder: Path) -> dict:
     return meta
 
 
+def load_state(model, state: dict, where: str):
+    """``model`` with ``state`` loaded (cast to float32), in eval mode; weights that do not fit are a
+    :class:`TTSLoadError` naming ``where``."""
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise TTSLoadError(f"{where}: weights do not match the model's sizes (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def save_export(folder: Path, parts: dict, meta: dict, dtype: torch.dtype) -> Path:
+    """Write each model of ``parts`` as ``NAME.safetensors`` (floating weights in ``dtype``) and ``meta`` as
+    ``config.json`` (format, version and dtype added), all atomically."""
+    from safetensors.torch import save_file
+
+    from .fileio import atomic_path
+
+    for part, model in parts.items():
+        state = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in model.state_dict().items()}
+        with atomic_path(folder / f"{part}.safetensors") as tmp:
+            save_file(state, str(tmp))
+    meta = {"format": TTS_FORMAT, "version": 1, **meta, "dtype": str(dtype).replace("torch.", "")}
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_part(folder: Path, part: str, model):
+    """``model`` with the weights of ``folder/PART.safetensors``."""
+    from .fileio import load_safetensors_file
+
+    path = folder / f"{part}.safetensors"
+    return load_state(model, load_safetensors_file(path, TTSLoadError), str(path))
+
+
+def load_bundled_codec(folder: Path, meta: dict):
+    """The codec in ``folder/codec``, checked against the one ``config.json`` names."""
+    from .codec.codec import Codec
+    from .tokens import CodecInfo
+
+    codec = Codec.load(folder / "codec")
+    codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
+    return codec
+
+
 def load_voice_clip(clip, codec, sample_rate: int | None = None, min_seconds: float = 1.0):
     """A voice clip as a mono waveform at the codec's rate, and its tokens when it was given as tokens.
 

@@ -47,6 +47,17 @@ def test_guidance_mixes_conditional_and_unconditional():
     assert torch.equal(guided(model, 1.0)(x, None), x + 1) and calls == [False]
     assert torch.equal(guided(model, 3.0)(x, None), x + 3)
 
+    def batched_model(x, t, drop):  # per-row drop; counts rows seen
+        calls.append(x.shape[0])
+        keep = torch.ones(x.shape[0]) if drop is None else (~drop).float()
+        return x * 2 + keep[:, None] * (t[:, None] + 1.0)
+
+    calls.clear()
+    x, t = torch.randn(3, 2), torch.tensor([0.0, 1.0, 2.0])
+    plain = guided(lambda x, t, drop: x * 2 + (0.0 if drop else 1.0) * (t[:, None] + 1.0), 2.5)(x, t)
+    assert torch.allclose(guided(batched_model, 2.5, batched=True)(x, t), plain) and calls == [6]  # one pass of 2B rows
+    assert torch.allclose(guided(batched_model, 1.0, batched=True)(x, t), x * 2 + t[:, None] + 1) and calls == [6, 3]
+
 
 def test_decoder_learns_and_ignores_padding_and_drops_conditioning():
     torch.manual_seed(0)

@@ -14,8 +14,9 @@ from audiokit.text import BPETokenizer
 from audiokit.text.phonemes import TextError
 from audiokit.tokens import CodecTokens, TokenStore
 from audiokit.tortoise.data import TortoiseDataModule, TortoiseDataset, collate_tortoise
+from audiokit.tortoise.generate import ar_latents
 from audiokit.tortoise.lightning import (CheckpointStageError, CLVPModule, DiffusionARLatentsModule, DiffusionModule,
-                                         TortoiseARModule)
+                                         TortoiseARModule, batch_voice)
 from audiokit.tortoise.tts import PRESETS, TortoiseTTS, resolve_preset
 from audiokit.tts import TTS, PromptError, TTSLoadError
 
@@ -127,6 +128,12 @@ def test_stages_train_and_record_codec_and_tokenizer(corpus, trained):
     batch = collate_tortoise([d2.trainer.datamodule.datasets["train"][i] for i in range(2)])
     cond = d2.conditioning(batch)
     assert cond.shape == (2, batch["codes"].shape[-1], 32)
+    ar = d2.ar[0]  # the latents are the AR's, at each frame, whatever the padding of the batch
+    voice = batch_voice(ar.conditioning, batch, "cpu")
+    for b in range(2):
+        n = int(batch["code_lens"][b])
+        ref = ar_latents(ar, voice[b], batch["text"][b, : int(batch["text_lens"][b])], [batch["codes"][b, 0, :n]])[0]
+        assert torch.allclose(cond[b, :n], ref, atol=1e-4)
 
 
 def test_stage_losses_fall(corpus):

@@ -13,7 +13,8 @@ from audiokit.tokens import CodecMismatchError, CodecTokens, TokenStore
 from audiokit.valle.data import ValleDataset, collate_valle, espeak_language, phoneme_ids
 from audiokit.valle.lightning import ValleARModule, ValleNARModule
 from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
-from audiokit.valle.tts import PromptError, TTSLoadError, ValleTTS, split_sentences
+from audiokit.tts import PromptError, TTSLoadError, split_sentences
+from audiokit.valle.tts import ValleTTS
 
 from conftest import sine, write_wav
 

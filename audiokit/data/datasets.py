@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import random
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -127,6 +129,38 @@ class TokenTextDataset(_ManifestDataset):
         if self.codec is not None:
             tokens.check_codec(self.codec, what=f"tokens of {e['id']!r}")
         return self._item(e, "tokens", tokens)
+
+
+class SpeakerTokenDataset(Dataset):
+    """Base of the TTS datasets: a :class:`TokenTextDataset` whose items are paired with other utterances of
+    the same speaker (VALL-E's prompts, Tortoise's voice clips). Training items draw fresh randomness each
+    time (:meth:`rng`); validation items (``train=False``) draw the same every epoch."""
+
+    def __init__(self, manifest, codec=None, store=None, train: bool = True, min_duration: float | None = None,
+                 max_duration: float | None = None, seed: int = 0):
+        self.base = TokenTextDataset(manifest, codec=codec, store=store, min_duration=min_duration, max_duration=max_duration)
+        self.entries = self.base.entries
+        if not self.entries:
+            raise ValueError("the manifest holds no utterances in the duration range")
+        self.train, self.seed = train, seed
+        self.by_speaker: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(self.entries):
+            self.by_speaker[e.get("speaker", "")].append(i)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def codes(self, i: int) -> tuple[torch.Tensor, float]:
+        """Utterance ``i``'s codes ``[Q, T]`` (padding cut) and the codec's frame rate."""
+        tokens = self.base[i]["tokens"]
+        return tokens.codes[0, :, : int(tokens.lengths[0])], tokens.frame_rate
+
+    def rng(self, i: int) -> random.Random:
+        return random.Random(int(torch.randint(2**62, ())) if self.train else self.seed * 1_000_003 + i)
+
+    def others(self, i: int) -> list[int]:
+        """The other utterances of utterance ``i``'s speaker."""
+        return [j for j in self.by_speaker[self.entries[i].get("speaker", "")] if j != i]
 
 
 def collate_tokens(items: list[dict]) -> dict:

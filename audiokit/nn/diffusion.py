@@ -51,11 +51,23 @@ class CosineSchedule:
         return x0, eps
 
 
-def guided(model: Callable, scale: float) -> Callable:
-    """Classifier-free guidance: ``model(x, t, drop_cond)`` → ``uncond + scale · (cond − uncond)`` (scale 1 is
-    the conditional output alone, computed once)."""
+def guided(model: Callable, scale: float, batched: bool = False) -> Callable:
+    """Classifier-free guidance: ``uncond + scale · (cond − uncond)`` (scale 1 is the conditional output alone,
+    computed once).
+
+    ``model(x, t, drop)``: with ``batched=False`` ``drop`` is one bool for the whole batch and the model runs
+    twice; with ``batched=True`` the conditional and unconditional halves run as *one* batch of 2B rows and
+    ``drop`` is a per-row bool tensor (None when nothing is dropped) — half the launches.
+    """
     if scale == 1.0:
-        return lambda x, t: model(x, t, False)
+        return lambda x, t: model(x, t, None if batched else False)
+    if batched:
+        def fn(x, t):
+            B = x.shape[0]
+            drop = torch.arange(2 * B, device=x.device) >= B
+            c, u = model(torch.cat([x, x]), torch.cat([t, t]), drop).chunk(2)
+            return u + scale * (c - u)
+        return fn
 
     def fn(x, t):
         c, u = model(x, t, False), model(x, t, True)

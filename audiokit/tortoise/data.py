@@ -11,14 +11,11 @@ Every Tortoise model trains on the same items, so one DataModule serves all four
 """
 from __future__ import annotations
 
-import random
-from collections import defaultdict
 
 import torch
-from torch.utils.data import Dataset
 
 from ..data.datamodule import SpeechDataModule
-from ..data.datasets import TokenTextDataset
+from ..data.datasets import SpeakerTokenDataset
 from ..text.normalize import normalize_text
 from ..text.phonemes import TextError
 
@@ -37,7 +34,7 @@ def text_ids(tokenizer, text: str, what: str = "text") -> list[int]:
     return tokenizer.encode(text)
 
 
-class TortoiseDataset(Dataset):
+class TortoiseDataset(SpeakerTokenDataset):
     """Items ``{"id", "text" [L], "codes" [Q, T], "voice" [V, Q, P], "voice_frames" [V]}`` over a tokenized
     manifest. Validation items (``train=False``) draw the same clips every epoch."""
 
@@ -46,36 +43,24 @@ class TortoiseDataset(Dataset):
                  seed: int = 0):
         if voice_clips < 1:
             raise ValueError(f"voice_clips must be >= 1, got {voice_clips}")
-        self.base = TokenTextDataset(manifest, codec=codec, store=store, min_duration=min_duration, max_duration=max_duration)
-        self.entries = self.base.entries
-        if not self.entries:
-            raise ValueError("the manifest holds no utterances in the duration range")
+        super().__init__(manifest, codec=codec, store=store, train=train, min_duration=min_duration,
+                         max_duration=max_duration, seed=seed)
         self.tokenizer = tokenizer if hasattr(tokenizer, "encode") else load_tokenizer(tokenizer)
-        self.train, self.voice_seconds, self.voice_clips, self.seed = train, voice_seconds, voice_clips, seed
+        self.voice_seconds, self.voice_clips = voice_seconds, voice_clips
         self.text = [text_ids(self.tokenizer, e.get("text", ""), what=f"utterance {e['id']!r}") for e in self.entries]
-        self.by_speaker: dict[str, list[int]] = defaultdict(list)
-        for i, e in enumerate(self.entries):
-            self.by_speaker[e.get("speaker", "")].append(i)
 
     @property
     def durations(self) -> list[float]:
         return [d + self.voice_clips * self.voice_seconds for d in self.base.durations]
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _codes(self, i: int) -> tuple[torch.Tensor, float]:
-        tokens = self.base[i]["tokens"]
-        return tokens.codes[0, :, : int(tokens.lengths[0])], tokens.frame_rate
-
     def __getitem__(self, i: int) -> dict:
-        rng = random.Random(int(torch.randint(2**62, ())) if self.train else self.seed * 1_000_003 + i)
-        codes, frame_rate = self._codes(i)
+        rng = self.rng(i)
+        codes, frame_rate = self.codes(i)
         P = max(1, round(self.voice_seconds * frame_rate))
-        others = [j for j in self.by_speaker[self.entries[i].get("speaker", "")] if j != i] or [i]
+        others = self.others(i) or [i]
         clips = []
         for _ in range(self.voice_clips):
-            c = codes if (j := rng.choice(others)) == i else self._codes(j)[0]
+            c = codes if (j := rng.choice(others)) == i else self.codes(j)[0]
             s = rng.randrange(c.shape[1] - P + 1) if c.shape[1] > P else 0
             clips.append(c[:, s : s + P])
         frames = torch.tensor([c.shape[1] for c in clips])

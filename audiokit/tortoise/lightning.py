@@ -20,7 +20,6 @@ from typing import Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from ..fileio import load_torch_file
 from ..nn.diffusion import CosineSchedule
@@ -74,7 +73,7 @@ class _TortoiseModule(L.LightningModule):
         self.codec_info: CodecInfo | None = None
         self.tokenizer_json: str | None = None
 
-    def _expect(self, codebook_size: int, n_codebooks: int, text_vocab: int | None) -> None:
+    def _expect(self, codebook_size: int, text_vocab: int | None) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         ds = getattr(dm, "datasets", {}).get("train") if dm is not None else None
         if ds is None:
@@ -135,7 +134,7 @@ class TortoiseARModule(_TortoiseModule):
         self.model = TortoiseAR(self.dims)
 
     def on_fit_start(self) -> None:
-        self._expect(self.dims.codebook_size, self.dims.n_codebooks, self.dims.text_vocab)
+        self._expect(self.dims.codebook_size, self.dims.text_vocab)
 
     def _meta(self) -> dict:
         return {"dims": self.dims.to_dict()}
@@ -176,7 +175,7 @@ class CLVPModule(_TortoiseModule):
         self.model = CLVP(self.dims)
 
     def on_fit_start(self) -> None:
-        self._expect(self.dims.codebook_size, 1, self.dims.text_vocab)
+        self._expect(self.dims.codebook_size, self.dims.text_vocab)
 
     def _meta(self) -> dict:
         return {"dims": self.dims.to_dict()}
@@ -228,22 +227,21 @@ class DiffusionModule(_TortoiseModule):
         self.save_hyperparameters()
         self.codec = Codec.load(codec)
         info = self.codec.info
-        self.config = dict(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
-                           codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
-                           dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer)
-        self.model = DiffusionDecoder(**self.config)
+        self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
+                                      codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
+                                      dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer)
         self.schedule = CosineSchedule(schedule_steps)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
     def on_fit_start(self) -> None:
-        self._expect(self.codec_info.codebook_size, self.codec_info.n_codebooks, None)
+        self._expect(self.codec_info.codebook_size, None)
         self.codec.to(self.device)
         if not bool(self.stats_ready):
             self._measure_latents()
 
     def _meta(self) -> dict:
-        return {"config": self.config, "prediction": self.hparams.prediction,
+        return {"config": self.model.config, "prediction": self.hparams.prediction,
                 "schedule_steps": self.hparams.schedule_steps}
 
     @torch.no_grad()
@@ -329,8 +327,8 @@ class DiffusionARLatentsModule(DiffusionModule):
         self.ar = [ar.eval().requires_grad_(False)]  # a list: frozen, outside this module's state and optimizer
         if init_from:
             meta1, state1 = read_checkpoint(init_from, ("diffusion", "diffusion-ar-latents"))
-            if meta1.get("config") != self.config:
-                raise ValueError(f"{init_from}: its decoder {meta1.get('config')} differs from this one {self.config}")
+            if meta1.get("config") != self.model.config:
+                raise ValueError(f"{init_from}: its decoder {meta1.get('config')} differs from this one {self.model.config}")
             self.model.load_state_dict(state1)
             self.stats_ready.fill_(True)
 

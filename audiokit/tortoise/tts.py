@@ -8,21 +8,22 @@ original's do.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_path, load_safetensors_file
-from ..nn.diffusion import CosineSchedule, ddim_sample
+from ..nn.diffusion import CosineSchedule, ddim_sample, guided
 from ..text.phonemes import TextError
-from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
-from ..tts import TTS_FORMAT, PromptError, Synthesis, TTSLoadError, load_voice_clip, read_config, split_sentences
+from ..tokens import CodecInfo, CodecMismatchError
+from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
+                   read_config, save_export, split_sentences)
 from ..valle.generate import SamplingOptions
 from .data import text_ids
 from .diffusion import DiffusionDecoder
@@ -67,14 +68,6 @@ def resolve_preset(preset: str, candidates: int | None = None, diffusion_steps: 
         raise ValueError(f"k = {k} best candidates asked for, but only {p.candidates} are sampled: "
                          f"k must be between 1 and the number of candidates")
     return p
-
-
-def _build(cls, args, state: dict, where: str):
-    model = cls(*args) if isinstance(args, tuple) else cls(**args)
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    if missing or unexpected:
-        raise TTSLoadError(f"{where}: weights do not match the model's sizes (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.eval()
 
 
 class TortoiseTTS:
@@ -139,9 +132,9 @@ class TortoiseTTS:
                 codec.info.check_same(trained_on, what=f"{Path(path).name} (trained on {trained_on.describe()})")
             metas[part] = meta
             if part == "diffusion":
-                models[part] = _build(DiffusionDecoder, meta["config"], state, str(path))
+                models[part] = load_state(DiffusionDecoder(**meta["config"]), state, str(path))
             else:
-                models[part] = _build(TortoiseAR if part == "ar" else CLVP, (TortoiseDims.from_dict(meta["dims"]),), state, str(path))
+                models[part] = load_state((TortoiseAR if part == "ar" else CLVP)(TortoiseDims.from_dict(meta["dims"])), state, str(path))
         if not metas["ar"].get("tokenizer"):
             raise TTSLoadError(f"{ar_ckpt}: the checkpoint carries no tokenizer")
         if metas["clvp"].get("tokenizer") and metas["clvp"]["tokenizer"] != metas["ar"]["tokenizer"]:
@@ -158,48 +151,31 @@ class TortoiseTTS:
     def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
         """Write ``config.json``, ``ar/clvp/diffusion.safetensors``, ``tokenizer.json`` and the codec in
         ``codec/``: one self-contained folder."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.codec.export(folder / "codec", card={"source": "bundled with a Tortoise model"})
-        for part, model in (("ar", self.ar), ("clvp", self.clvp), ("diffusion", self.diffusion)):
-            state = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
-                     for k, v in model.state_dict().items()}
-            with atomic_path(folder / f"{part}.safetensors") as tmp:
-                save_file(state, str(tmp))
         self.tokenizer.save(folder / "tokenizer.json")
-        meta = {"format": TTS_FORMAT, "version": 1, "family": self.family, "name": self.name,
-                "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
-                "diffusion": {"config": self.diffusion.config, **self.diffusion_meta},
-                "codec": self.codec.info.to_dict(), "max_voice_seconds": self.max_voice_seconds,
-                "min_voice_seconds": self.min_voice_seconds, "dtype": str(dtype).replace("torch.", ""), **(card or {})}
-        with atomic_path(folder / "config.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return folder
+        meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
+                "diffusion": {"config": self.diffusion.config, **self.diffusion_meta}, "codec": self.codec.info.to_dict(),
+                "max_voice_seconds": self.max_voice_seconds, "min_voice_seconds": self.min_voice_seconds, **(card or {})}
+        return save_export(folder, {"ar": self.ar, "clvp": self.clvp, "diffusion": self.diffusion}, meta, dtype)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "TortoiseTTS":
         """Load an exported folder (``asr`` is accepted for the common ``TTS.load`` signature; Tortoise needs none)."""
-        from ..codec.codec import Codec
         from ..text.bpe import BPETokenizer
 
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
-        codec = Codec.load(folder / "codec")
-        codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
+        codec = load_bundled_codec(folder, meta)
         try:
             tokenizer = BPETokenizer.load(folder / "tokenizer.json")
         except (FileNotFoundError, ValueError) as e:
             raise TTSLoadError(str(e)) from None
-
-        def weights(part: str) -> dict:
-            return load_safetensors_file(folder / f"{part}.safetensors", TTSLoadError)
-
-        ar = _build(TortoiseAR, (TortoiseDims.from_dict(meta["ar"]),), weights("ar"), str(folder / "ar.safetensors"))
-        clvp = _build(CLVP, (TortoiseDims.from_dict(meta["clvp"]),), weights("clvp"), str(folder / "clvp.safetensors"))
+        ar = load_part(folder, "ar", TortoiseAR(TortoiseDims.from_dict(meta["ar"])))
+        clvp = load_part(folder, "clvp", CLVP(TortoiseDims.from_dict(meta["clvp"])))
         d = dict(meta["diffusion"])
-        diffusion = _build(DiffusionDecoder, d.pop("config"), weights("diffusion"), str(folder / "diffusion.safetensors"))
+        diffusion = load_part(folder, "diffusion", DiffusionDecoder(**d.pop("config")))
         tts = cls(ar, clvp, diffusion, d, codec, tokenizer, name=meta.get("name", folder.name),
                   max_voice_seconds=meta.get("max_voice_seconds", 10.0), min_voice_seconds=meta.get("min_voice_seconds", 1.0))
         return tts.to(device)
@@ -282,24 +258,25 @@ class TortoiseTTS:
             c[i, : x.shape[0]] = x.float()
             valid[i, : x.shape[0]] = True
         v = voice.float().expand(n, -1)
-        if guidance == 1.0:
-            def model(x, t):
-                return net(x, t, c, v, valid=valid)
-        else:
-            c2, v2, valid2 = torch.cat([c, c]), torch.cat([v, v]), torch.cat([valid, valid])
-            drop = torch.arange(2 * n, device=dev) >= n
 
-            def model(x, t):
-                cond_out, uncond = net(torch.cat([x, x]), torch.cat([t, t]), c2, v2, valid=valid2, drop=drop).chunk(2)
-                return uncond + guidance * (cond_out - uncond)
+        def run(x, t, drop):  # x has n rows, or 2n when guidance batches both halves
+            r = x.shape[0] // n
+            return net(x, t, c.repeat(r, 1, 1), v.repeat(r, 1), valid=valid.repeat(r, 1), drop=drop)
+
+        model = guided(run, guidance, batched=True)
         x0 = ddim_sample(model, self.schedule, (n, T, net.out.out_features), steps,
                          prediction=self.diffusion_meta.get("prediction", "v"), generator=generator, device=dev)
         z = net.denormalize(x0)
         return [z[i, : x.shape[0]].T for i, x in enumerate(cond)]
 
-    def _sync(self) -> None:
+    @contextmanager
+    def _stage(self, timings: dict, name: str):
+        """Add the wall time of the block (device work included) to ``timings[name]``."""
+        start = time.perf_counter()
+        yield
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        timings[name] += time.perf_counter() - start
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice=None, sample_rate: int | None = None, preset: str = "fast",
@@ -332,46 +309,36 @@ class TortoiseTTS:
         gen = options.generator()
         pick_rng = random.Random(seed)
         timings = {"ar": 0.0, "clvp": 0.0, "diffusion": 0.0, "codec": 0.0}
-        t0 = time.perf_counter()
-        voice_ar, voice_diff = self.voice_latents(clips)
-        fr = self.codec.frame_rate
+        stage = partial(self._stage, timings)
         chosen_all: list[list[torch.Tensor]] = []
         latents_all: list[list[torch.Tensor]] = []
-        self._sync()
-        timings["ar"] += time.perf_counter() - t0
+        with stage("ar"):
+            voice_ar, voice_diff = self.voice_latents(clips)
         for s, ids in sentences:
-            t0 = time.perf_counter()
-            max_frames = int(max(2.0, self.seconds_per_token * len(ids)) * fr)
-            cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, max_frames, options)
-            self._sync()
-            t1 = time.perf_counter()
-            timings["ar"] += t1 - t0
+            with stage("ar"):
+                max_frames = int(max(2.0, self.seconds_per_token * len(ids)) * self.codec.frame_rate)
+                cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, max_frames, options)
             live = [i for i, c in enumerate(cands) if len(c) > 0]
             if not live:
                 notices.append(f"every candidate for {s!r} ended at once; it is left out")
                 continue
-            if rerank:
-                order = self.rank(ids, cands).argsort(descending=True).tolist()[: min(k, len(live))]
-            else:
-                order = pick_rng.sample(live, min(k, len(live)))
-            self._sync()
-            t2 = time.perf_counter()
-            timings["clvp"] += t2 - t1
+            with stage("clvp"):
+                if rerank:
+                    order = self.rank(ids, cands).argsort(descending=True).tolist()[: min(k, len(live))]
+                else:
+                    order = pick_rng.sample(live, min(k, len(live)))
             chosen = [cands[i] for i in order]
-            if self.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
-                cond = ar_latents(self.ar, voice_ar, ids, chosen)
-            else:
-                cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
-            self._sync()
-            t3 = time.perf_counter()
-            timings["ar"] += t3 - t2
-            latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen))
+            with stage("ar"):
+                if self.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
+                    cond = ar_latents(self.ar, voice_ar, ids, chosen)
+                else:
+                    cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
+            with stage("diffusion"):
+                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen))
             chosen_all.append(chosen)
-            self._sync()
-            timings["diffusion"] += time.perf_counter() - t3
-        t0 = time.perf_counter()
-        ranks = [self._join([lat[r] for lat in latents_all], sentence_pause) for r in range(min((len(x) for x in latents_all), default=1))]
-        timings["codec"] += time.perf_counter() - t0
+        with stage("codec"):
+            kept = min((len(x) for x in latents_all), default=1)  # candidates decoded per sentence
+            ranks = [self._join([lat[r] for lat in latents_all], sentence_pause) for r in range(kept)]
         for n in notices:
             log.info("%s", n)
         return Synthesis(audio=ranks[0], sample_rate=self.sample_rate, sentences=[s for s, _ in sentences],

@@ -15,14 +15,12 @@ are built here too (:func:`ar_inputs`, :func:`nar_inputs`).
 from __future__ import annotations
 
 import logging
-import random
 from collections import defaultdict
 
 import torch
-from torch.utils.data import Dataset
 
 from ..data.datamodule import SpeechDataModule
-from ..data.datasets import TokenTextDataset
+from ..data.datasets import SpeakerTokenDataset
 from ..text.phonemes import PHONEME_VOCAB, Phonemizer, TextError
 from .model import AUDIO, TEXT
 
@@ -60,7 +58,7 @@ def phoneme_ids(phonemes: str, what: str = "text") -> list[int]:
     return PHONEME_VOCAB.encode(phonemes, add_bos_eos=True)
 
 
-class ValleDataset(Dataset):
+class ValleDataset(SpeakerTokenDataset):
     """Items ``{"id", "text" [L], "prompt" [Q, P], "target" [Q, T], "prompt_scored"}`` over a tokenized manifest.
 
     ``prompt_scored`` is True when the prompt is a prefix of the target's own utterance (its frames are then
@@ -72,15 +70,10 @@ class ValleDataset(Dataset):
     def __init__(self, manifest, codec=None, store=None, train: bool = True, prompt_seconds: float = 3.0,
                  prefix_prob: float = 0.5, min_duration: float | None = None, max_duration: float | None = None,
                  seed: int = 0):
-        self.base = TokenTextDataset(manifest, codec=codec, store=store, min_duration=min_duration, max_duration=max_duration)
-        self.entries = self.base.entries
-        if not self.entries:
-            raise ValueError("the manifest holds no utterances in the duration range")
-        self.train, self.prompt_seconds, self.prefix_prob, self.seed = train, prompt_seconds, prefix_prob, seed
+        super().__init__(manifest, codec=codec, store=store, train=train, min_duration=min_duration,
+                         max_duration=max_duration, seed=seed)
+        self.prompt_seconds, self.prefix_prob = prompt_seconds, prefix_prob
         self.text = self._phonemes()
-        self.by_speaker: dict[str, list[int]] = defaultdict(list)
-        for i, e in enumerate(self.entries):
-            self.by_speaker[e.get("speaker", "")].append(i)
 
     def _phonemes(self) -> list[list[int]]:
         out: list[list[int] | None] = [None] * len(self.entries)
@@ -99,21 +92,14 @@ class ValleDataset(Dataset):
     def durations(self) -> list[float]:
         return [d + self.prompt_seconds for d in self.base.durations]  # what a batch holds: target + prompt
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _codes(self, i: int) -> tuple[torch.Tensor, float]:
-        tokens = self.base[i]["tokens"]
-        return tokens.codes[0, :, : int(tokens.lengths[0])], tokens.frame_rate
-
     def __getitem__(self, i: int) -> dict:
-        rng = random.Random(int(torch.randint(2**62, ())) if self.train else self.seed * 1_000_003 + i)
-        codes, frame_rate = self._codes(i)
+        rng = self.rng(i)
+        codes, frame_rate = self.codes(i)
         P = max(1, round(self.prompt_seconds * frame_rate))
-        others = [j for j in self.by_speaker[self.entries[i].get("speaker", "")] if j != i]
+        others = self.others(i)
         T = codes.shape[1]
         if others and (T < 2 or rng.random() >= self.prefix_prob):
-            prompt, _ = self._codes(rng.choice(others))
+            prompt, _ = self.codes(rng.choice(others))
             if prompt.shape[1] > P:
                 s = rng.randrange(prompt.shape[1] - P + 1)
                 prompt = prompt[:, s : s + P]

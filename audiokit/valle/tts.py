@@ -8,7 +8,6 @@ before the sentence's phonemes; the models trained on both cases (see ``data.py`
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,24 +15,16 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_path, load_safetensors_file, load_torch_file
+from ..fileio import load_torch_file
 from ..text.phonemes import PHONEME_VOCAB, TextError
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
-from ..tts import TTS_FORMAT, PromptError, Synthesis, TTSLoadError, load_voice_clip, read_config, split_sentences
+from ..tts import (Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip, read_config,
+                   save_export, split_sentences)
 from .model import ValleAR, ValleDims, ValleNAR
 
 log = logging.getLogger(__name__)
-
-def _build(cls, dims: ValleDims, state: dict, where: str):
-    model = cls(dims)
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    if missing or unexpected:
-        raise TTSLoadError(f"{where}: weights do not match the dimensions {dims.to_dict()} "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.eval()
-
 
 def _read_checkpoint(path: Path, stage: str) -> tuple[ValleDims, dict, CodecInfo | None]:
     if not path.exists():
@@ -103,7 +94,7 @@ class ValleTTS:
             dims, state, trained_on = _read_checkpoint(path, stage)
             if trained_on is not None:
                 codec.info.check_same(trained_on, what=f"{path.name} (trained on {trained_on.describe()})")
-            models.append(_build(model_cls, dims, state, str(path)))
+            models.append(load_state(model_cls(dims), state, str(path)))
         if isinstance(asr, (str, os.PathLike)):
             from ..asr.transcriber import Transcriber
 
@@ -113,37 +104,25 @@ class ValleTTS:
     def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
         """Write ``config.json``, ``ar.safetensors``, ``nar.safetensors``, the codec in ``codec/`` and the ASR
         (if any) in ``asr/``: one self-contained folder."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.codec.export(folder / "codec", card={"source": "bundled with a VALL-E model"})
         if self.asr is not None:
             self.asr.export(folder / "asr", card={"source": "bundled with a VALL-E model"})
-        for part, model in (("ar", self.ar), ("nar", self.nar)):
-            state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items()}
-            with atomic_path(folder / f"{part}.safetensors") as tmp:
-                save_file(state, str(tmp))
-        meta = {"format": TTS_FORMAT, "version": 1, "family": self.family, "name": self.name,
-                "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(), "codec": self.codec.info.to_dict(),
-                "languages": list(self.languages), "max_prompt_seconds": self.max_prompt_seconds,
-                "min_prompt_seconds": self.min_prompt_seconds, "asr": self.asr is not None,
-                "dtype": str(dtype).replace("torch.", ""), **(card or {})}
-        with atomic_path(folder / "config.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return folder
+        meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(),
+                "codec": self.codec.info.to_dict(), "languages": list(self.languages),
+                "max_prompt_seconds": self.max_prompt_seconds, "min_prompt_seconds": self.min_prompt_seconds,
+                "asr": self.asr is not None, **(card or {})}
+        return save_export(folder, {"ar": self.ar, "nar": self.nar}, meta, dtype)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "ValleTTS":
         """Load an exported folder. ``asr`` (a path or Transcriber) replaces the bundled ASR, if any."""
-        from ..codec.codec import Codec
-
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
-        codec = Codec.load(folder / "codec")
-        codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
-        ar = _build(ValleAR, ValleDims.from_dict(meta["ar"]), load_safetensors_file(folder / "ar.safetensors", TTSLoadError), str(folder / "ar.safetensors"))
-        nar = _build(ValleNAR, ValleDims.from_dict(meta["nar"]), load_safetensors_file(folder / "nar.safetensors", TTSLoadError), str(folder / "nar.safetensors"))
+        codec = load_bundled_codec(folder, meta)
+        ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
+        nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         from ..asr.transcriber import Transcriber
 
         if isinstance(asr, (str, os.PathLike)):
