@@ -1,22 +1,26 @@
 """audiokit: speech generation and recognition over one codec token interface.
 
-Public API (model families arrive issue by issue; what is not here yet says so when touched):
+Public API:
 
 - :class:`CodecTokens`, :class:`CodecInfo`: the token contract every model family reads or writes.
 - :mod:`audiokit.audio`: read/write/resample/normalize audio.
 - :mod:`audiokit.text`: normalization, espeak-ng phonemes, BPE.
 - :class:`Codec`: audio ↔ tokens; :class:`Transcriber`: speech → text with timed segments;
-  :class:`TTS`: text + a voice prompt → speech (VALL-E).
+  :class:`TTS`: text + a voice prompt → speech (VALL-E, Tortoise).
+- :func:`load`: any exported model folder, or a bundled one by name (``audiokit.load("valle")``).
 - :mod:`audiokit.data`: manifests, bucketing sampler, datasets, DataModule, the synthetic corpus.
 """
 __version__ = "0.1.0"
 
 from .tokens import CodecInfo, CodecMismatchError, CodecTokens, TokenError, TokenStore, fingerprint
 
-# Names of the public API whose model family has not landed yet, and what they need.
-_PENDING = {
-    "load": "the model families and the pretrained registry",
-}
+
+def load(name_or_path, device="cpu", **kw):
+    """Any exported model folder, or a bundled model by name (``"codec"``, ``"asr"``, ``"valle"``,
+    ``"tortoise"``: folders under ``pretrained/``), as its family's object — see :func:`audiokit.pretrained.load`."""
+    from .pretrained import load as _load
+
+    return _load(name_or_path, device=device, **kw)
 
 
 def __getattr__(name: str):
@@ -32,11 +36,7 @@ def __getattr__(name: str):
         from .tts import TTS
 
         return TTS
-    if name in _PENDING:
-        raise AttributeError(
-            f"audiokit.{name} is not available in audiokit {__version__}: it needs {_PENDING[name]}, which has not landed yet"
-        )
     raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
 
 
-__all__ = ["Codec", "Transcriber", "TTS", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]
+__all__ = ["load", "Codec", "Transcriber", "TTS", "CodecInfo", "CodecMismatchError", "CodecTokens", "TokenError", "TokenStore", "fingerprint", "__version__"]

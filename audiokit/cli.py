@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -166,6 +167,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--card", action="store_true",
+                   help="record the figures in the evaluated model folder's card (model.json + README.md)")
     _add_tortoise_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -190,6 +193,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--clvp", default=None, help="Tortoise: the CLVP checkpoint")
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    p.add_argument("--notes", default=None, help="free text for the model card (e.g. the machine it trained on)")
     p.set_defaults(func=cmd_export)
 
 
@@ -225,6 +229,21 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--device", default="cpu")
     _add_tortoise_options(p)
     p.set_defaults(func=cmd_tts)
+
+    p = sub.add_parser("demo", help="start the Gradio TTS demo (the same as python app.py); needs the 'demo' extra",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="options of the demo (audiokit demo --help)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("models", help="list the bundled models (pretrained/) with their eval figures, or check their files",
+                       description="List the model folders under pretrained/ (or the folders given) from their model cards; "
+                                   "--verify also checks every file's SHA-256 against its card.")
+    p.add_argument("folders", nargs="*", help="model folders [every bundled one]")
+    p.add_argument("--verify", action="store_true", help="check each file's size and SHA-256 against the card")
+    p.add_argument("--refresh", action="store_true",
+                   help="rewrite each card from the files as they are now (after copying or moving a folder), keeping its "
+                        "training facts, notes and eval tables")
+    p.set_defaults(func=cmd_models)
 
 
 def _add_asr_commands(sub) -> None:
@@ -344,6 +363,48 @@ def cmd_tts(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise UserError("the demo needs Gradio: pip install 'audiokit[demo]'")
+    from .demo import main as demo_main
+
+    return demo_main(args.args)
+
+
+def cmd_models(args) -> int:
+    from .pretrained import PRETRAINED_DIR, available, check_files, read_card, write_card
+
+    folders = [Path(f) for f in args.folders] or [PRETRAINED_DIR / n for n in available()]
+    if not folders:
+        print(f"no bundled models in {PRETRAINED_DIR}")
+        return 0
+    for folder in folders:
+        card = write_card(folder) if args.refresh else read_card(folder)
+        if args.verify:
+            check_files(folder, card, hashes=True)
+        ev = card.get("eval", {})
+        figures = []
+        if "codec" in ev:
+            best = ev["codec"]["rows"][-1]
+            figures.append(f"{best['kbps']:.1f} kbps: mel {best['mel_distance']:.2f}"
+                           + (f", PESQ {best['pesq']:.2f}, STOI {best['stoi']:.2f}" if best.get("pesq") is not None else ""))
+        if "asr" in ev:
+            figures.append(f"WER {100 * ev['asr']['wer']:.1f} %")
+        if "tts" in ev:
+            rows = [r for r in ev["tts"]["rows"] if r["system"] not in ("ground truth", "codec resynthesis")
+                    and "random" not in r["system"]]
+            if rows and rows[0].get("wer_asr") is not None:
+                figures.append(f"WER {100 * rows[0]['wer_asr']:.1f} %")
+            if rows and rows[0].get("similarity") is not None:
+                figures.append(f"similarity {rows[0]['similarity']:.3f}")
+        size = sum(f["bytes"] for f in card["files"].values()) / 1e6
+        print(f"{folder.name:<12} {card['family']:<9} {card['name']:<22} {card['parameters'] / 1e6:6.2f} M  {size:6.1f} MB  "
+              f"{card['sample_rate']} Hz  {'; '.join(figures) or 'not evaluated'}" + ("  [files verified]" if args.verify else ""))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train import FAMILIES, PLANNED, run
 
@@ -413,12 +474,26 @@ def cmd_eval(args) -> int:
     print(format_table(rows))
     if rows[0]["pesq"] is None:
         print("(PESQ and STOI need the 'eval' extra: pip install 'audiokit[eval]')")
+    _eval_output(args, args.codec, "codec", {"codec": codec.info.to_dict(), "manifest": args.manifest, "rows": rows},
+                 {"manifest": args.manifest, "utterances": rows[0].get("utterances"), "rows": rows})
+    return 0
+
+
+def _eval_output(args, folder: str, kind: str, record: dict, card: dict) -> None:
+    """Write ``record`` to ``--json``; with ``--card``, put ``card`` in the evaluated folder's model card."""
     if args.json:
         from .fileio import atomic_path
 
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"codec": codec.info.to_dict(), "manifest": args.manifest, "rows": rows}, indent=1))
-    return 0
+            tmp.write_text(json.dumps(record, indent=1))
+    if args.card:
+        from .pretrained import add_eval, resolve
+
+        target = resolve(folder)
+        if not target.is_dir():
+            raise UserError(f"--card records figures in an exported model folder's card; {folder} is a file")
+        add_eval(target, kind, {**card, **({"max_items": args.max_items} if args.max_items else {})})
+        print(f"recorded in {target}/model.json and README.md")
 
 
 def _eval_asr(args) -> int:
@@ -434,11 +509,8 @@ def _eval_asr(args) -> int:
     summary, rows = evaluate_asr(t, args.manifest, max_items=args.max_items, batch_size=args.batch_size, **kw)
     print(f"{args.manifest}: WER {100 * summary['wer']:.2f} %  CER {100 * summary['cer']:.2f} %  "
           f"({summary['utterances']} utterances, {summary['words']} words; {summary['backend']})")
-    if args.json:
-        from .fileio import atomic_path
-
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"model": args.model, "manifest": args.manifest, **summary, "rows": rows}, indent=1))
+    _eval_output(args, args.model, "asr", {"model": args.model, "manifest": args.manifest, **summary, "rows": rows},
+                 {"manifest": args.manifest, **summary, **({"beam_size": args.beam_size} if args.beam_size else {})})
     return 0
 
 
@@ -459,20 +531,22 @@ def _eval_tts(args) -> int:
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
     print(format_table(rows))
-    if args.json:
-        from .fileio import atomic_path
-
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"model": args.model, "manifest": args.manifest, "rows": rows, "items": items}, indent=1))
+    judge_name = args.asr or ("the ASR bundled with the model" if getattr(tts, "asr", None) is not None else None)
+    _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
+                 {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed,
+                  **({"options": options} if tts.family == "tortoise" else {})})
     return 0
 
 
 def cmd_convert(args) -> int:
+    from .pretrained import write_card
+
     if args.kind == "whisper":
         from .asr.transcriber import Transcriber
 
         t = Transcriber.load(args.src, vocab=args.vocab)
         t.export(args.dst, card={"source": f"converted from the official Whisper checkpoint {os.path.basename(args.src)}"})
+        write_card(args.dst)
         d = t.model.dims
         print(f"{args.dst}: Whisper {d.n_audio_layer}+{d.n_text_layer} layers, width {d.n_audio_state}, "
               f"{d.n_vocab} tokens, {'multilingual' if t.tokenizer.multilingual else 'English-only'}")
@@ -486,6 +560,7 @@ def cmd_convert(args) -> int:
         raise UserError(str(e)) from None
     codec = Codec(model, name=args.kind)
     codec.export(args.dst, card={"source": f"converted from the official {args.kind} checkpoint {os.path.basename(args.src)}"})
+    write_card(args.dst)
     print(f"{args.dst}: {codec.info.describe()}")
     return 0
 
@@ -494,51 +569,50 @@ def cmd_export(args) -> int:
     import torch
 
     from .codec.codec import Codec
+    from .pretrained import training_summary, write_card
 
     kind = _checkpoint_kind(args.checkpoint)
+    dtype = torch.float16 if args.fp16 else torch.float32
     if kind == "valle-nar":
         raise UserError(f"{args.checkpoint} is a VALL-E NAR checkpoint: export from the AR one, with --nar {args.checkpoint}")
+    if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):
+        raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and --diffusion")
     if kind == "valle-ar":
         if not args.nar or not args.codec:
             raise UserError("exporting VALL-E needs the NAR checkpoint (--nar) and the codec (--codec) as well")
         from .valle.tts import ValleTTS
 
         tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name or "valle")
-        tts.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
-                   card={"source": f"exported from {os.path.basename(args.checkpoint)} + {os.path.basename(args.nar)}"})
-        n = sum(p.numel() for m in (tts.ar, tts.nar) for p in m.parameters()) / 1e6
-        print(f"{args.dst}: VALL-E AR + NAR, {n:.1f} M parameters, {tts.codec.info.describe()}"
-              + (", with its ASR" if tts.asr is not None else ""))
-        return 0
-    if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):
-        raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and --diffusion")
-    if kind == "tortoise-ar":
+        parts = {"ar": args.checkpoint, "nar": args.nar}
+        tts.export(args.dst, dtype=dtype, card={"source": "exported from " + " + ".join(map(os.path.basename, parts.values()))})
+        summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.asr is not None else "")
+    elif kind == "tortoise-ar":
         if not (args.clvp and args.diffusion and args.codec):
             raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")
         from .tortoise.tts import TortoiseTTS
 
         tts = TortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.diffusion, args.codec, name=args.name or "tortoise")
-        tts.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
-                   card={"source": f"exported from {os.path.basename(args.checkpoint)} + {os.path.basename(args.clvp)} + "
-                                   f"{os.path.basename(args.diffusion)}"})
-        n = sum(p.numel() for m in (tts.ar, tts.clvp, tts.diffusion) for p in m.parameters()) / 1e6
-        print(f"{args.dst}: Tortoise AR + CLVP + diffusion ({tts.diffusion_meta['conditioning']}), {n:.1f} M parameters, "
-              f"{tts.codec.info.describe()}")
-        return 0
-    if kind == "asr":
+        parts = {"ar": args.checkpoint, "clvp": args.clvp, "diffusion": args.diffusion}
+        tts.export(args.dst, dtype=dtype, card={"source": "exported from " + " + ".join(map(os.path.basename, parts.values()))})
+        summary = f"Tortoise AR + CLVP + diffusion ({tts.diffusion_meta['conditioning']}), {tts.codec.info.describe()}"
+    elif kind == "asr":
         from .asr.transcriber import Transcriber
 
         t = Transcriber.load(args.checkpoint, name=args.name)
-        t.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
-                 card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
-        print(f"{args.dst}: ASR model, {sum(p.numel() for p in t.model.parameters()) / 1e6:.1f} M parameters")
-        return 0
-
-    codec = Codec.load(args.checkpoint, name=args.name)
-    codec.export(args.dst, dtype=torch.float16 if args.fp16 else torch.float32,
-                 card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
-    print(f"{args.dst}: {codec.info.describe()}")
+        parts = {"": args.checkpoint}
+        t.export(args.dst, dtype=dtype, card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
+        summary = "ASR model"
+    else:
+        codec = Codec.load(args.checkpoint, name=args.name)
+        parts = {"": args.checkpoint} if args.checkpoint.endswith(".ckpt") else {}
+        codec.export(args.dst, dtype=dtype, card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
+        summary = codec.info.describe()
+    training = {part: training_summary(path) for part, path in parts.items()}
+    card = write_card(args.dst, training=training.get("", training), notes=args.notes)
+    print(f"{args.dst}: {summary}; {card['parameters'] / 1e6:.2f} M parameters in {card['dtype']}, "
+          f"{sum(f['bytes'] for f in card['files'].values()) / 1e6:.1f} MB; card in {args.dst}/model.json + README.md")
     return 0
+
 
 def _checkpoint_kind(path: str) -> str | None:
     """"asr", "valle-ar", "valle-nar", "tortoise-STAGE" for those training checkpoints; None otherwise (the codec loader then

@@ -1,13 +1,33 @@
-"""Bundled models: folders under ``pretrained/`` in the source tree, found by name.
+"""The model registry: every exported model folder carries a model card, and bundled ones live under ``pretrained/``.
 
-``resolve("valle")`` → ``pretrained/valle`` when it exists; any existing path is returned as it is.
+A folder written by ``audiokit export`` (any family) holds its weights, its ``config.json`` (what the family's
+loader reads) and two card files this module writes:
+
+- ``model.json``: the registry entry — name, family, config file, every file with its size and SHA-256, sample
+  rate, codec fingerprint, parameter count, dtype, how it was trained (data, steps) and the eval tables that
+  ``audiokit eval ... --card`` recorded;
+- ``README.md``: the same, for people.
+
+``audiokit.load("pretrained/valle")`` (or just ``"valle"``: the bundled folder of that name) returns the
+family's object: :class:`~audiokit.Codec`, :class:`~audiokit.Transcriber` or a TTS model.
 """
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 import os
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+CARD_FORMAT = "audiokit.model"
+CARD_FILE = "model.json"
+CARD_README = "README.md"
+FAMILIES = ("codec", "asr", "valle", "tortoise")
+
+
+class ModelCardError(ValueError):
+    """A model folder whose card or files are missing, damaged or inconsistent; the message says which."""
 
 
 def available() -> list[str]:
@@ -28,3 +48,268 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     names = available()
     raise FileNotFoundError(f"{name_or_path}: no such model folder, and no bundled model of that name "
                             f"(bundled: {', '.join(names) if names else 'none yet'})")
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def training_summary(checkpoint: str | os.PathLike) -> dict:
+    """How a Lightning checkpoint was trained, from what it stores: optimizer steps, epochs, the training
+    manifest and, when the manifest sits in (or beside) a synthetic corpus, that corpus's size and voices."""
+    import torch
+
+    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False, mmap=True)
+    dm = ckpt.get("datamodule_hyper_parameters") or {}
+    out = {"checkpoint": os.path.basename(str(checkpoint)), "steps": int(ckpt.get("global_step", 0)),
+           "epochs": int(ckpt.get("epoch", 0)) + 1}
+    manifest = dm.get("train_manifest")
+    if manifest:
+        out["train_manifest"] = str(manifest)
+        corpus = _corpus_summary(Path(manifest))
+        if corpus:
+            out["corpus"] = corpus
+    return out
+
+
+def _corpus_summary(manifest: Path) -> dict | None:
+    """The ``corpus.json`` of the synthetic corpus a manifest belongs to (token manifests point back at the
+    audio through their rows), summarized."""
+    candidates = [manifest.parent / "corpus.json"]
+    try:
+        with open(manifest) as f:
+            row = json.loads(f.readline())
+        candidates.append(Path(row["audio"]).parents[2] / "corpus.json")
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        pass
+    for c in candidates:
+        if c.is_file():
+            try:
+                s = json.loads(c.read_text())
+            except ValueError:
+                return None
+            hours = s.get("hours", {})
+            return {"source": "audiokit synthetic corpus (audiokit data synth)",
+                    "hours": {k: round(v, 3) for k, v in hours.items()} if isinstance(hours, dict) else hours,
+                    "speakers": s.get("speakers"), "test_speakers": len(s.get("test_speakers", [])),
+                    "engines": s.get("config", {}).get("engines"), "sample_rate": s.get("config", {}).get("sample_rate"),
+                    "sentences": s.get("sentences")}
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- the card
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _parameters(folder: Path) -> int:
+    from safetensors import safe_open
+
+    n = 0
+    for f in folder.rglob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            for k in st.keys():
+                shape = st.get_slice(k).get_shape()
+                size = 1
+                for d in shape:
+                    size *= d
+                n += size
+    return n
+
+
+def read_card(folder: str | os.PathLike) -> dict:
+    """The ``model.json`` of a model folder."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        raise ModelCardError(f"{folder}: no {CARD_FILE} (not written by audiokit export)")
+    try:
+        card = json.loads(path.read_text())
+    except ValueError as e:
+        raise ModelCardError(f"{path}: not valid JSON ({e})") from None
+    if card.get("format") != CARD_FORMAT:
+        raise ModelCardError(f"{path}: not an audiokit model card (format {card.get('format')!r})")
+    return card
+
+
+def write_card(folder: str | os.PathLike, training: dict | None = None, notes: str | None = None) -> dict:
+    """Write (or refresh) ``model.json`` and ``README.md`` for the exported model in ``folder``. Eval tables,
+    training facts and notes already in the card are kept unless new ones are given."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    family = config.get("family")
+    if family not in FAMILIES:
+        raise ModelCardError(f"{folder / 'config.json'}: unknown model family {family!r}")
+    old = read_card(folder) if (folder / CARD_FILE).is_file() else {}
+    codec = config.get("codec") if isinstance(config.get("codec"), dict) else None
+    if family == "asr":
+        from .asr.features import SAMPLE_RATE
+
+        sample_rate = SAMPLE_RATE
+    else:
+        sample_rate = codec["sample_rate"]
+    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.relative_to(folder).as_posix() not in (CARD_FILE, CARD_README)
+             and not p.name.startswith(".")}
+    card = {"format": CARD_FORMAT, "version": 1, "name": config.get("name") or folder.name, "family": family,
+            "config": "config.json", "files": files, "sample_rate": sample_rate,
+            "codec_fingerprint": codec["fingerprint"] if codec else None, "codec": codec,
+            "parameters": _parameters(folder), "dtype": config.get("dtype", "float32"),
+            "source": config.get("source"),
+            "training": training if training is not None else old.get("training", {}),
+            "notes": notes if notes is not None else old.get("notes"),
+            "eval": old.get("eval", {}),
+            "written": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")}
+    _save(folder, card)
+    return card
+
+
+def add_eval(folder: str | os.PathLike, kind: str, result: dict) -> dict:
+    """Record an ``audiokit eval`` result (``kind``: codec, asr, tts) in the folder's card."""
+    folder = Path(folder)
+    card = read_card(folder)
+    card.setdefault("eval", {})[kind] = {"measured": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), **result}
+    _save(folder, card)
+    return card
+
+
+def _save(folder: Path, card: dict) -> None:
+    from .fileio import atomic_path
+
+    with atomic_path(folder / CARD_FILE) as tmp:
+        tmp.write_text(json.dumps(card, indent=1))
+    with atomic_path(folder / CARD_README) as tmp:
+        tmp.write_text(render_card(card, folder))
+
+
+def check_files(folder: str | os.PathLike, card: dict | None = None, hashes: bool = False) -> None:
+    """Every file the card lists is there with its size (and, with ``hashes``, its SHA-256); a
+    :class:`ModelCardError` naming the first one that is not."""
+    folder = Path(folder)
+    card = card if card is not None else read_card(folder)
+    for name, want in card.get("files", {}).items():
+        p = folder / name
+        if not p.is_file():
+            raise ModelCardError(f"{p}: listed in {folder / CARD_FILE} but missing")
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            raise ModelCardError(f"{p}: {size} bytes, the card says {want['bytes']} (truncated or replaced)")
+        if hashes and _sha256(p) != want["sha256"]:
+            raise ModelCardError(f"{p}: SHA-256 differs from the card's (the file was changed)")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load(name_or_path: str | os.PathLike, device="cpu", **kw):
+    """Any exported model folder (or bundled name) as its family's object: a :class:`~audiokit.Codec`,
+    :class:`~audiokit.Transcriber`, or a VALL-E / Tortoise TTS model (``synthesize``). Files are checked against
+    the card first, so a truncated download is named as such."""
+    folder = resolve(name_or_path)
+    if folder.is_dir() and (folder / CARD_FILE).is_file():
+        card = read_card(folder)
+        check_files(folder, card)
+        family = card["family"]
+    elif folder.is_dir() and (folder / "config.json").is_file():
+        try:
+            family = json.loads((folder / "config.json").read_text()).get("family")
+        except ValueError as e:
+            raise ModelCardError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
+    else:
+        raise ModelCardError(f"{folder}: not an exported model folder (no {CARD_FILE} or config.json); "
+                             "for a checkpoint file use Codec.load, Transcriber.load or TTS.load")
+    if family == "codec":
+        from .codec.codec import Codec
+
+        return Codec.load(folder, device=device, **kw)
+    if family == "asr":
+        from .asr.transcriber import Transcriber
+
+        return Transcriber.load(folder, device=device, **kw)
+    if family in ("valle", "tortoise"):
+        from .tts import TTS
+
+        return TTS.load(folder, device=device, **kw)
+    raise ModelCardError(f"{folder}: unknown model family {family!r}")
+
+
+# ---------------------------------------------------------------------------------------------- README.md
+def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(c[1] for c in columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = ""
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            cells.append("-" if v is None else (fmt.format(v) if fmt else str(v)))
+        body += "| " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def _pct(v):
+    return None if v is None else 100 * v
+
+
+def render_card(card: dict, folder: Path | None = None) -> str:
+    """The card as Markdown: what the model is, how it was trained, what it measured, its files."""
+    where = "path/to/model"
+    if folder is not None:
+        folder = Path(folder)
+        where = folder.name if folder.resolve().parent == PRETRAINED_DIR.resolve() else folder.as_posix()
+    fam = {"codec": "neural audio codec", "asr": "Whisper-style speech recognizer", "valle": "VALL-E zero-shot TTS (AR + NAR)",
+           "tortoise": "Tortoise TTS (AR + CLVP + diffusion)"}[card["family"]]
+    lines = [f"# {card['name']}", "", f"{fam}, {card['parameters'] / 1e6:.2f} M parameters stored in {card['dtype']}, "
+             f"{card['sample_rate']} Hz.", ""]
+    if card.get("codec"):
+        c = card["codec"]
+        lines += [f"Codec: `{c.get('name', '')}` (fingerprint `{c['fingerprint']}`), {c['n_codebooks']} codebooks x "
+                  f"{c['codebook_size']} at {c['frame_rate']:g} frames/s.", ""]
+    lines += ["```python", "import audiokit", f"model = audiokit.load({where!r})", "```", ""]
+    if card.get("notes"):
+        lines += ["## Notes", "", card["notes"], ""]
+    lines += ["## Training", ""]
+    training = card.get("training") or {}
+    if not training:
+        lines += ["Not recorded.", ""]
+    for part, t in (training.items() if training and all(isinstance(v, dict) for v in training.values()) else [("", training)]):
+        if not t:
+            continue
+        desc = f"{t.get('steps', '?')} optimizer steps ({t.get('epochs', '?')} epochs)"
+        if t.get("train_manifest"):
+            desc += f" on `{t['train_manifest']}`"
+        corpus = t.get("corpus")
+        if corpus:
+            hours = corpus.get("hours")
+            total = sum(hours.values()) if isinstance(hours, dict) else hours
+            desc += (f": synthetic corpus, {total:.2f} h, {corpus.get('speakers')} speakers "
+                     f"({corpus.get('test_speakers')} held out), engines {', '.join(corpus.get('engines') or [])}")
+        lines.append(f"- {part + ': ' if part else ''}{desc}")
+    lines.append("")
+    ev = card.get("eval") or {}
+    lines += ["## Evaluation (held-out speakers, `audiokit eval ... --card`)", ""]
+    if not ev:
+        lines += ["Not evaluated yet.", ""]
+    if "codec" in ev:
+        e = ev["codec"]
+        lines += [f"Codec, {e.get('utterances', '?')} utterances of `{e.get('manifest')}` ({e['measured']}):", "",
+                  _table(e["rows"], [("kbps", "kbps", "{:.2f}"), ("n_q", "n_q", ""), ("mel_distance", "mel distance", "{:.3f}"),
+                                     ("si_sdr", "SI-SDR dB", "{:.2f}"), ("pesq", "PESQ", "{:.3f}"), ("stoi", "STOI", "{:.3f}")])]
+    if "asr" in ev:
+        e = ev["asr"]
+        lines += [f"ASR on `{e.get('manifest')}` ({e['measured']}): **WER {100 * e['wer']:.1f} %**, CER {100 * e['cer']:.1f} % "
+                  f"({e.get('utterances')} utterances, {e.get('words')} words).", ""]
+    if "tts" in ev:
+        e = ev["tts"]
+        rows = [{**r, "wer_asr": _pct(r.get("wer_asr")), "wer_pocketsphinx": _pct(r.get("wer_pocketsphinx"))} for r in e["rows"]]
+        lines += [f"TTS on `{e.get('manifest')}` ({e['measured']}; WER through the ASR named in `judge`):", "",
+                  _table(rows, [("system", "system", ""), ("utterances", "n", ""), ("wer_asr", "WER ASR %", "{:.1f}"),
+                                ("wer_pocketsphinx", "WER pocketsphinx %", "{:.1f}"),
+                                ("similarity", "similarity to prompt", "{:.3f}"),
+                                ("similarity_other_speaker", "to another speaker's prompt", "{:.3f}"), ("rtf", "RTF", "{:.3f}")])]
+        if e.get("judge"):
+            lines += [f"Judge: {e['judge']}.", ""]
+    lines += ["## Files", "", _table([{"file": f"`{k}`", "bytes": v["bytes"], "sha": v["sha256"][:16]}
+                                      for k, v in card["files"].items()],
+                                     [("file", "file", ""), ("bytes", "bytes", ""), ("sha", "SHA-256 (first 16)", "")])]
+    if card.get("source"):
+        lines += [f"Source: {card['source']}.", ""]
+    return "\n".join(lines)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,18 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     return out
 
 
+
+
+@contextmanager
+def stage_timer(timings: dict, name: str, device: torch.device | None = None):
+    """Add the wall time of the block (queued GPU work included) to ``timings[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def read_config(folder: Path) -> dict:

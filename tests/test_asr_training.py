@@ -138,9 +138,14 @@ def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
     assert main(["export", str(tmp_path / "ckpt" / "last.ckpt"), str(tmp_path / "exp"), "--name", "tiny-asr"]) == 0
     assert "ASR model" in capsys.readouterr().out
     assert json.loads((tmp_path / "exp" / "config.json").read_text())["name"] == "tiny-asr"
+    card = json.loads((tmp_path / "exp" / "model.json").read_text())  # the registry entry export writes
+    assert card["family"] == "asr" and card["training"]["steps"] == 6 and card["training"]["corpus"]["speakers"] == 3
     assert main(["eval", "asr", "--manifest", str(corpus / "test.jsonl"), "--model", str(tmp_path / "exp"), "--max-items", "3",
-                 "--json", str(tmp_path / "eval.json")]) == 0
+                 "--json", str(tmp_path / "eval.json"), "--card"]) == 0
     assert "WER" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "exp" / "model.json").read_text())["eval"]["asr"]
+    assert recorded["utterances"] == 3 and recorded["wer"] == json.loads((tmp_path / "eval.json").read_text())["wer"]
+    assert f"WER {100 * recorded['wer']:.1f} %" in (tmp_path / "exp" / "README.md").read_text()
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["utterances"] == 3 and len(report["rows"]) == 3 and report["wer"] >= 0
     assert report["rows"][0]["ref"] == read_manifest(corpus / "test.jsonl")[0]["text"]

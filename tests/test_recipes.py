@@ -64,6 +64,18 @@ def test_synth_recipe_tiny_stages(tmp_path):
     assert [r["system"] for r in rows][2:] == ["Tortoise (synth-tiny-tortoise, fast, CLVP best of N)",
                                                "Tortoise (synth-tiny-tortoise, fast, random candidate)"]
     assert all("wer_asr" in r for r in rows) and rows[2]["rtf"] > 0
+    # stage 19: the four models as a bundle, each with a verified card holding its eval table
+    bundle = exp / "pretrained"
+    from audiokit.pretrained import check_files, read_card
+
+    for name, kind in (("codec", "codec"), ("asr", "asr"), ("valle", "tts"), ("tortoise", "tts")):
+        card = read_card(bundle / name)
+        check_files(bundle / name, card, hashes=True)
+        assert card["family"] == name and kind in card["eval"] and card["training"]
+        assert "recipes/synth/run.sh --size tiny --max-steps 8" in card["notes"]
+        assert f"audiokit.load('{(bundle / name).as_posix()}')" in (bundle / name / "README.md").read_text()
+    assert read_card(bundle / "valle")["dtype"] == "float16" and read_card(bundle / "codec")["dtype"] == "float32"
+    assert audiokit.load(bundle / "tortoise").family == "tortoise"
     again = _run("--size", "tiny", "--out", str(out), "--stage", "0", "--stop-stage", "0", cwd=tmp_path)
     assert again.returncode == 0 and "already made" in again.stdout
     bad = _run("--size", "huge", cwd=tmp_path)

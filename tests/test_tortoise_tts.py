@@ -277,6 +277,9 @@ def test_export_load_and_cli(tts, corpus, trained, tmp_path, capsys):
     assert main(["export", str(trained["ar"][1]), str(dst), "--clvp", str(trained["clvp"][1]), "--diffusion",
                  str(trained["diffusion"][1]), "--codec", str(root / "codec")]) == 0
     assert TTS.load(dst).diffusion_meta["conditioning"] == "codes"  # a stage-1 decoder conditions on token embeddings
+    card = json.loads((dst / "model.json").read_text())
+    assert card["family"] == "tortoise" and set(card["training"]) == {"ar", "clvp", "diffusion"}
+    assert card["files"]["diffusion.safetensors"]["bytes"] == (dst / "diffusion.safetensors").stat().st_size
     assert main(["export", str(trained["clvp"][1]), str(tmp_path / "x")]) == 2
     assert "export from the AR one" in capsys.readouterr().err
     assert main(["export", str(trained["ar"][1]), str(tmp_path / "x"), "--codec", str(root / "codec")]) == 2

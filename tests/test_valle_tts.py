@@ -235,9 +235,12 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
                  str(tmp_path / "valle-nar/ck/last.ckpt"), "--codec", str(tmp_path / "other")]) == 2
     assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "bad/config.json").exists()
     report = tmp_path / "eval.json"
+    card = json.loads((tmp_path / "valle" / "model.json").read_text())
+    assert card["family"] == "valle" and {k: v["steps"] for k, v in card["training"].items()} == {"ar": 3, "nar": 3}
     assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
-                 "--max-items", "2", "--json", str(report)]) == 0
+                 "--max-items", "2", "--json", str(report), "--card"]) == 0
     rows = json.loads(report.read_text())["rows"]
+    assert json.loads((tmp_path / "valle" / "model.json").read_text())["eval"]["tts"]["rows"] == rows
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
     assert all(r["utterances"] == 2 for r in rows)
     assert "| ground truth |" in capsys.readouterr().out

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..nn.diffusion import CosineSchedule, ddim_sample, guided
 from ..text.phonemes import TextError
 from ..tokens import CodecInfo, CodecMismatchError
 from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
-                   read_config, save_export, split_sentences)
+                   read_config, save_export, split_sentences, stage_timer)
 from ..valle.generate import SamplingOptions
 from .data import text_ids
 from .diffusion import DiffusionDecoder
@@ -153,6 +152,8 @@ class TortoiseTTS:
         ``codec/``: one self-contained folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        # the codec is written in float32 whatever ``dtype`` is: its fingerprint (the tokens the models learned)
+        # depends on its exact weights, and float32 holds them exactly however they were stored
         self.codec.export(folder / "codec", card={"source": "bundled with a Tortoise model"})
         self.tokenizer.save(folder / "tokenizer.json")
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
@@ -269,15 +270,6 @@ class TortoiseTTS:
         z = net.denormalize(x0)
         return [z[i, : x.shape[0]].T for i, x in enumerate(cond)]
 
-    @contextmanager
-    def _stage(self, timings: dict, name: str):
-        """Add the wall time of the block (device work included) to ``timings[name]``."""
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings[name] += time.perf_counter() - start
-
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice=None, sample_rate: int | None = None, preset: str = "fast",
                    candidates: int | None = None, diffusion_steps: int | None = None, guidance: float | None = None,
@@ -309,7 +301,7 @@ class TortoiseTTS:
         gen = options.generator()
         pick_rng = random.Random(seed)
         timings = {"ar": 0.0, "clvp": 0.0, "diffusion": 0.0, "codec": 0.0}
-        stage = partial(self._stage, timings)
+        stage = partial(stage_timer, timings, device=self.device)
         chosen_all: list[list[torch.Tensor]] = []
         latents_all: list[list[torch.Tensor]] = []
         with stage("ar"):

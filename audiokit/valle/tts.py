@@ -21,7 +21,7 @@ from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
 from ..tts import (Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip, read_config,
-                   save_export, split_sentences)
+                   save_export, split_sentences, stage_timer)
 from .model import ValleAR, ValleDims, ValleNAR
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,11 @@ class ValleTTS:
         (if any) in ``asr/``: one self-contained folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        # the codec is written in float32 whatever ``dtype`` is: its fingerprint (the tokens the models learned)
+        # depends on its exact weights, and float32 holds them exactly however they were stored
         self.codec.export(folder / "codec", card={"source": "bundled with a VALL-E model"})
         if self.asr is not None:
-            self.asr.export(folder / "asr", card={"source": "bundled with a VALL-E model"})
+            self.asr.export(folder / "asr", dtype=dtype, card={"source": "bundled with a VALL-E model"})
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(),
                 "codec": self.codec.info.to_dict(), "languages": list(self.languages),
                 "max_prompt_seconds": self.max_prompt_seconds, "min_prompt_seconds": self.min_prompt_seconds,
@@ -182,17 +184,22 @@ class ValleTTS:
 
     # ------------------------------------------------------------------ synthesis
     def generate(self, rows: list[tuple[list[int], int, torch.Tensor]], options: SamplingOptions,
-                 batch_size: int = 8) -> list[torch.Tensor]:
+                 batch_size: int = 8, timings: dict | None = None) -> list[torch.Tensor]:
         """Codes ``[Q, T]`` for each row ``(phoneme ids, phonemes to speak, prompt codes [Q, P])``: the AR in
-        batches of ``batch_size`` rows, then the NAR. Every row may have its own prompt."""
+        batches of ``batch_size`` rows, then the NAR. Every row may have its own prompt. Seconds spent in
+        each model are added to ``timings["ar"]`` / ``["nar"]``."""
+        timings = timings if timings is not None else {}
         out: list[torch.Tensor] = []
         fr = self.codec.frame_rate
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
             texts = [torch.tensor(ids) for ids, _, _ in chunk]
             prompts = [p for _, _, p in chunk]
-            first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk], options)
-            out += generate_nar(self.nar, texts, prompts, first)
+            with stage_timer(timings, "ar", self.device):
+                first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk],
+                                    options)
+            with stage_timer(timings, "nar", self.device):
+                out += generate_nar(self.nar, texts, prompts, first)
         return out
 
     def synthesize(self, text: str, prompt, prompt_text: str | None = None, sample_rate: int | None = None,
@@ -203,26 +210,31 @@ class ValleTTS:
         silence. ``seed`` makes the result reproducible."""
         start = time.perf_counter()
         notices: list[str] = []
-        sentences, phonemes = self._sentences(text, language)
+        timings = {"text": 0.0, "prompt": 0.0, "ar": 0.0, "nar": 0.0, "codec": 0.0}
+        with stage_timer(timings, "text"):
+            sentences, phonemes = self._sentences(text, language)
         options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        tokens, prompt_text = self.prepare_prompt(prompt, sample_rate, prompt_text, notices)
-        prefix = phonemize([prompt_text], language)[0] + " " if prompt_text else ""
-        codes = tokens.codes[0, :, : int(tokens.lengths[0])]
-        rows = [(phoneme_ids(prefix + p, what=f"sentence {s!r}"), len(PHONEME_VOCAB.encode(p)), codes)
-                for s, p in zip(sentences, phonemes)]
-        generated = self.generate(rows, options, batch_size)
+        with stage_timer(timings, "prompt", self.device):  # codec encoding, and the ASR when it transcribes
+            tokens, prompt_text = self.prepare_prompt(prompt, sample_rate, prompt_text, notices)
+        with stage_timer(timings, "text"):
+            prefix = phonemize([prompt_text], language)[0] + " " if prompt_text else ""
+            codes = tokens.codes[0, :, : int(tokens.lengths[0])]
+            rows = [(phoneme_ids(prefix + p, what=f"sentence {s!r}"), len(PHONEME_VOCAB.encode(p)), codes)
+                    for s, p in zip(sentences, phonemes)]
+        generated = self.generate(rows, options, batch_size, timings)
         spoken = [c for c in generated if c.shape[1] > 0]
         for s, c in zip(sentences, generated):
             if c.shape[1] == 0:
                 notices.append(f"the model ended {s!r} at once; it is left out")
         pause = torch.zeros(int(sentence_pause * self.sample_rate))
         pieces = []
-        if spoken:
-            batch = CodecTokens.collate([CodecTokens(c[None], self.codec.info) for c in spoken])
-            for wav in self.codec.decode_list(batch):
-                pieces += [wav, pause]
-        audio = torch.cat(pieces[:-1]) if pieces else pause
+        with stage_timer(timings, "codec", self.device):
+            if spoken:
+                batch = CodecTokens.collate([CodecTokens(c[None], self.codec.info) for c in spoken])
+                for wav in self.codec.decode_list(batch):
+                    pieces += [wav, pause]
+            audio = torch.cat(pieces[:-1]) if pieces else pause
         for n in notices:
             log.info("%s", n)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, sentences=sentences, codes=generated,
-                         prompt_text=prompt_text, seconds=time.perf_counter() - start, notices=notices)
+                         prompt_text=prompt_text, seconds=time.perf_counter() - start, notices=notices, timings=timings)

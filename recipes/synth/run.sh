@@ -22,14 +22,20 @@
 #  16  fine-tune it on the stage-13 AR model's latents      (configs/tortoise/${size}_diffusion_ar.yaml)
 #  17  export Tortoise                    ($exp/tortoise-export: AR + CLVP + diffusion + codec, one folder)
 #  18  evaluate Tortoise on held-out speakers: WER (stage-7 ASR), similarity, RTF, CLVP vs random ($exp/tortoise_eval.json)
+#  19  the bundle: codec/, asr/, valle/, tortoise/ copied to $exp/pretrained (or --pretrained DIR: give --pretrained
+#      pretrained to replace the bundled models), their model cards refreshed and every file verified
+# Exports write a model card (model.json + README.md: data, steps, machine); each eval stage adds its table to the
+# card of the model it measured (--card). ASR, VALL-E and Tortoise are exported in float16; the codec stays float32,
+# because the token store and every TTS model were made with its exact weights.
 set -euo pipefail
 
 stage=0
-stop_stage=18
+stop_stage=19
 size=tiny
 out=data/synth
 exp_root=exp
 max_steps=""
+pretrained=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --exp) exp_root=$2; shift 2 ;;
     --max-steps) max_steps=$2; shift 2 ;;
+    --pretrained) pretrained=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +58,9 @@ corpus=$out/$size
 exp=$exp_root/synth-$size
 steps_arg=()
 [ -n "$max_steps" ] && steps_arg=(--trainer.max_steps "$max_steps")
+pretrained=${pretrained:-$exp/pretrained}
+machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
+notes="Trained by recipes/synth/run.sh --size $size${max_steps:+ --max-steps $max_steps} on $machine."
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "stage 0: synthetic corpus -> $corpus"
@@ -78,7 +88,7 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "stage 3: export the codec -> $exp/codec-export"
-  audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "synth-$size"
+  audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "synth-$size" --notes "$notes"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -90,7 +100,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
-  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --json "$exp/codec_eval.json"
+  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --json "$exp/codec_eval.json" --card
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -105,12 +115,12 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   echo "stage 7: export the ASR model -> $exp/asr-export"
-  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "synth-$size-asr"
+  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "synth-$size-asr" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   echo "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
-  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --json "$exp/asr_eval.json"
+  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --json "$exp/asr_eval.json" --card
 fi
 
 for part in ar nar; do
@@ -130,12 +140,12 @@ done
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   echo "stage 11: export VALL-E -> $exp/valle-export"
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "synth-$size-valle"
+    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "synth-$size-valle" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
-  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --json "$exp/tts_eval.json"
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --json "$exp/tts_eval.json" --card
 fi
 
 tortoise_stage() {  # n family config run-dir [extra args...]
@@ -162,11 +172,22 @@ if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
   echo "stage 17: export Tortoise -> $exp/tortoise-export"
   audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
     --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --name "synth-$size-tortoise"
+    --codec "$exp/codec-export" --name "synth-$size-tortoise" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
   echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
   audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset fast \
-    --max-items "$tts_items" --json "$exp/tortoise_eval.json"
+    --max-items "$tts_items" --json "$exp/tortoise_eval.json" --card
+fi
+
+if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
+  echo "stage 19: the bundle -> $pretrained/{codec,asr,valle,tortoise}"
+  mkdir -p "$pretrained"
+  for pair in codec:codec-export asr:asr-export valle:valle-export tortoise:tortoise-export; do
+    name=${pair%%:*}
+    rm -rf "${pretrained:?}/.$name.new" && cp -r "$exp/${pair#*:}" "$pretrained/.$name.new"
+    rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
+  done
+  audiokit models "$pretrained"/{codec,asr,valle,tortoise} --refresh --verify
 fi
