@@ -370,7 +370,7 @@ def cmd_demo(args) -> int:
         raise UserError("the demo needs Gradio: pip install 'audiokit[demo]'")
     from .demo import main as demo_main
 
-    return demo_main(args.args)
+    return demo_main(args.args[1:] if args.args[:1] == ["--"] else args.args)
 
 
 def cmd_models(args) -> int:
@@ -730,6 +730,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:  # the demo parses its own options (argparse's REMAINDER cannot start with --help)
+        argv = ["demo", "--", *argv[1:]]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:

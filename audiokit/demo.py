@@ -330,6 +330,43 @@ def launch_kwargs(host: str, port: int | None) -> dict:
             "footer_links": ["api"]}
 
 
+# ---------------------------------------------------------------------------------------------- serving it elsewhere
+# Headless Chromium flags for driving the page with no network beyond the local server (the browser test and the
+# click-to-audio benchmark): no background fetches, updates, sync, translation or first-run pages.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-default-apps", "--disable-sync", "--disable-extensions",
+                 "--no-first-run", "--metrics-recording-only", "--disable-domain-reliability",
+                 "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication"]
+
+
+def start_app(port: int, log_path: str | os.PathLike, args: list[str] = (), timeout: float = 180.0):
+    """Run ``app.py`` in a subprocess on ``port`` (output to ``log_path``) and wait until it serves the page.
+    Returns ``(process, url)``; a process that exits or does not answer in ``timeout`` raises RuntimeError
+    with the end of its log."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(app), "--port", str(port), *args], cwd=app.parent, env=env,
+                                stdout=f, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{Path(log_path).read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"app.py did not serve {url} in {timeout:.0f} s:\n{Path(log_path).read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="audiokit demo", description="Start the Gradio TTS demo on the bundled models "
                                 "(or the exported model folders you name).")

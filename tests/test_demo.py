@@ -4,20 +4,17 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from audiokit.demo import MAX_TEXT_CHARS, DemoBackend, DemoError, bundled_voices, spectrogram_figure
+from audiokit.demo import (CHROMIUM_ARGS, MAX_TEXT_CHARS, DemoBackend, DemoError, bundled_voices, spectrogram_figure,
+                           start_app)
 
 from conftest import sine, write_wav
 
-ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -133,25 +130,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     _needs("gradio")
-    port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "2"],
-                                cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"app.py did not serve {url} in 180 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+        proc, url = start_app(_free_port(), log, ["--threads", "2"])
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
         yield url
     finally:
         proc.terminate()
@@ -199,11 +183,7 @@ def test_browser_types_clicks_generate_and_gets_audio(app_url, tmp_path):
     shots = Path(os.environ.get("AUDIOKIT_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-default-apps", "--disable-sync", "--disable-extensions",
-            "--no-first-run", "--metrics-recording-only", "--disable-domain-reliability",
-            "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(app_url, wait_until="networkidle")

@@ -2,6 +2,10 @@
 # The synthetic-corpus recipe. Numbered stages; run a range with --stage N --stop-stage M.
 #   bash recipes/synth/run.sh --size tiny            # minutes on 2 CPU cores
 #   bash recipes/synth/run.sh --size small           # the real run, on a GPU machine
+# Other options: --out DIR (corpus root [data/synth]), --exp DIR (runs root [exp]; runs go to $exp/$tag-$size),
+#   --max-steps N (every training stage), --pretrained DIR (stage 19's destination), --corpus DIR (use a corpus
+#   already prepared there, train/valid/test.jsonl, instead of stage 0's; recipes/libritts/run.sh does this),
+#   --tag NAME (names of the runs and exported models [synth]).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
@@ -36,6 +40,9 @@ out=data/synth
 exp_root=exp
 max_steps=""
 pretrained=""
+corpus=""
+corpus_given=""
+tag=synth
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -45,6 +52,8 @@ while [ $# -gt 0 ]; do
     --exp) exp_root=$2; shift 2 ;;
     --max-steps) max_steps=$2; shift 2 ;;
     --pretrained) pretrained=$2; shift 2 ;;
+    --corpus) corpus=$2; corpus_given=1; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -54,15 +63,15 @@ case "$size" in
   small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
   *) echo "--size must be tiny or small" >&2; exit 2 ;;
 esac
-corpus=$out/$size
-exp=$exp_root/synth-$size
+corpus=${corpus:-$out/$size}
+exp=$exp_root/$tag-$size
 steps_arg=()
 [ -n "$max_steps" ] && steps_arg=(--trainer.max_steps "$max_steps")
 pretrained=${pretrained:-$exp/pretrained}
 machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
-notes="Trained by recipes/synth/run.sh --size $size${max_steps:+ --max-steps $max_steps} on $machine."
+notes="Trained by ${RECIPE:-recipes/synth/run.sh} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
   echo "stage 0: synthetic corpus -> $corpus"
   if [ -f "$corpus/corpus.json" ]; then
     echo "  already made ($corpus/corpus.json); skipping"
@@ -88,7 +97,7 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "stage 3: export the codec -> $exp/codec-export"
-  audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "synth-$size" --notes "$notes"
+  audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "$tag-$size" --notes "$notes"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -115,7 +124,7 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   echo "stage 7: export the ASR model -> $exp/asr-export"
-  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "synth-$size-asr" --fp16 --notes "$notes"
+  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "$tag-$size-asr" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
@@ -140,7 +149,7 @@ done
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   echo "stage 11: export VALL-E -> $exp/valle-export"
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "synth-$size-valle" --fp16 --notes "$notes"
+    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "$tag-$size-valle" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
@@ -172,7 +181,7 @@ if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
   echo "stage 17: export Tortoise -> $exp/tortoise-export"
   audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
     --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --name "synth-$size-tortoise" --fp16 --notes "$notes"
+    --codec "$exp/codec-export" --name "$tag-$size-tortoise" --fp16 --notes "$notes"
 fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
