@@ -209,8 +209,9 @@ class DemoBackend:
             raise DemoError(str(e)) from None
         timings.update(out.timings)
         audio = out.audio.detach().cpu().float().clamp(-1, 1).numpy()
-        if audio.size == 0 or not np.isfinite(audio).all():
-            raise DemoError("The model produced no usable audio for this text; try another seed or text.")
+        if audio.size == 0 or not np.isfinite(audio).all() or not np.abs(audio).max() > 0:
+            why = "; ".join(out.notices) or "no audio"
+            raise DemoError(f"The model produced nothing to play for this text ({why}); try another seed or text.")
         return DemoOutput(sample_rate=out.sample_rate, audio=(audio * 32767).astype(np.int16),
                           seconds=time.perf_counter() - start, timings=timings, notices=list(out.notices))
 
@@ -300,7 +301,7 @@ def build_demo(backend: DemoBackend):
                     temperature = gr.Slider(0.1, 1.5, value=SAMPLING["valle"]["temperature"], step=0.05, label="temperature")
                     top_k = gr.Slider(0, 256, value=SAMPLING["valle"]["top_k"], step=1, label="top-k (0: off)")
                     top_p = gr.Slider(0.1, 1.0, value=SAMPLING["valle"]["top_p"], step=0.05, label="top-p (1: off)")
-                    seed = gr.Number(value=0, precision=0, label="seed (-1: a new one each time)")
+                    seed = gr.Number(value=0, precision=0, label="seed (-1: a new one each time)", elem_id="seed")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 audio = gr.Audio(label="Speech", type="numpy", interactive=False, elem_id="output_audio")

@@ -29,19 +29,29 @@ from audiokit.demo import CHROMIUM_ARGS, start_app  # noqa: E402
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
-def _click_to_audio(page, family: str) -> tuple[float, float]:
-    """One Generate click; (seconds until the new audio is in the player, server-side synthesis seconds)."""
+def _click_to_audio(page, family: str, seed: int) -> tuple[float, float, float]:
+    """One Generate click; (seconds until the new audio is in the player, server-side synthesis seconds, seconds
+    of audio). Each
+    click uses its own seed: Gradio serves identical audio from the same cached file, whose URL would not change."""
     page.locator("#family").get_by_text(family, exact=True).click()
     page.locator("#text textarea").fill(SENTENCE)
-    old = page.evaluate("() => { const a = document.querySelector('#output_audio audio[src]'); "
-                        "return a ? a.getAttribute('src') : null; }")
+    seed_box = page.locator("#seed input")
+    if not seed_box.is_visible():
+        page.get_by_text("Sampling", exact=True).click()  # the accordion holding the seed
+    seed_box.fill(str(seed))
+    # the player's file link changes when a new clip arrives (its <audio> lives in the waveform view's shadow DOM)
+    link = "() => { const a = document.querySelector('#output_audio a[download]'); return a ? a.href : null; }"
+    old = page.evaluate(link)
     start = time.perf_counter()
     page.locator("#generate").click()
-    page.wait_for_function("(old) => { const a = document.querySelector('#output_audio audio[src]'); "
-                           "return a && a.getAttribute('src') !== old; }", arg=old, timeout=600_000)
+    page.wait_for_function("(old) => { const a = document.querySelector('#output_audio a[download]'); "
+                           "return a && a.href !== old; }", arg=old, timeout=300_000)
+    page.locator("#output_audio audio[src]").first.wait_for(state="attached", timeout=60_000)
     elapsed = time.perf_counter() - start
-    total = re.search(r"total\s*\|?\s*([0-9.]+) s", page.locator("#timing").inner_text().replace("*", ""))
-    return elapsed, float(total.group(1)) if total else float("nan")
+    table = page.locator("#timing").inner_text().replace("*", "")
+    total = re.search(r"total\s*\|?\s*([0-9.]+) s", table)
+    audio = re.search(r"([0-9.]+) s of audio", table)
+    return elapsed, float(total.group(1)) if total else float("nan"), float(audio.group(1)) if audio else float("nan")
 
 
 def main() -> int:
@@ -68,23 +78,25 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url, wait_until="networkidle")
             for family in args.families:
-                _click_to_audio(page, family)  # warm-up
-                runs = [_click_to_audio(page, family) for _ in range(args.repeats)]
+                _click_to_audio(page, family, seed=100)  # warm-up
+                runs = [_click_to_audio(page, family, seed=i) for i in range(args.repeats)]
                 click = statistics.median(r[0] for r in runs)
                 server = statistics.median(r[1] for r in runs)
+                audio = statistics.median(r[2] for r in runs)
                 rows.append({"family": family, "click_to_audio_s": click, "synthesis_s": server,
-                             "ui_overhead_s": click - server, "runs": runs})
-                print(f"{family:<9} click→audio {click:6.2f} s   synthesis {server:6.2f} s   UI overhead {click - server:5.2f} s "
-                      f"(median of {args.repeats})", flush=True)
+                             "ui_overhead_s": click - server, "audio_s": audio, "runs": runs})
+                print(f"{family:<9} click→audio {click:6.2f} s   synthesis {server:6.2f} s   UI overhead {click - server:5.2f} s   "
+                      f"audio {audio:5.2f} s (median of {args.repeats})", flush=True)
             browser.close()
     finally:
         proc.terminate()
         proc.wait(20)
     machine = f"{platform.machine()}, {args.threads} torch threads, CPU"
-    print(f"\n| family | click → audio | synthesis (server) | UI overhead |\n|---|---|---|---|")
+    print("\n| family | click → audio | synthesis (server) | UI overhead | audio made |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['family']} | {r['click_to_audio_s']:.2f} s | {r['synthesis_s']:.2f} s | {r['ui_overhead_s']:.2f} s |")
-    print(f"\n{machine}; sentence: {SENTENCE!r}; Tortoise preset fast; seed 0; bundled models.")
+        print(f"| {r['family']} | {r['click_to_audio_s']:.2f} s | {r['synthesis_s']:.2f} s | {r['ui_overhead_s']:.2f} s | "
+              f"{r['audio_s']:.2f} s |")
+    print(f"\n{machine}; sentence: {SENTENCE!r}; Tortoise preset fast; seeds 0..{args.repeats - 1}; bundled models.")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "sentence": SENTENCE, "rows": rows}, indent=1))
     return 0

@@ -104,7 +104,8 @@ def test_candidate_sampling_with_the_cache_equals_recomputation():
     assert all(torch.equal(x, y) for x, y in zip(s1, s2))
     with torch.no_grad():
         ar.speech_head.bias[ar.stop_speech] += 100.0
-    assert [len(x) for x in sample_candidates(ar, voice, text, 3, 15, greedy)] == [0, 0, 0]
+    assert [len(x) for x in sample_candidates(ar, voice, text, 3, 15, SamplingOptions(temperature=0.0, min_length=0.0))] == [0, 0, 0]
+    assert [len(x) for x in sample_candidates(ar, voice, text, 3, 30, greedy)] == [3, 3, 3]  # not before a tenth
     with torch.no_grad():
         ar.speech_head.bias[ar.stop_speech] -= 100.0
     lat = ar_latents(ar, voice, text, a)

@@ -119,16 +119,23 @@ def test_kv_cache_decoding_equals_recomputation_and_rows_are_independent(models)
     assert any(not torch.equal(a, b) for a, b in zip(s1, s3))
 
 
-def test_ar_stops_at_the_end_token(models):
+def test_ar_stops_at_the_end_token_but_not_before_its_minimum(models):
     ar, _ = models
-    it = _items(1)[0]
+    it = _items(2)
+    texts, prompts = [i["text"] for i in it], [i["prompt"][0] for i in it]
     with torch.no_grad():
         ar.head.bias[ar.eos] += 100.0  # the end token always wins
         try:
-            out = generate_ar(ar, [it["text"]], [it["prompt"][0]], [50], SamplingOptions(temperature=0.0))
+            out = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0, min_length=0.0))
+            floor = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0))
+            sampled = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(seed=0, min_length=0.25))
         finally:
             ar.head.bias[ar.eos] -= 100.0
-    assert len(out[0]) == 0
+    assert [len(o) for o in out] == [0, 0]
+    assert [len(o) for o in floor] == [5, 8]  # a tenth of each row's limit by default
+    assert [len(o) for o in sampled] == [12, 20] and all(ar.eos not in o.tolist() for o in sampled)
+    with pytest.raises(ValueError, match="min_length"):
+        SamplingOptions(min_length=1.5)
 
 
 def test_nar_fills_codebooks_2_to_q(models):

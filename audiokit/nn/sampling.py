@@ -32,6 +32,14 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
 
 
+def forbid_early_stop(logits: torch.Tensor, rows: torch.Tensor, out: list[list[int]], stop: int, min_lengths) -> None:
+    """Mask the ``stop`` token (in place) for every live row whose output is still shorter than
+    ``min_lengths[row]``: a weak or unlucky model cannot end a sentence before it has said anything."""
+    short = torch.tensor([len(out[r]) < int(min_lengths[r]) for r in rows.tolist()], device=logits.device)
+    if short.any():
+        logits[short, stop] = float("-inf")
+
+
 def append_step(out: list[list[int]], rows: torch.Tensor, tokens: torch.Tensor, stop: int, limits) -> torch.Tensor:
     """Bookkeeping of a batched decoding step: live row ``i`` is original row ``rows[i]``; its new token joins
     ``out[rows[i]]`` unless it is ``stop``. Returns which live rows are finished (stop token, or

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..nn.sampling import append_step, sample
+from ..nn.sampling import append_step, forbid_early_stop, sample
 from ..nn.transformer import KVCache, padded_causal_mask
 from ..valle.generate import SamplingOptions
 from .model import TortoiseAR, framed
@@ -34,6 +34,7 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
         logits[:, model.start_speech] = float("-inf")
         if suppress_stop:
             logits[:, model.stop_speech] = float("-inf")
+        forbid_early_stop(logits, rows, out, model.stop_speech, [options.min_frames(max_frames)] * n)
         nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
         done = append_step(out, rows, nxt, model.stop_speech, [max_frames] * n)
         if done.all():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.sampling import append_step, sample
+from ..nn.sampling import append_step, forbid_early_stop, sample
 from ..nn.transformer import KVCache
 from .data import nar_inputs
 from .model import AUDIO, PAD, TEXT, ValleAR, ValleNAR, attention_mask
@@ -21,7 +21,9 @@ from .model import AUDIO, PAD, TEXT, ValleAR, ValleNAR, attention_mask
 class SamplingOptions:
     """AR sampling. ``temperature`` 0 is greedy; ``top_k``/``top_p`` filter before sampling; ``seed`` makes
     a result reproducible. The length limit is ``max_seconds_per_phoneme`` × phonemes (at least
-    ``min_max_seconds``), since an AR model that never says "end" would otherwise babble forever."""
+    ``min_max_seconds``), since an AR model that never says "end" would otherwise babble forever; the end token
+    is not sampled before ``min_length`` × that limit (a tenth by default: ~0.03 s per phoneme, a third of a
+    brisk speaking rate), since one that says "end" at once would leave the sentence out."""
 
     temperature: float = 1.0
     top_k: int | None = 50
@@ -29,6 +31,7 @@ class SamplingOptions:
     seed: int | None = None
     max_seconds_per_phoneme: float = 0.3
     min_max_seconds: float = 2.0
+    min_length: float = 0.1
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -37,12 +40,18 @@ class SamplingOptions:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_length <= 1:
+            raise ValueError(f"min_length must be a fraction in [0, 1], got {self.min_length}")
 
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.seed is not None else None
 
     def max_frames(self, n_phonemes: int, frame_rate: float) -> int:
         return int(max(self.min_max_seconds, self.max_seconds_per_phoneme * n_phonemes) * frame_rate)
+
+    def min_frames(self, max_frames: int) -> int:
+        """Frames before which the end token is not sampled, for a row limited to ``max_frames``."""
+        return int(self.min_length * max_frames)
 
 
 def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos: int, device) -> tuple[torch.Tensor, ...]:
@@ -84,12 +93,14 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
     out: list[list[int]] = [[] for _ in range(B)]
     rows = torch.arange(B)  # original row of each live batch row
     limit = torch.tensor(max_frames)
+    shortest = [options.min_frames(m) for m in max_frames]
     cache = KVCache() if use_cache else None
     hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True), cache=cache)[:, -1]
     while True:
         logits = model.logits(hidden)
         if suppress_eos:
             logits[:, model.eos] = float("-inf")
+        forbid_early_stop(logits, rows, out, model.eos, shortest)
         nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
         done = append_step(out, rows, nxt, model.eos, limit)
         if done.all():
