@@ -78,7 +78,7 @@ class DemoBackend:
         self.paths = {"valle": valle, "tortoise": tortoise, "asr": asr}
         self.device = device
         self._models: dict[str, object] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: loading VALL-E loads the ASR
 
     # ------------------------------------------------------------------ models
     def _load(self, key: str):
@@ -96,7 +96,9 @@ class DemoBackend:
                     else:
                         from .tts import TTS
 
-                        self._models[key] = TTS.load(folder, device=self.device)
+                        # VALL-E shares the demo's ASR (rather than loading the copy bundled in its folder)
+                        asr = self._load("asr") if key == "valle" and self.paths.get("asr") is not None else None
+                        self._models[key] = TTS.load(folder, device=self.device, asr=asr)
                 except DemoError:
                     raise
                 except Exception as e:  # a missing or damaged model folder: say which, plainly

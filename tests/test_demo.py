@@ -111,6 +111,7 @@ def test_backend_says_when_the_model_produced_nothing(backend, voice, monkeypatc
 
 
 def test_prompt_transcript_comes_from_the_bundled_asr(backend, voice, monkeypatch):
+    assert backend.tts("valle").asr is backend.asr()  # one ASR in memory, shared
     text = backend.transcribe(voice["path"])
     assert isinstance(text, str) and text  # the CPU-trained ASR's words are poor, but it hears speech
     # an empty transcript box asks the ASR before VALL-E runs, and the time it took is a stage of its own

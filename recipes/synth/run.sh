@@ -3,9 +3,9 @@
 #   bash recipes/synth/run.sh --size tiny            # minutes on 2 CPU cores
 #   bash recipes/synth/run.sh --size small           # the real run, on a GPU machine
 # Other options: --out DIR (corpus root [data/synth]), --exp DIR (runs root [exp]; runs go to $exp/$tag-$size),
-#   --max-steps N (every training stage), --pretrained DIR (stage 19's destination), --corpus DIR (use a corpus
-#   already prepared there, train/valid/test.jsonl, instead of stage 0's; recipes/libritts/run.sh does this),
-#   --tag NAME (names of the runs and exported models [synth]).
+#   --max-steps N (every training stage), --hours H (stage 0's corpus size), --pretrained DIR (stage 19's
+#   destination), --corpus DIR (use a corpus already prepared there, train/valid/test.jsonl, instead of stage 0's;
+#   recipes/libritts/run.sh does this), --tag NAME (names of the runs and exported models [synth]).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
@@ -42,6 +42,7 @@ max_steps=""
 pretrained=""
 corpus=""
 corpus_given=""
+hours_arg=""
 tag=synth
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +52,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --exp) exp_root=$2; shift 2 ;;
     --max-steps) max_steps=$2; shift 2 ;;
+    --hours) hours_arg=$2; shift 2 ;;
     --pretrained) pretrained=$2; shift 2 ;;
     --corpus) corpus=$2; corpus_given=1; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
@@ -63,6 +65,7 @@ case "$size" in
   small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
   *) echo "--size must be tiny or small" >&2; exit 2 ;;
 esac
+hours=${hours_arg:-$hours}
 corpus=${corpus:-$out/$size}
 exp=$exp_root/$tag-$size
 steps_arg=()
