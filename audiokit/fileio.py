@@ -33,6 +33,23 @@ class atomic_path:
         return False
 
 
+def read_json_file(path: str | os.PathLike, error: type[Exception], expected_format: str | None = None,
+                   what: str = "file") -> dict:
+    """A JSON file's object; invalid JSON, or a ``format`` field other than ``expected_format``, raises ``error``
+    naming the file ("PATH: not an audiokit WHAT (format ...)")."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+    if expected_format is not None and (not isinstance(data, dict) or data.get("format") != expected_format):
+        found = data.get("format") if isinstance(data, dict) else None
+        raise error(f"{path}: not an audiokit {what} (format {found!r})")
+    return data
+
+
 def load_torch_file(path: str | os.PathLike, error: type[Exception], weights_only: bool = False,
                     what: str = "corrupt or truncated checkpoint"):
     """``torch.load`` onto the CPU; an unreadable file raises ``error``: "PATH: WHAT (the reason)"."""

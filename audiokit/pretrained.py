@@ -120,16 +120,12 @@ def _parameters(folder: Path) -> int:
 
 def read_card(folder: str | os.PathLike) -> dict:
     """The ``model.json`` of a model folder."""
+    from .fileio import read_json_file
+
     path = Path(folder) / CARD_FILE
     if not path.is_file():
         raise ModelCardError(f"{folder}: no {CARD_FILE} (not written by audiokit export)")
-    try:
-        card = json.loads(path.read_text())
-    except ValueError as e:
-        raise ModelCardError(f"{path}: not valid JSON ({e})") from None
-    if card.get("format") != CARD_FORMAT:
-        raise ModelCardError(f"{path}: not an audiokit model card (format {card.get('format')!r})")
-    return card
+    return read_json_file(path, ModelCardError, CARD_FORMAT, "model card")
 
 
 def write_card(folder: str | os.PathLike, training: dict | None = None, notes: str | None = None) -> dict:
@@ -210,10 +206,9 @@ def load(name_or_path: str | os.PathLike, device="cpu", **kw):
         check_files(folder, card)
         family = card["family"]
     elif folder.is_dir() and (folder / "config.json").is_file():
-        try:
-            family = json.loads((folder / "config.json").read_text()).get("family")
-        except ValueError as e:
-            raise ModelCardError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
+        from .fileio import read_json_file
+
+        family = read_json_file(folder / "config.json", ModelCardError).get("family")
     else:
         raise ModelCardError(f"{folder}: not an exported model folder (no {CARD_FILE} or config.json); "
                              "for a checkpoint file use Codec.load, Transcriber.load or TTS.load")

@@ -94,15 +94,11 @@ def stage_timer(timings: dict, name: str, device: torch.device | None = None):
 
 def read_config(folder: Path) -> dict:
     """The ``config.json`` of an exported TTS folder, checked for format."""
+    from .fileio import read_json_file
+
     if not folder.is_dir() or not (folder / "config.json").exists():
         raise TTSLoadError(f"{folder}: not an exported TTS model folder (no config.json)")
-    try:
-        meta = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise TTSLoadError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
-    if meta.get("format") != TTS_FORMAT:
-        raise TTSLoadError(f"{folder}: not an audiokit TTS export (format {meta.get('format')!r})")
-    return meta
+    return read_json_file(folder / "config.json", TTSLoadError, TTS_FORMAT, "TTS export")
 
 
 def load_state(model, state: dict, where: str):
@@ -181,6 +177,19 @@ def load_voice_clip(clip, codec, sample_rate: int | None = None, min_seconds: fl
     if rms < 10 ** (-50 / 20):
         raise PromptError(f"the voice clip is silent (RMS {20 * torch.log10(torch.tensor(max(rms, 1e-12))):.0f} dBFS)")
     return wav, tokens
+
+
+class TTSModel:
+    """What every TTS family's model object shares: it speaks through ``self.codec`` and runs where its AR model
+    ``self.ar`` is."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.ar.parameters()).device
 
 
 class TTS:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ..fileio import atomic_path, load_safetensors_file, load_torch_file
+from ..fileio import atomic_path, load_safetensors_file, load_torch_file, read_json_file
 from .convert import CheckpointError, build_model, load_whisper_checkpoint
 from .decoding import DecodingOptions, decode
 from .features import SAMPLE_RATE
@@ -157,12 +157,7 @@ class Transcriber:
 
     @classmethod
     def _load_export(cls, folder: Path, name: str | None) -> "Transcriber":
-        try:
-            meta = json.loads((folder / "config.json").read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{folder / 'config.json'}: not valid JSON ({e})") from None
-        if meta.get("format") != EXPORT_FORMAT:
-            raise CheckpointError(f"{folder}: not an audiokit ASR export (format {meta.get('format')!r})")
+        meta = read_json_file(folder / "config.json", CheckpointError, EXPORT_FORMAT, "ASR export")
         try:
             tok = WhisperTokenizer(load_ranks(folder / "vocab.tiktoken"), **meta["tokenizer"])
         except TokenizerError as e:

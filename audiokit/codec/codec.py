@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, resample
-from ..fileio import atomic_path
+from ..fileio import atomic_path, read_json_file
 from ..tokens import CodecInfo, CodecTokens, TokenError, fingerprint
 from .model import CodecModel
 
@@ -288,12 +288,7 @@ class Codec:
             cfg_path = path.parent / "config.json"
             if not cfg_path.exists():
                 raise CodecLoadError(f"{path}: no config.json beside it")
-            try:
-                config = json.loads(cfg_path.read_text())
-            except json.JSONDecodeError as e:
-                raise CodecLoadError(f"{cfg_path}: not valid JSON ({e})") from None
-            if config.get("format") != EXPORT_FORMAT:
-                raise CodecLoadError(f"{cfg_path}: not an audiokit codec export (format {config.get('format')!r})")
+            config = read_json_file(cfg_path, CodecLoadError, EXPORT_FORMAT, "codec export")
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError) as e:

@@ -22,7 +22,7 @@ from ..nn.diffusion import CosineSchedule, ddim_sample, guided
 from ..text.phonemes import TextError
 from ..tokens import CodecInfo, CodecMismatchError
 from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
-                   read_config, save_export, split_sentences, stage_timer)
+                   read_config, save_export, split_sentences, stage_timer, TTSModel)
 from ..valle.generate import SamplingOptions
 from .data import text_ids
 from .diffusion import DiffusionDecoder
@@ -69,7 +69,7 @@ def resolve_preset(preset: str, candidates: int | None = None, diffusion_steps: 
     return p
 
 
-class TortoiseTTS:
+class TortoiseTTS(TTSModel):
     """Tortoise on codec tokens. Load with :meth:`load` (an exported folder) or :meth:`from_checkpoints`.
 
     Args:
@@ -97,14 +97,6 @@ class TortoiseTTS:
         self.name = name
         self.max_voice_seconds, self.min_voice_seconds = max_voice_seconds, min_voice_seconds
         self.max_chars, self.seconds_per_token = max_chars, seconds_per_token
-
-    @property
-    def sample_rate(self) -> int:
-        return self.codec.sample_rate
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.ar.parameters()).device
 
     def to(self, device) -> "TortoiseTTS":
         for m in (self.ar, self.clvp, self.diffusion):

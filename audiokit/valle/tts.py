@@ -21,7 +21,7 @@ from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
 from ..tts import (Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip, read_config,
-                   save_export, split_sentences, stage_timer)
+                   TTSModel, save_export, split_sentences, stage_timer)
 from .model import ValleAR, ValleDims, ValleNAR
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _read_checkpoint(path: Path, stage: str) -> tuple[ValleDims, dict, CodecInfo
     return ValleDims.from_dict(meta["dims"]), state, codec
 
 
-class ValleTTS:
+class ValleTTS(TTSModel):
     """Zero-shot TTS with VALL-E. Load with :meth:`load` (an exported folder) or :meth:`from_checkpoints`.
 
     Args:
@@ -64,14 +64,6 @@ class ValleTTS:
     @property
     def n_codebooks(self) -> int:
         return self.nar.dims.n_codebooks
-
-    @property
-    def sample_rate(self) -> int:
-        return self.codec.sample_rate
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.ar.parameters()).device
 
     def to(self, device) -> "ValleTTS":
         self.ar.to(device)
