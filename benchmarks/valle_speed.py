@@ -55,7 +55,7 @@ def main():
         ar, nar = ValleAR(dims).to(dev, dtype).eval(), ValleNAR(dims).to(dev, dtype).eval()
         g = torch.Generator().manual_seed(1)
         text = torch.randint(4, 100, (120,), generator=g)
-        greedy = SamplingOptions(temperature=0.0)
+        greedy = SamplingOptions(temperature=0.0, draft_tokens=0)  # one pass per frame: benchmarks/valle_greedy.py drafts
 
         def ar_run(cache, fr, frames_prompt):
             prompt = torch.randint(0, dims.codebook_size, (frames_prompt,), generator=torch.Generator().manual_seed(2))

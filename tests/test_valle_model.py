@@ -103,7 +103,7 @@ def test_kv_cache_decoding_equals_recomputation_and_rows_are_independent(models)
     ar, _ = models
     items = _items(3)
     texts, prompts = [it["text"] for it in items], [it["prompt"][0] for it in items]
-    greedy = SamplingOptions(temperature=0.0)
+    greedy = SamplingOptions(temperature=0.0, draft_tokens=0)  # one pass per frame (drafting: test below)
     limits = [12, 7, 10]
     cached = generate_ar(ar, texts, prompts, limits, greedy, suppress_eos=True)
     plain = generate_ar(ar, texts, prompts, limits, greedy, use_cache=False, suppress_eos=True)
@@ -119,6 +119,34 @@ def test_kv_cache_decoding_equals_recomputation_and_rows_are_independent(models)
     assert any(not torch.equal(a, b) for a, b in zip(s1, s3))
 
 
+@pytest.mark.parametrize("mode", ["ngram", "jacobi", "ngram+jacobi"])
+def test_drafted_greedy_decoding_is_plain_greedy_decoding_in_fewer_passes(models, mode):
+    ar, _ = models
+    items = _items(3, seed=5)
+    texts, prompts = [it["text"] for it in items], [it["prompt"][0] for it in items]
+    limits = [40, 25, 33]
+    one = {}
+    plain = generate_ar(ar, texts, prompts, limits, SamplingOptions(temperature=0.0, draft_tokens=0), stats=one)
+    assert one["passes"] == max(len(p) for p in plain) - 1  # one pass per frame after the first
+    for k in (1, 3, 8):
+        for suppress in (True, False):
+            ref = plain if not suppress else generate_ar(ar, texts, prompts, limits, SamplingOptions(temperature=0.0, draft_tokens=0), suppress_eos=True)
+            got = generate_ar(ar, texts, prompts, limits, SamplingOptions(temperature=0.0, draft_tokens=k, draft=mode),
+                              suppress_eos=suppress)
+            assert all(torch.equal(a, b) for a, b in zip(got, ref)), (k, suppress)
+    with torch.no_grad():  # a model that says code 5 whatever it hears: every draft after the first is right
+        ar.head.bias[5] += 100.0
+        try:
+            stats = {}
+            got = generate_ar(ar, texts, prompts, limits, SamplingOptions(temperature=0.0, draft_tokens=4, draft=mode), stats=stats)
+        finally:
+            ar.head.bias[5] -= 100.0
+    assert [o.tolist() for o in got] == [[5] * n for n in limits]
+    assert stats["frames"] == sum(limits) and stats["passes"] <= max(limits) // 5 + 3  # ~5 frames per pass
+    with pytest.raises(ValueError, match="draft"):
+        SamplingOptions(draft="oracle")
+
+
 def test_ar_stops_at_the_end_token_but_not_before_its_minimum(models):
     ar, _ = models
     it = _items(2)
@@ -128,11 +156,17 @@ def test_ar_stops_at_the_end_token_but_not_before_its_minimum(models):
         try:
             out = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0, min_length=0.0))
             floor = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0))
+            floor_plain = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0, draft_tokens=0))
+            ar.head.bias[5] += 50.0  # and code 5 next: drafts of 5 are right up to the floor, not past it
+            repeat = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(temperature=0.0, draft_tokens=4))
+            ar.head.bias[5] -= 50.0
             sampled = generate_ar(ar, texts, prompts, [50, 80], SamplingOptions(seed=0, min_length=0.25))
         finally:
             ar.head.bias[ar.eos] -= 100.0
     assert [len(o) for o in out] == [0, 0]
     assert [len(o) for o in floor] == [5, 8]  # a tenth of each row's limit by default
+    assert all(torch.equal(a, b) for a, b in zip(floor, floor_plain))  # drafted decoding keeps the floor
+    assert [o.tolist() for o in repeat] == [[5] * 5, [5] * 8]
     assert [len(o) for o in sampled] == [12, 20] and all(ar.eos not in o.tolist() for o in sampled)
     with pytest.raises(ValueError, match="min_length"):
         SamplingOptions(min_length=1.5)

@@ -32,10 +32,12 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
 
 
-def forbid_early_stop(logits: torch.Tensor, rows: torch.Tensor, out: list[list[int]], stop: int, min_lengths) -> None:
+def forbid_early_stop(logits: torch.Tensor, rows: torch.Tensor, out: list[list[int]], stop: int, min_lengths,
+                      offset: int = 0) -> None:
     """Mask the ``stop`` token (in place) for every live row whose output is still shorter than
-    ``min_lengths[row]``: a weak or unlucky model cannot end a sentence before it has said anything."""
-    short = torch.tensor([len(out[r]) < int(min_lengths[r]) for r in rows.tolist()], device=logits.device)
+    ``min_lengths[row]``: a weak or unlucky model cannot end a sentence before it has said anything.
+    ``offset``: the logits are for the token ``offset`` places after the end of ``out`` (drafted decoding)."""
+    short = torch.tensor([len(out[r]) + offset < int(min_lengths[r]) for r in rows.tolist()], device=logits.device)
     if short.any():
         logits[short, stop] = float("-inf")
 

@@ -56,6 +56,13 @@ class KVCache:
         """Positions already written (the offset of the next token)."""
         return next(iter(self.layers.values())).length if self.layers else 0
 
+    def truncate(self, length: int) -> None:
+        """Forget every position from ``length`` on (drafted tokens that were not accepted)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} positions to {length}")
+        for c in self.layers.values():
+            c.length = length
+
     def reorder(self, index: torch.Tensor, cross: bool = True, self_attention: bool = True) -> None:
         """Keep batch rows ``index`` (e.g. the surviving beams), in that order.
 

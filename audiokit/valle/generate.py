@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..nn.sampling import append_step, forbid_early_stop, sample
+from ..nn.speculative import DRAFT_MODES, accepted, block_causal_mask, make_drafts
 from ..nn.transformer import KVCache
 from .data import nar_inputs
 from .model import AUDIO, PAD, TEXT, ValleAR, ValleNAR, attention_mask
@@ -23,7 +24,11 @@ class SamplingOptions:
     a result reproducible. The length limit is ``max_seconds_per_phoneme`` × phonemes (at least
     ``min_max_seconds``), since an AR model that never says "end" would otherwise babble forever; the end token
     is not sampled before ``min_length`` × that limit (a tenth by default: ~0.03 s per phoneme, a third of a
-    brisk speaking rate), since one that says "end" at once would leave the sentence out."""
+    brisk speaking rate), since one that says "end" at once would leave the sentence out.
+
+    Greedy decoding (temperature 0) with the cache checks ``draft_tokens`` drafted frames per forward pass
+    (``draft``: ``ngram``, ``jacobi`` or ``ngram+jacobi``, see :mod:`audiokit.nn.speculative`): the same
+    frames as one pass per frame, in fewer passes. 0 turns it off."""
 
     temperature: float = 1.0
     top_k: int | None = 50
@@ -32,6 +37,8 @@ class SamplingOptions:
     max_seconds_per_phoneme: float = 0.3
     min_max_seconds: float = 2.0
     min_length: float = 0.1
+    draft_tokens: int = 8
+    draft: str = "ngram+jacobi"
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -42,6 +49,10 @@ class SamplingOptions:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.min_length <= 1:
             raise ValueError(f"min_length must be a fraction in [0, 1], got {self.min_length}")
+        if self.draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be >= 0, got {self.draft_tokens}")
+        if self.draft not in DRAFT_MODES:
+            raise ValueError(f"unknown draft mode {self.draft!r}: one of {', '.join(DRAFT_MODES)}")
 
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.seed is not None else None
@@ -76,16 +87,21 @@ def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos:
 @torch.inference_mode()
 def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.Tensor], max_frames: list[int],
                 options: SamplingOptions = SamplingOptions(), use_cache: bool = True,
-                suppress_eos: bool = False) -> list[torch.Tensor]:
+                suppress_eos: bool = False, stats: dict | None = None) -> list[torch.Tensor]:
     """Codebook-1 frames after each prompt, one tensor per row (the end token excluded).
 
     ``texts``: phoneme ids (with bos/eos) per row; ``prompts``: the prompt's codebook-1 codes per row (may be
     empty); ``max_frames``: the length limit per row. ``use_cache=False`` recomputes the whole sequence at
     every step, as the common public implementations do (kept as the speed reference; greedy results are
-    the same). ``suppress_eos`` forces every row to its limit (benchmarks).
+    the same). ``suppress_eos`` forces every row to its limit (benchmarks). Greedy decoding with the cache
+    drafts frames (``options.draft_tokens``). ``stats``, if given, receives ``passes`` (forward passes after
+    the prompt), ``row_passes`` (the same, summed over the live rows of each pass) and ``frames``.
     """
     if not (len(texts) == len(prompts) == len(max_frames)):
         raise ValueError("texts, prompts and max_frames must have one entry per row")
+    stats = stats if stats is not None else {}
+    if options.draft_tokens and options.temperature == 0 and use_cache:
+        return _generate_drafted(model, texts, prompts, max_frames, options, suppress_eos, stats)
     device = next(model.parameters()).device
     gen = options.generator()
     tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
@@ -96,6 +112,7 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
     shortest = [options.min_frames(m) for m in max_frames]
     cache = KVCache() if use_cache else None
     hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True), cache=cache)[:, -1]
+    stats.update(passes=0, row_passes=0)
     while True:
         logits = model.logits(hidden)
         if suppress_eos:
@@ -111,6 +128,8 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
             kind, tokens, pos = kind[keep.to(device)], tokens[keep.to(device)], pos[keep.to(device)]
             if cache is not None:
                 cache.reorder(keep.to(device))
+        stats["passes"] += 1
+        stats["row_passes"] += len(rows)
         new = nxt.to(device)[:, None]
         new_kind = torch.full_like(new, AUDIO)
         new_pos = next_pos[:, None]
@@ -122,6 +141,68 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
         else:
             tokens, pos = torch.cat([tokens, new], 1), torch.cat([pos, new_pos], 1)
             hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True))[:, -1]
+    stats["frames"] = sum(len(o) for o in out)
+    return [torch.tensor(o, dtype=torch.long) for o in out]
+
+
+def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: SamplingOptions, suppress_eos: bool,
+                      stats: dict) -> list[torch.Tensor]:
+    """Greedy AR decoding that feeds the next frame plus ``k`` drafts per pass and keeps the agreeing prefix
+    (the same frames as the plain loop). The batch accepts as many drafts as its least lucky row, so one cache
+    stays aligned; a row's extra correct predictions come back as next pass's Jacobi drafts."""
+    device = next(model.parameters()).device
+    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
+    B = len(texts)
+    out: list[list[int]] = [[] for _ in range(B)]
+    history = [p.tolist() for p in prompts]
+    rows = torch.arange(B)
+    limit = torch.tensor(max_frames)
+    shortest = [options.min_frames(m) for m in max_frames]
+    K = model.eos  # codes are 0 … K-1
+    k = options.draft_tokens  # drafts in the next pass: up to draft_tokens, fewer while drafts miss
+    stats.update(passes=0, row_passes=0)
+
+    def greedy(logits: torch.Tensor, offset: int) -> torch.Tensor:
+        if suppress_eos:
+            logits[:, model.eos] = float("-inf")
+        forbid_early_stop(logits, rows, out, model.eos, shortest, offset)
+        return logits.argmax(-1).cpu()
+
+    cache = KVCache()
+    hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True), cache=cache)[:, -1]
+    nxt = greedy(model.logits(hidden), 0)
+    leftovers: list[list[int]] = [[] for _ in range(B)]
+    while True:
+        done = append_step(out, rows, nxt, model.eos, limit)
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero()[:, 0]
+            rows, nxt, next_pos, kind = rows[keep], nxt[keep], next_pos[keep.to(device)], kind[keep.to(device)]
+            leftovers = [leftovers[i] for i in keep.tolist()]
+            cache.reorder(keep.to(device))
+        stats["passes"] += 1
+        stats["row_passes"] += len(rows)
+        drafts = make_drafts([history[r] + out[r] for r in rows.tolist()], leftovers, k, options.draft)
+        drafts = drafts.masked_fill(drafts >= K, 0)  # never draft the end token: a row ends only on a prediction
+        feed = torch.cat([nxt[:, None], drafts], 1).to(device)
+        feed_kind = torch.full_like(feed, AUDIO)
+        before = cache.length
+        hidden = model(feed, feed_kind, next_pos[:, None] + torch.arange(k + 1, device=device),
+                       mask=block_causal_mask(kind != PAD, k + 1), cache=cache)
+        logits = model.logits(hidden)
+        preds = torch.stack([greedy(logits[:, j], j) for j in range(k + 1)], 1)  # choice after nxt, d1, … dk
+        room = min(int(limit[r]) - len(out[r]) for r in rows.tolist()) - 1  # no row may finish inside the block
+        n = min(int(accepted(drafts, preds).min()), room)
+        for j in range(n):
+            append_step(out, rows, drafts[:, j], model.eos, limit)
+        nxt = preds[:, n]
+        leftovers = preds[:, n + 1:].tolist()
+        cache.truncate(before + 1 + n)
+        k = min(options.draft_tokens, 2 * n + 1)  # a rejected draft costs compute; a run of hits earns more
+        kind = torch.cat([kind, feed_kind[:, : 1 + n]], 1)
+        next_pos = next_pos + 1 + n
+    stats["frames"] = sum(len(o) for o in out)
     return [torch.tensor(o, dtype=torch.long) for o in out]
 
 
