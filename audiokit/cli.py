@@ -268,6 +268,8 @@ def _add_asr_commands(sub) -> None:
     p.add_argument("--initial-prompt", default=None, help="text that precedes the audio (names, spelling, style)")
     p.add_argument("--no-condition-on-previous-text", dest="condition", action="store_false")
     p.add_argument("--batch-size", type=int, default=8, help="files decoded together [8]")
+    p.add_argument("--draft-tokens", type=int, default=8,
+                   help="greedy decoding checks this many drafted tokens per pass; same result, fewer passes; 0 = off [8]")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="model precision; bfloat16 is fast on CPUs with AMX/AVX-512 BF16 and on GPUs [float32]")
@@ -307,7 +309,8 @@ def cmd_transcribe(args) -> int:
                                task=args.task, beam_size=args.beam_size, patience=args.patience,
                                length_penalty=args.length_penalty, best_of=args.best_of,
                                without_timestamps=args.without_timestamps, initial_prompt=args.initial_prompt,
-                               condition_on_previous_text=args.condition, batch_size=args.batch_size, **kw)
+                               condition_on_previous_text=args.condition, batch_size=args.batch_size,
+                               draft_tokens=args.draft_tokens, **kw)
     formats = FORMATS if args.format == "all" else (args.format,)
     for f, r in zip(args.files, results):
         if args.output_dir:

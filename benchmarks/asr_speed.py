@@ -13,7 +13,8 @@ with random weights, saves it as an official checkpoint, loads it into audiokit,
 - long-form: a 150 s file with ``transcribe`` (greedy, no fallback), the same weights scaled so that
   timestamps occur and both seek through the file.
 
-Every comparison checks that both produce the same tokens. Prints JSON lines and a Markdown table.
+``--draft-tokens N``: audiokit's greedy decoding checks N drafted tokens per decoder pass (exact: the same
+tokens). Every comparison checks that both produce the same tokens. Prints JSON lines and a Markdown table.
 Needs the ``reference`` extra.
 """
 import argparse
@@ -51,6 +52,8 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="audiokit's dtype")
     ap.add_argument("--ref-dtype", default=None, choices=["float32", "float16", "bfloat16"],
                     help="openai-whisper's dtype [the same; on CPU openai-whisper itself only runs float32]")
+    ap.add_argument("--draft-tokens", type=int, default=0,
+                    help="audiokit's greedy decoding checks this many drafted tokens per pass (exact; 0 = off)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: greedy,beam,batch,longform")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,7 +104,8 @@ def main():
         if "greedy" not in skip:
             ro = whisper.DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, fp16=fp16,
                                          suppress_tokens=suppress, temperature=0.0)
-            oo = DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, suppress_tokens=suppress)
+            oo = DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, suppress_tokens=suppress,
+                                 draft_tokens=args.draft_tokens)
             compare(f"greedy, 1 x 30 s, {args.tokens} tokens", lambda: whisper.decode(ref, mels[0].to(mel_dtype), ro),
                     lambda: decode(ours.model, tok, mels[:1].to(dtype), oo)[0],
                     lambda r, o: r.tokens == o.tokens and len(o.tokens) == args.tokens)
@@ -116,7 +120,8 @@ def main():
         if "batch" not in skip:
             ro = whisper.DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, fp16=fp16,
                                          suppress_tokens=suppress, temperature=0.0)
-            oo = DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, suppress_tokens=suppress)
+            oo = DecodingOptions(language="en", without_timestamps=True, sample_len=args.tokens, suppress_tokens=suppress,
+                                 draft_tokens=args.draft_tokens)
             ours_batch = lambda: decode(ours.model, tok, mels.to(dtype), oo)  # noqa: E731
             compare(f"greedy, batch of 8 x 30 s (whisper: one at a time), {args.tokens} tokens each",
                     lambda: [whisper.decode(ref, m.to(mel_dtype), ro) for m in mels], ours_batch,
@@ -132,7 +137,7 @@ def main():
             audio = torch.cat([speechlike(50, 1), torch.zeros(16000 * 10), speechlike(90, 2)])
             compare("long-form transcribe, 150 s file",
                     lambda: whisper.transcribe(ref, audio, temperature=0.0, language="en", fp16=fp16, verbose=None),
-                    lambda: transcribe(ours.model, tok, [audio], DecodingOptions(language="en"), temperatures=(0.0,),
+                    lambda: transcribe(ours.model, tok, [audio], DecodingOptions(language="en", draft_tokens=args.draft_tokens), temperatures=(0.0,),
                                        silence_threshold_db=None)[0],
                     # openai-whisper's last window may put segments past the end of the file; audiokit clips them
                     lambda r, o: [s["tokens"] for s in r["segments"] if s["text"].strip() and s["end"] > s["start"]

@@ -233,7 +233,13 @@ DECODE_CASES = [
     dict(language=None, without_timestamps=True),
     dict(prompt="hello there friends", beam_size=2),
     dict(prefix="Well", without_timestamps=True),
+    # drafted greedy decoding (several tokens checked per pass): still exactly openai-whisper's greedy result
+    dict(draft_tokens=4, without_timestamps=True),
+    dict(draft_tokens=8),
+    dict(draft_tokens=3, draft="jacobi", prompt="hello there friends"),
+    dict(draft_tokens=5, draft="ngram", prefix="Well", without_timestamps=True),
 ]
+DRAFTING = ("draft_tokens", "draft")
 
 
 @pytest.mark.parametrize("case", DECODE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
@@ -244,7 +250,8 @@ def test_batched_decoding_matches_openai_whisper(ref_pair, case):
     from audiokit.asr.decoding import DecodingOptions, decode
 
     opts = {"language": "en", "sample_len": 60, **case}
-    expected = [whisper.decode(ref, m, whisper.DecodingOptions(**opts, temperature=0.0, fp16=False)) for m in mels]
+    ref_opts = {k: v for k, v in opts.items() if k not in DRAFTING}
+    expected = [whisper.decode(ref, m, whisper.DecodingOptions(**ref_opts, temperature=0.0, fp16=False)) for m in mels]
     got = decode(ours, tok, mels, DecodingOptions(**opts))
     assert len({round(e.avg_logprob, 3) for e in expected}) == 3  # the items differ, so mixing rows would show
     for e, g in zip(expected, got):
@@ -298,8 +305,8 @@ def seeking_pair(tmp_path_factory):
 
 
 def test_long_form_transcription_matches_openai_whisper(seeking_pair):
-    """65 s of audio: the same segments (times, tokens, text) and seeks as whisper.transcribe; and a batch of
-    three files, decoded window-by-window together, gives each file the result it gets alone."""
+    """65 s of audio: the same segments (times, tokens, text) and seeks as whisper.transcribe (with drafted
+    greedy decoding); and a batch of three files, decoded window-by-window together, gives each file the result it gets alone."""
     whisper, ref, ours, tok = seeking_pair
     from audiokit.asr.decoding import DecodingOptions
     from audiokit.asr.transcribe import transcribe
@@ -307,7 +314,9 @@ def test_long_form_transcription_matches_openai_whisper(seeking_pair):
     audio = torch.cat([_speechlike(20, seed=0), torch.zeros(16000 * 5), 2 * _speechlike(40, seed=3)])
     expected = whisper.transcribe(ref, audio, temperature=0.0, language="en", fp16=False, verbose=None)
     segments = [s for s in expected["segments"] if s["text"].strip() and s["end"] > s["start"]]
-    got = transcribe(ours, tok, [audio], DecodingOptions(language="en"), temperatures=(0.0,), silence_threshold_db=None)[0]
+    # drafted greedy decoding (8 tokens checked per pass) here; one pass per token in the batch below
+    got = transcribe(ours, tok, [audio], DecodingOptions(language="en", draft_tokens=8), temperatures=(0.0,),
+                     silence_threshold_db=None)[0]
     assert len(segments) >= 4 and max(s["start"] for s in segments) > 30  # it did seek past the first window
     assert len(got.segments) == len(segments)
     for e, g in zip(segments, got.segments):

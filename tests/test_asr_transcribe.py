@@ -265,3 +265,21 @@ def test_transcribe_cli(tmp_path, tok, capsys):
     assert "bad.wav" in err and "Traceback" not in err and not (tmp_path / "out2").exists()
     assert main(["transcribe", files[0], "--model", str(tmp_path / "nothing")]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def test_drafted_greedy_decoding_up_to_the_context_limit(tok):
+    """A 64-token context that greedy decoding fills: drafts never run past it, and the tokens and scores are
+    those of one pass per token, with and without timestamps and a previous-text prompt."""
+    from audiokit.asr.decoding import DecodingOptions, decode
+    from audiokit.asr.features import log_mel_spectrogram, pad_or_trim
+
+    t = _transcriber(tok, seed=3)
+    n = 2 * t.model.dims.n_audio_ctx * 160
+    mels = torch.stack([log_mel_spectrogram(pad_or_trim(_voice(2.0, seed=s), n), padding=0) for s in range(2)])
+    for case in (dict(without_timestamps=True), dict(), dict(prompt="the quick brown fox")):
+        plain = decode(t.model, tok, mels, DecodingOptions(language=None, suppress_tokens=[tok.eot], sample_len=64, **case))
+        for k in (2, 8):
+            got = decode(t.model, tok, mels, DecodingOptions(language=None, suppress_tokens=[tok.eot], sample_len=64, draft_tokens=k, **case))
+            assert [g.tokens for g in got] == [p.tokens for p in plain], (case, k)
+            assert [g.avg_logprob for g in got] == pytest.approx([p.avg_logprob for p in plain], abs=1e-5)
+    assert max(len(p.tokens) for p in plain) > 40  # the context, not the end token, stopped it

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from audiokit.nn.diffusion import CosineSchedule, ddim_sample, guided
+from audiokit.nn.diffusion import DDPM, CosineSchedule, RectifiedFlow, ddim_sample, guided, make_process
 from audiokit.tortoise.diffusion import DiffusionDecoder
 
 
@@ -36,6 +36,49 @@ def test_ddim_with_an_oracle_recovers_the_data(pred, eta):
         ddim_sample(oracle, s, x0.shape, steps=0)
 
 
+def test_rectified_flow_paths_targets_and_processes():
+    f = make_process("flow", 1000)
+    assert isinstance(f, RectifiedFlow) and isinstance(make_process("v"), DDPM) and make_process("eps").prediction == "eps"
+    x0, noise = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    t = torch.tensor([0.0, 0.25, 1.0])
+    xt = f.noisy(x0, t, noise)
+    assert torch.equal(xt[0], x0[0]) and torch.equal(xt[2], noise[2])
+    assert torch.allclose(xt[1], 0.75 * x0[1] + 0.25 * noise[1])
+    h = 1e-3  # the target is the path's velocity d x_t / dt
+    assert torch.allclose((f.noisy(x0, t + h, noise) - xt) / h, f.target(x0, noise, t), atol=1e-2)
+    assert f.net_time(torch.tensor([0.5])).item() == 500.0 and f.level(t).tolist() == [0.0, 0.25, 1.0]
+    assert make_process("v", 100).level(torch.tensor([50])).item() == 0.5
+    d = f.draw(1000, torch.Generator().manual_seed(0))
+    assert d.min() >= 0 and d.max() < 1 and abs(d.mean().item() - 0.5) < 0.05
+    with pytest.raises(ValueError, match="solver"):
+        RectifiedFlow(solver="rk4")
+    with pytest.raises(ValueError, match="prediction"):
+        make_process("x0")
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint"])
+def test_flow_sampling_with_an_oracle_follows_the_straight_path(solver):
+    f = RectifiedFlow(1000, solver)
+    x0 = torch.randn(2, 7, 3)
+    seen = []
+
+    def oracle(x_t, t_net):  # the exact velocity towards x0 on a straight path: (x_t - x0) / t
+        seen.append(t_net[0].item())
+        t = (t_net / 1000).view(-1, 1, 1)
+        return (x_t - x0) / t
+
+    for steps in (1, 4):
+        seen.clear()
+        out = f.sample(oracle, x0.shape, steps, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(out, x0, atol=1e-5)  # straight paths: any number of steps is exact
+        assert len(seen) == steps * (1 if solver == "euler" else 2) and seen[0] == 1000.0
+    a = f.sample(lambda x, t: torch.zeros_like(x), x0.shape, 3, generator=torch.Generator().manual_seed(5))
+    b = f.sample(lambda x, t: torch.zeros_like(x), x0.shape, 3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape == x0.shape
+    with pytest.raises(ValueError, match="steps"):
+        f.sample(oracle, x0.shape, 0)
+
+
 def test_guidance_mixes_conditional_and_unconditional():
     calls = []
 
@@ -59,10 +102,11 @@ def test_guidance_mixes_conditional_and_unconditional():
     assert torch.allclose(guided(batched_model, 1.0, batched=True)(x, t), x * 2 + t[:, None] + 1) and calls == [6, 3]
 
 
-def test_decoder_learns_and_ignores_padding_and_drops_conditioning():
+@pytest.mark.parametrize("prediction", ["v", "flow"])
+def test_decoder_learns_and_ignores_padding_and_drops_conditioning(prediction):
     torch.manual_seed(0)
     net = DiffusionDecoder(latent_dim=6, cond_dim=8, voice_dim=5, codebook_size=16, d_model=32, n_head=4, n_layer=2)
-    s = CosineSchedule(100)
+    s = make_process(prediction, 100)
     codes = torch.randint(0, 16, (4, 12))
     x0 = torch.randn(16, 6)[codes]  # latents determined by the codes: learnable
     voice = torch.randn(4, 5)
@@ -70,10 +114,10 @@ def test_decoder_learns_and_ignores_padding_and_drops_conditioning():
     g = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(150):
-        t = torch.randint(0, 100, (4,), generator=g)
+        t = s.draw(4, g)
         noise = torch.randn(x0.shape, generator=g)
-        out = net(s.q_sample(x0, t, noise), t, net.cond_from_codes(codes), voice)
-        loss = (out - s.target(x0, noise, t, "v")).pow(2).mean()
+        out = net(s.noisy(x0, t, noise), s.net_time(t), net.cond_from_codes(codes), voice)
+        loss = (out - s.target(x0, noise, t)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 from audiokit.cli import main
+from audiokit.nn.diffusion import DDPM, RectifiedFlow
 from audiokit.codec.codec import Codec
 from audiokit.codec.model import CodecModel
 from audiokit.text import BPETokenizer
@@ -161,6 +162,30 @@ def test_stage_two_refuses_a_mismatched_ar(corpus, trained):
         DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), **dict(DIFF, cond_dim=48))
     with pytest.raises(CheckpointStageError, match="expected a Tortoise ar checkpoint, found a Tortoise clvp"):
         DiffusionARLatentsModule(str(root / "codec"), str(trained["clvp"][1]), **DIFF)
+
+
+def test_flow_matching_decoder_trains_through_both_stages_and_synthesizes(corpus, trained, tmp_path):
+    root, *_ = corpus
+    L.seed_everything(0)
+    flow = dict(DIFF, prediction="flow")
+    stage1, ckpt1 = _fit(DiffusionModule(str(root / "codec"), **flow), root, 12, "flow")
+    assert any(k.startswith("val/loss_t") for k in stage1.callback_metrics)
+    with pytest.raises(ValueError, match="prediction 'v'"):  # a DDPM decoder is not fine-tuned as a flow
+        DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), init_from=str(trained["diffusion"][1]), **flow)
+    _, ckpt2 = _fit(DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), init_from=str(ckpt1), **flow),
+                    root, 4, "flow2")
+    t = TortoiseTTS.from_checkpoints(trained["ar"][1], trained["clvp"][1], ckpt2, root / "codec")
+    assert isinstance(t.process, RectifiedFlow) and t.diffusion_meta["prediction"] == "flow"
+    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
+    a = t.synthesize("Hello there.", _voice(), **kw)
+    assert torch.equal(a.audio, t.synthesize("Hello there.", _voice(), **kw).audio)
+    assert a.audio.abs().max() > 0 and torch.isfinite(a.audio).all()
+    assert not torch.equal(a.audio, t.synthesize("Hello there.", _voice(), diffusion_steps=2, **kw).audio)
+    loaded = TTS.load(t.export(tmp_path / "flow"))
+    assert isinstance(loaded.process, RectifiedFlow)
+    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, a.audio, atol=1e-4)
+    assert isinstance(TortoiseTTS.from_checkpoints(trained["ar"][1], trained["clvp"][1], trained["diffusion2"][1],
+                                                   root / "codec").process, DDPM)
 
 
 # ---------------------------------------------------------------------------------------------- pipeline

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from ..nn.speculative import DRAFT_MODES, accepted, make_drafts
 from ..nn.transformer import KVCache
 from .model import ASRModel
 from .tokenizer import WhisperTokenizer
@@ -49,6 +50,10 @@ class DecodingOptions:
         without_timestamps: decode text only (``<|notimestamps|>``).
         max_initial_timestamp: seconds; the first timestamp is no later than this.
         seed: seed of the sampler's generator (temperature > 0), for reproducible sampling.
+        draft_tokens: greedy decoding (temperature 0, no beam) checks up to this many drafted tokens per
+            decoder pass — n-gram lookup in the prompt and the text so far, else Jacobi leftovers
+            (``draft``; :mod:`audiokit.nn.speculative`). Same tokens and scores as one pass per token;
+            0 turns it off.
     """
 
     task: str = "transcribe"
@@ -66,6 +71,8 @@ class DecodingOptions:
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
     seed: int | None = None
+    draft_tokens: int = 0
+    draft: str = "ngram+jacobi"
 
     def __post_init__(self):
         if self.beam_size is not None and self.best_of is not None:
@@ -84,6 +91,10 @@ class DecodingOptions:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        if self.draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be >= 0, got {self.draft_tokens}")
+        if self.draft not in DRAFT_MODES:
+            raise ValueError(f"unknown draft mode {self.draft!r}: one of {', '.join(DRAFT_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -282,17 +293,27 @@ class _Search:
         return logits
 
     # ------------------------------------------------------------------ search
+    def _prefill(self, feats: torch.Tensor, init: torch.Tensor) -> tuple[KVCache, torch.Tensor, list[float]]:
+        """Run the initial tokens: (cache, logits of the first sampled position ``[A, V]``, no-speech
+        probability per window)."""
+        cache = KVCache()
+        sot_index = init[0].tolist().index(self.tok.sot)
+        logits = self.model.logits(init, feats, cache, positions=[sot_index, init.shape[1] - 1])
+        no_speech = logits[:, 0].float().softmax(-1)[:, self.tok.no_speech].tolist()
+        return cache, logits[:, -1].float(), no_speech
+
+    def _greedy_candidates(self, seq: list[int], lp: float) -> list[tuple[list[int], float]]:
+        return [(seq[: seq.index(self.tok.eot)] if self.tok.eot in seq else seq, lp)]
+
     def run(self, feats: torch.Tensor, init: torch.Tensor) -> list[tuple[list[int], float, float]]:
-        model, tok, G = self.model, self.tok, self.n_group
+        model, G = self.model, self.n_group
         A = feats.shape[0]
         device = feats.device
         init = init.to(device)
-        sot_index = init[0].tolist().index(tok.sot)
-        cache = KVCache()
+        if self.o.draft_tokens and self.o.temperature == 0 and not self.beam and G == 1:
+            return self._run_drafted(feats, init)
         # the prompt is identical within a group: run it once per window, then repeat the cache rows
-        logits = model.logits(init, feats, cache, positions=[sot_index, init.shape[1] - 1])
-        no_speech = logits[:, 0].float().softmax(-1)[:, tok.no_speech].tolist()
-        logits = logits[:, -1].float()
+        cache, logits, no_speech = self._prefill(feats, init)
         if G > 1:
             rep = torch.arange(A, device=device).repeat_interleave(G)
             cache.reorder(rep, cross=False)
@@ -343,11 +364,67 @@ class _Search:
                 cands = [(list(t), s) for t, s in finished[a].items()]
             else:
                 seqs, lps = final[a]
-                cands = []
-                for row, lp in zip(seqs.tolist(), lps.tolist()):
-                    cands.append((row[: row.index(tok.eot)] if tok.eot in row else row, lp))
+                cands = [c for row, lp in zip(seqs.tolist(), lps.tolist()) for c in self._greedy_candidates(row, lp)]
             out.append((*self._rank(cands), no_speech[a]))
         return out
+
+    def _run_drafted(self, feats: torch.Tensor, init: torch.Tensor) -> list[tuple[list[int], float, float]]:
+        """Greedy decoding that feeds the chosen token plus drafted ones per pass and keeps the drafts the rules
+        and the model agree with (:mod:`audiokit.nn.speculative`); same tokens and log-probabilities as
+        :meth:`run`'s one pass per token. Windows accept as many drafts as the least lucky one."""
+        model, eot = self.model, self.tok.eot
+        A = feats.shape[0]
+        cache, logits, no_speech = self._prefill(feats, init)
+        max_tokens = min(self.sample_len, self.n_ctx - init.shape[1] + 1)  # what run() would sample at most
+        windows = list(range(A))
+        history = init.tolist()  # the prompt (previous text) is a source of drafts too
+        seq = torch.empty(A, 0, dtype=torch.long, device=feats.device)
+        sum_lp = torch.zeros(A, device=feats.device)
+        final: dict[int, tuple[list[int], float]] = {}
+        leftovers: list[list[int]] = [[] for _ in range(A)]
+        k = self.o.draft_tokens
+        while True:
+            filtered = self._filter(logits, seq)
+            nxt = filtered.argmax(-1)
+            sum_lp = sum_lp + filtered.log_softmax(-1).gather(1, nxt[:, None])[:, 0]
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            done = nxt == eot
+            if seq.shape[1] >= max_tokens:
+                break
+            if done.any():
+                for w in done.nonzero()[:, 0].tolist():
+                    final[windows[w]] = (seq[w].tolist(), float(sum_lp[w]))
+                keep = (~done).nonzero()[:, 0]
+                if keep.numel() == 0:
+                    windows = []
+                    break
+                cache.reorder(keep)
+                seq, sum_lp, nxt = seq[keep], sum_lp[keep], nxt[keep]
+                windows = [windows[w] for w in keep.tolist()]
+                leftovers = [leftovers[w] for w in keep.tolist()]
+            before = cache.length
+            k = max(0, min(k, max_tokens - seq.shape[1] - 1))  # never past the context or sample_len
+            drafts = make_drafts([history[w] + row for w, row in zip(windows, seq.tolist())], leftovers, k, self.o.draft)
+            drafts = drafts.masked_fill(drafts == eot, 0).to(seq.device)  # a window ends on a prediction only
+            block = model.logits(torch.cat([nxt[:, None], drafts], 1), feats, cache).float()  # [A', k+1, V]
+            preds, lps, prefix = [], [], seq
+            for j in range(k + 1):  # the rules depend on the tokens before: each position sees its own prefix
+                f = self._filter(block[:, j], prefix)
+                preds.append(f.argmax(-1))
+                if j < k:
+                    lps.append(f.log_softmax(-1).gather(1, drafts[:, j : j + 1])[:, 0])
+                    prefix = torch.cat([prefix, drafts[:, j : j + 1]], 1)
+            n = min(int(accepted(drafts, torch.stack(preds, 1)).min()), max_tokens - seq.shape[1] - 1)
+            if n:
+                seq = torch.cat([seq, drafts[:, :n]], 1)
+                sum_lp = sum_lp + torch.stack(lps[:n], 1).sum(1)
+            logits = block[:, n]
+            leftovers = torch.stack(preds[n + 1:], 1).tolist() if n < k else [[] for _ in windows]
+            cache.truncate(before + 1 + n)
+            k = min(self.o.draft_tokens, 2 * n + 1)
+        for w, a in enumerate(windows):
+            final[a] = (seq[w].tolist(), float(sum_lp[w]))
+        return [(*self._rank(self._greedy_candidates(*final[a])), no_speech[a]) for a in range(A)]
 
     def _sample_step(self, logits, seq, sum_lp):
         eot, G = self.tok.eot, self.n_group

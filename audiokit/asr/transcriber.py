@@ -89,11 +89,14 @@ class Transcriber:
                    initial_prompt: str | None = None, condition_on_previous_text: bool = True,
                    compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                    no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -50.0,
-                   batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1") -> Transcript | list[Transcript]:
+                   batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1",
+                   draft_tokens: int = 8) -> Transcript | list[Transcript]:
         """Transcribe one input (→ :class:`Transcript`) or a list (→ list, decoded ``batch_size`` at a time).
 
         Inputs: a path, a waveform with ``sample_rate`` (resampled to 16 kHz), or :class:`CodecTokens` with
         ``codec``. ``language=None`` detects each file's language (models with language tokens).
+        ``draft_tokens``: greedy passes check this many drafted tokens per decoder pass (the same result in
+        fewer passes; 0 = one pass per token; see :class:`~audiokit.asr.decoding.DecodingOptions`).
         """
         single = not isinstance(audio, (list, tuple))
         items = [audio] if single else list(audio)
@@ -106,7 +109,7 @@ class Transcriber:
         options = DecodingOptions(task=task, language=language, beam_size=beam_size, patience=patience,
                                   length_penalty=length_penalty, best_of=best_of if temps[0] > 0 else None,
                                   without_timestamps=without_timestamps, suppress_tokens=suppress_tokens,
-                                  temperature=temps[0])
+                                  temperature=temps[0], draft_tokens=draft_tokens)
         if language is not None:
             self.tokenizer.with_options(language, task)  # an unknown language is an error here, not mid-way
         out = transcribe(self.model, self.tokenizer, waves, options, temps, compression_ratio_threshold,

@@ -1,8 +1,17 @@
-"""Diffusion schedules and samplers (DDPM training targets, DDIM sampling, classifier-free guidance).
+"""Diffusion schedules and samplers (DDPM training targets, DDIM sampling, rectified flow, classifier-free
+guidance).
 
 A :class:`CosineSchedule` (Nichol & Dhariwal) over ``steps`` training steps. The network predicts ε (the noise)
 or v (``√ᾱ·ε − √(1−ᾱ)·x₀``, Salimans & Ho), and both convert to an estimate of x₀; :func:`ddim_sample`
 walks any subset of the training steps deterministically (``eta`` 0) or stochastically.
+
+:class:`RectifiedFlow` (Liu et al. 2022; flow matching with straight paths, Lipman et al.) is the alternative:
+``x_t = (1 − t)·x₀ + t·ε`` for t in [0, 1], the network predicts the velocity ``ε − x₀``, and sampling
+integrates the ODE from noise (t = 1) to data (t = 0) in a few Euler or midpoint steps.
+
+Training and sampling code sees either through one interface — :func:`make_process` returns a :class:`DDPM`
+or a :class:`RectifiedFlow` with ``draw`` (training times), ``noisy``, ``target``, ``level`` (noise level in
+[0, 1], for per-level losses) and ``sample``; the network always receives a time on the 0 … ``steps`` scale.
 """
 from __future__ import annotations
 
@@ -99,3 +108,93 @@ def ddim_sample(model: Callable, schedule: CosineSchedule, shape: tuple, steps: 
         if sigma > 0:
             x = x + sigma * torch.randn(shape, generator=generator).to(device)
     return x
+
+
+class DDPM:
+    """Denoising diffusion with a :class:`CosineSchedule` over ``steps`` levels, predicting ``"eps"`` or ``"v"``;
+    sampled with DDIM."""
+
+    def __init__(self, prediction: str = "v", steps: int = 1000):
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        self.prediction, self.steps = prediction, steps
+        self.schedule = CosineSchedule(steps)
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.steps, (n,), generator=generator)
+
+    def noisy(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.schedule.q_sample(x0, t, noise)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.schedule.target(x0, noise, t, self.prediction)
+
+    def net_time(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def level(self, t: torch.Tensor) -> torch.Tensor:
+        return t.float() / self.steps
+
+    def sample(self, model: Callable, shape: tuple, steps: int, generator: torch.Generator | None = None,
+               device="cpu", **kw) -> torch.Tensor:
+        return ddim_sample(model, self.schedule, shape, steps, self.prediction, generator=generator, device=device, **kw)
+
+
+class RectifiedFlow:
+    """Straight paths from data (t = 0) to noise (t = 1); the network predicts the velocity ``ε − x₀`` and sees
+    ``t · steps`` (the DDPM's time scale, so one network serves both). ``solver``: ``"euler"`` (one network
+    evaluation per step) or ``"midpoint"`` (two, second order)."""
+
+    prediction = "flow"
+
+    def __init__(self, steps: int = 1000, solver: str = "euler"):
+        if solver not in ("euler", "midpoint"):
+            raise ValueError(f"solver must be 'euler' or 'midpoint', got {solver!r}")
+        self.steps, self.solver = steps, solver
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.rand(n, generator=generator)
+
+    def _t(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return t.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def noisy(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        tt = self._t(t, x0)
+        return (1 - tt) * x0 + tt * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return noise - x0
+
+    def net_time(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.steps
+
+    def level(self, t: torch.Tensor) -> torch.Tensor:
+        return t.float()
+
+    @torch.no_grad()
+    def sample(self, model: Callable, shape: tuple, steps: int, generator: torch.Generator | None = None,
+               device="cpu") -> torch.Tensor:
+        """Integrate from noise to data in ``steps`` equal steps; ``model(x_t, t · self.steps)`` → velocity.
+        Noise is drawn on the CPU from ``generator`` (reproducible on every device)."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        x = torch.randn(shape, generator=generator).to(device)
+        ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
+
+        def velocity(x, t):
+            return model(x, torch.full((shape[0],), t * self.steps, device=device))
+
+        for t, t_next in zip(ts[:-1], ts[1:]):
+            h = t_next - t  # negative: towards the data
+            if self.solver == "euler":
+                x = x + h * velocity(x, t)
+            else:
+                x = x + h * velocity(x + 0.5 * h * velocity(x, t), t + 0.5 * h)
+        return x
+
+
+def make_process(prediction: str, steps: int = 1000, solver: str = "euler") -> DDPM | RectifiedFlow:
+    """``"eps"`` / ``"v"``: a :class:`DDPM`; ``"flow"``: a :class:`RectifiedFlow` (with ``solver``)."""
+    if prediction == "flow":
+        return RectifiedFlow(steps, solver)
+    return DDPM(prediction, steps)

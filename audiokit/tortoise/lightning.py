@@ -22,7 +22,7 @@ import lightning as L
 import torch
 
 from ..fileio import load_torch_file
-from ..nn.diffusion import CosineSchedule
+from ..nn.diffusion import make_process
 from ..nn.optim import adamw_warmup_linear
 from ..tokens import CodecInfo, CodecMismatchError
 from .diffusion import DiffusionDecoder
@@ -207,7 +207,8 @@ class DiffusionModule(_TortoiseModule):
         cond_dim: width of the conditioning sequence — must equal the AR model's ``d_model``, because stage 2
             swaps the token embeddings for the AR latents.
         voice_dim, d_model, n_head, n_layer, n_voice_layer, dropout: network size.
-        prediction: ``"v"`` or ``"eps"``; schedule_steps: training noise levels (cosine schedule);
+        prediction: ``"v"`` or ``"eps"`` (DDPM, cosine schedule over ``schedule_steps`` levels, DDIM sampling),
+            or ``"flow"`` (rectified flow: velocity target, Euler sampling; :mod:`audiokit.nn.diffusion`);
         cond_drop: share of examples trained without conditioning (classifier-free guidance);
         stats_batches: batches measured for the latents' mean/std before the first step.
     """
@@ -222,15 +223,15 @@ class DiffusionModule(_TortoiseModule):
         super().__init__()
         from ..codec.codec import Codec
 
-        if prediction not in ("v", "eps"):
-            raise ValueError(f"prediction must be 'v' or 'eps', got {prediction!r}")
+        if prediction not in ("v", "eps", "flow"):
+            raise ValueError(f"prediction must be 'v', 'eps' (DDPM) or 'flow' (rectified flow), got {prediction!r}")
         self.save_hyperparameters()
         self.codec = Codec.load(codec)
         info = self.codec.info
         self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
                                       codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
                                       dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer)
-        self.schedule = CosineSchedule(schedule_steps)
+        self.process = make_process(prediction, schedule_steps)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
@@ -274,17 +275,17 @@ class DiffusionModule(_TortoiseModule):
         z, valid = self._latents(batch)
         x0 = self.model.normalize(z)
         B = x0.shape[0]
-        t = torch.randint(0, self.schedule.steps, (B,), generator=generator).to(self.device)
+        t = self.process.draw(B, generator).to(self.device)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         drop = (torch.rand(B, generator=generator) < self.hparams.cond_drop).to(self.device) if split == "train" else None
         voice = batch_voice(self.model.voice_encoder, batch, self.device)
-        x_t = self.schedule.q_sample(x0, t, noise)
-        out = self.model(x_t, t, self.conditioning(batch), voice, valid=valid, drop=drop)
-        err = (out.float() - self.schedule.target(x0, noise, t, self.hparams.prediction)).pow(2).mean(-1)
+        x_t = self.process.noisy(x0, t, noise)
+        out = self.model(x_t, self.process.net_time(t), self.conditioning(batch), voice, valid=valid, drop=drop)
+        err = (out.float() - self.process.target(x0, noise, t)).pow(2).mean(-1)
         per_item = (err * valid).sum(1) / valid.sum(1)
         loss = per_item.mean()
         self.log(f"{split}/loss", loss, prog_bar=True, batch_size=B, sync_dist=split == "val")
-        bins = (t * NOISE_BINS // self.schedule.steps).clamp(max=NOISE_BINS - 1)
+        bins = (self.process.level(t) * NOISE_BINS).long().clamp(max=NOISE_BINS - 1)
         for k in bins.unique().tolist():
             rows = bins == k
             self.log(f"{split}/loss_t{k}", per_item[rows].mean(), batch_size=int(rows.sum()), sync_dist=split == "val")
@@ -329,6 +330,9 @@ class DiffusionARLatentsModule(DiffusionModule):
             meta1, state1 = read_checkpoint(init_from, ("diffusion", "diffusion-ar-latents"))
             if meta1.get("config") != self.model.config:
                 raise ValueError(f"{init_from}: its decoder {meta1.get('config')} differs from this one {self.model.config}")
+            if meta1.get("prediction", "v") != prediction:
+                raise ValueError(f"{init_from} was trained with prediction {meta1.get('prediction', 'v')!r}; "
+                                 f"fine-tune it with the same (model.prediction), not {prediction!r}")
             self.model.load_state_dict(state1)
             self.stats_ready.fill_(True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..nn.diffusion import CosineSchedule, ddim_sample, guided
+from ..nn.diffusion import guided, make_process
 from ..text.phonemes import TextError
 from ..tokens import CodecInfo, CodecMismatchError
 from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
@@ -93,7 +93,8 @@ class TortoiseTTS(TTSModel):
             raise CodecMismatchError(f"the diffusion decoder makes {diffusion.out.out_features}-dim latents; the codec reads {codec.model.latent_dim}")
         self.ar, self.clvp, self.diffusion, self.codec, self.tokenizer = ar, clvp, diffusion, codec, tokenizer
         self.diffusion_meta = dict(diffusion_meta)
-        self.schedule = CosineSchedule(self.diffusion_meta.get("schedule_steps", 1000))
+        # DDPM (DDIM sampling) or rectified flow (Euler; ``self.process.solver = "midpoint"`` for second order)
+        self.process = make_process(self.diffusion_meta.get("prediction", "v"), self.diffusion_meta.get("schedule_steps", 1000))
         self.name = name
         self.max_voice_seconds, self.min_voice_seconds = max_voice_seconds, min_voice_seconds
         self.max_chars, self.seconds_per_token = max_chars, seconds_per_token
@@ -257,8 +258,7 @@ class TortoiseTTS(TTSModel):
             return net(x, t, c.repeat(r, 1, 1), v.repeat(r, 1), valid=valid.repeat(r, 1), drop=drop)
 
         model = guided(run, guidance, batched=True)
-        x0 = ddim_sample(model, self.schedule, (n, T, net.out.out_features), steps,
-                         prediction=self.diffusion_meta.get("prediction", "v"), generator=generator, device=dev)
+        x0 = self.process.sample(model, (n, T, net.out.out_features), steps, generator=generator, device=dev)
         z = net.denormalize(x0)
         return [z[i, : x.shape[0]].T for i, x in enumerate(cond)]
 
