@@ -35,3 +35,11 @@ def device_setup(args):
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     machine = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}, {args.threads} threads"
     return dev, dtype, sync, machine
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A Markdown table: ``header`` cells, then one line per row of cells (already formatted)."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")

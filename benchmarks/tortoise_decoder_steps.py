@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from _timing import print_table
+
 warnings.filterwarnings("ignore")
 
 
@@ -94,11 +96,9 @@ def main():
                 rows.append(row)
 
     print(f"\n{len(items)} held-out utterances of {args.manifest}; guidance {args.guidance:g}; {args.threads} threads\n")
-    print("| decoder | sampler | steps | network evaluations | mel distance | latent MSE | s per utterance |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} ({r['objective']}) | {r['solver']} | {r['steps']} | {r['evaluations']} | {r['mel']:.3f} | "
-              f"{r['latent_mse']:.3f} | {r['seconds_per_utt']:.3f} |")
+    print_table(["decoder", "sampler", "steps", "network evaluations", "mel distance", "latent MSE", "s per utterance"],
+                [[f"{r['model']} ({r['objective']})", r["solver"], r["steps"], r["evaluations"], f"{r['mel']:.3f}",
+                  f"{r['latent_mse']:.3f}", f"{r['seconds_per_utt']:.3f}"] for r in rows])
 
 
 if __name__ == "__main__":

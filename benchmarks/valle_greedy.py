@@ -21,7 +21,7 @@ import warnings
 import torch
 import yaml
 
-from _timing import device_args, device_setup, timed
+from _timing import device_args, device_setup, print_table, timed
 
 warnings.filterwarnings("ignore")
 
@@ -103,11 +103,11 @@ def main():
                             args.repeats, sync)
 
     print(f"\n{machine}; {args.dtype}\n")
-    print("| case | frames | one pass per frame | drafts | drafted | passes | frames per pass | speed-up | identical |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['frames']} | {r['plain_s']:.2f} s | {r['draft_tokens']} ({r['draft']}) | "
-              f"{r['drafted_s']:.2f} s | {r['passes']} | {r['frames_per_pass']} | {r['speedup']}x | {r['identical']} |")
+    print_table(["case", "frames", "one pass per frame", "drafts", "drafted", "passes", "frames per pass", "speed-up",
+                 "identical"],
+                [[r["case"], r["frames"], f"{r['plain_s']:.2f} s", f"{r['draft_tokens']} ({r['draft']})",
+                  f"{r['drafted_s']:.2f} s", r["passes"], r["frames_per_pass"], f"{r['speedup']}x", r["identical"]]
+                 for r in rows])
 
 
 if __name__ == "__main__":

@@ -197,4 +197,6 @@ def make_process(prediction: str, steps: int = 1000, solver: str = "euler") -> D
     """``"eps"`` / ``"v"``: a :class:`DDPM`; ``"flow"``: a :class:`RectifiedFlow` (with ``solver``)."""
     if prediction == "flow":
         return RectifiedFlow(steps, solver)
+    if prediction not in ("eps", "v"):
+        raise ValueError(f"prediction must be 'v', 'eps' (DDPM) or 'flow' (rectified flow), got {prediction!r}")
     return DDPM(prediction, steps)

@@ -223,15 +223,13 @@ class DiffusionModule(_TortoiseModule):
         super().__init__()
         from ..codec.codec import Codec
 
-        if prediction not in ("v", "eps", "flow"):
-            raise ValueError(f"prediction must be 'v', 'eps' (DDPM) or 'flow' (rectified flow), got {prediction!r}")
+        self.process = make_process(prediction, schedule_steps)  # an unknown prediction fails here, before loading
         self.save_hyperparameters()
         self.codec = Codec.load(codec)
         info = self.codec.info
         self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
                                       codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
                                       dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer)
-        self.process = make_process(prediction, schedule_steps)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
