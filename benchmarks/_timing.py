@@ -18,6 +18,22 @@ def timed(fn, repeats, sync):
     return statistics.median(times), out
 
 
+def timed_alternating(fns, repeats, sync):
+    """Median wall time of each of ``fns`` and its last result, the functions run in turn ``repeats`` times after
+    one warm-up each: drift of the machine (memory, clock) falls on all of them alike, not on whichever ran last."""
+    for fn in fns:
+        fn()
+    sync()
+    times, outs = [[] for _ in fns], [None] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn()
+            sync()
+            times[i].append(time.perf_counter() - t)
+    return [(statistics.median(ts), out) for ts, out in zip(times, outs)]
+
+
 def device_args(ap: argparse.ArgumentParser) -> None:
     """``--threads``, ``--repeats``, ``--device``, ``--dtype``: the options every GPU-capable benchmark takes."""
     ap.add_argument("--threads", type=int, default=2)

@@ -67,6 +67,33 @@ def test_weight_norm_folding_keeps_outputs():
     assert torch.allclose(m.decode(m.encode(x)), before, atol=1e-6)
 
 
+@pytest.mark.parametrize("cfg", [TINY, TINY_ENCODEC, dict(TINY_ENCODEC, causal=True, pad_mode="constant"),
+                                 dict(TINY, activation="leaky_relu")], ids=["dac", "encodec", "encodec-causal", "leaky"])
+@pytest.mark.parametrize("length", [3, 41, 1000])
+def test_channels_last_inference_matches_training_layout(cfg, length, monkeypatch):
+    """CPU inference runs the generator on [B, C, 1, T] channels-last tensors with the activation fused into the
+    padded buffer; it must compute what the [B, C, T] training path computes, at every length (short inputs
+    take the unfused padding)."""
+    import audiokit.nn.layers as layers
+
+    m = CodecModel(**cfg).eval()
+    m.remove_weight_norm()
+    x = m._pad(torch.randn(2, 1, length) * 0.3)  # DAC's static padding needs whole hops
+    with torch.enable_grad():
+        z_ref = m.encoder(x)
+        audio_ref = m.decoder(z_ref)
+    calls = []
+    conv2d = layers.F.conv2d
+    monkeypatch.setattr(layers.F, "conv2d", lambda *a, **k: calls.append(a[0].shape) or conv2d(*a, **k))
+    with torch.inference_mode():
+        z = m.encoder(x)
+        audio = m.decoder(z)
+    assert calls and all(len(s) == 4 and s[2] == 1 for s in calls)  # the 2-D kernels ran
+    assert z.shape == z_ref.shape and z.is_contiguous() and audio.is_contiguous()
+    torch.testing.assert_close(z, z_ref.detach(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(audio, audio_ref.detach(), atol=1e-5, rtol=1e-4)
+
+
 # ----------------------------------------------------------------------------- quantizer
 def test_quantizer_dropout_is_per_example_and_respects_n_q():
     torch.manual_seed(0)

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn.layers import LSTM, Conv1d, ConvTranspose1d, activation
+from ..nn.layers import (LSTM, Conv1d, ConvTranspose1d, activate_fresh, activation, from_channels_last,
+                         to_channels_last, use_channels_last)
 
 
 class ResidualUnit(nn.Module):
@@ -46,13 +47,13 @@ class ResidualUnit(nn.Module):
         self.shortcut = Conv1d(dim, dim, 1, padding=pad1, **conv) if conv_shortcut else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv2(self.act2(self.conv1(self.act1(x))))
+        y = self.conv2(activate_fresh(self.act2, self.conv1(x, act=self.act1)))
         if self.shortcut is not None:
-            return self.shortcut(x) + y
-        crop = (x.shape[-1] - y.shape[-1]) // 2
-        if crop > 0:
-            x = x[..., crop : x.shape[-1] - crop]
-        return x + y
+            skip = self.shortcut(x)
+        else:
+            crop = (x.shape[-1] - y.shape[-1]) // 2
+            skip = x[..., crop : x.shape[-1] - crop] if crop > 0 else x
+        return y + skip if torch.is_grad_enabled() else y.add_(skip)
 
 
 class _Family:
@@ -92,7 +93,7 @@ class EncoderStage(nn.Module):
     def forward(self, x):
         for r in self.residuals:
             x = r(x)
-        return self.down(self.act(x))
+        return self.down(x, act=self.act)
 
 
 class DecoderStage(nn.Module):
@@ -104,7 +105,7 @@ class DecoderStage(nn.Module):
         self.residuals = fam.residuals(dim_out)
 
     def forward(self, x):
-        x = self.up(self.act(x))
+        x = self.up(activate_fresh(self.act, x))
         for r in self.residuals:
             x = r(x)
         return x
@@ -127,12 +128,14 @@ class Encoder(nn.Module):
         self.output = Conv1d(dim, latent_dim, last_kernel_size, **{**args, "padding": fam.same(last_kernel_size)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_channels_last(x):
+            return from_channels_last(self(to_channels_last(x)))
         x = self.input(x)
         for s in self.stages:
             x = s(x)
         if self.lstm is not None:
             x = self.lstm(x)
-        return self.output(self.act(x))
+        return self.output(x, act=self.act)
 
 
 class Decoder(nn.Module):
@@ -155,10 +158,12 @@ class Decoder(nn.Module):
         self.final_tanh = final_activation == "tanh"
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if use_channels_last(z):
+            return from_channels_last(self(to_channels_last(z)))
         x = self.input(z)
         if self.lstm is not None:
             x = self.lstm(x)
         for s in self.stages:
             x = s(x)
-        x = self.output(self.act(x))
+        x = self.output(x, act=self.act)
         return torch.tanh(x) if self.final_tanh else x
