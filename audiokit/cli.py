@@ -123,6 +123,7 @@ def _add_codec_commands(sub) -> None:
     group.add_argument("--bandwidth", type=float, help="target kbps [all codebooks]")
     group.add_argument("--n-q", type=int, help="number of codebooks")
     p.add_argument("--device", default="cpu")
+    _add_codec_dtype(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode a codec bitstream (.akc) back to audio")
@@ -130,6 +131,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("output", help="audio file to write (.wav, .flac, .ogg)")
     p.add_argument("--codec", required=True, help="the codec that made the file")
     p.add_argument("--device", default="cpu")
+    _add_codec_dtype(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("tokenize", help="turn manifests' audio into a CodecTokens store (trainer.predict, every device)",
@@ -420,12 +422,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_codec_dtype(p) -> None:
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the codec's encoder/decoder [float32]; bfloat16 is faster where the hardware has it "
+                        "(codes can differ from float32's on near-ties)")
+
+
 def cmd_encode(args) -> int:
+    import torch
+
     from .audio import read_audio
     from .codec.bitstream import write_akc
     from .codec.codec import Codec
 
-    codec = Codec.load(args.codec, device=args.device)
+    codec = Codec.load(args.codec, device=args.device).to(dtype=getattr(torch, args.dtype))
     wav, sr = read_audio(args.input)
     tokens = codec.encode(wav, sr, bandwidth=args.bandwidth, n_q=args.n_q)
     num_samples = int(round(wav.shape[-1] * codec.sample_rate / sr))
@@ -438,11 +448,13 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    import torch
+
     from .audio import write_audio
     from .codec.bitstream import read_akc
     from .codec.codec import Codec
 
-    codec = Codec.load(args.codec, device=args.device)
+    codec = Codec.load(args.codec, device=args.device).to(dtype=getattr(torch, args.dtype))
     tokens, num_samples = read_akc(args.input, expected=codec.info)
     audio = codec.decode(tokens)[0, :num_samples]
     write_audio(args.output, audio, codec.sample_rate)

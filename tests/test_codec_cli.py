@@ -36,6 +36,11 @@ def test_encode_decode_files(tmp_path, exported, synth_corpus, capsys):
     assert main(["decode", str(tmp_path / "x.akc"), str(tmp_path / "x.wav"), "--codec", str(a)]) == 0
     info = sf.info(str(tmp_path / "x.wav"))
     assert info.samplerate == 16000 and info.frames == n  # trimmed to the original length
+    # bfloat16 encoder/decoder: the same file format, the same length, audio close to float32's
+    assert main(["encode", wav, str(tmp_path / "h.akc"), "--codec", str(a), "--bandwidth", "4.8", "--dtype", "bfloat16"]) == 0
+    assert main(["decode", str(tmp_path / "h.akc"), str(tmp_path / "h.wav"), "--codec", str(a), "--dtype", "bfloat16"]) == 0
+    full, half = sf.read(str(tmp_path / "x.wav"))[0], sf.read(str(tmp_path / "h.wav"))[0]
+    assert len(half) == n and ((half - full) ** 2).sum() < 0.1 * (full ** 2).sum()
     # another codec's file: a clear error and no output file
     assert main(["decode", str(tmp_path / "x.akc"), str(tmp_path / "y.wav"), "--codec", str(b)]) == 2
     err = capsys.readouterr().err

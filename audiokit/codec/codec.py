@@ -18,6 +18,7 @@ import torch
 
 from ..audio import AudioError, resample
 from ..fileio import atomic_path, read_json_file
+from ..nn.layers import guard_reduced_precision
 from ..tokens import CodecInfo, CodecTokens, TokenError, fingerprint
 from .model import CodecModel
 
@@ -67,8 +68,23 @@ class Codec:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device) -> "Codec":
-        self.model.to(device)
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Codec":
+        """Move to ``device``; ``dtype`` (``torch.bfloat16``/``torch.float16``) runs the encoder and decoder in that
+        precision (autocast; the nearest-code search stays float32, so codes can differ from float32's on
+        near-ties); ``torch.float32`` returns to full precision. Each convolution is checked once against float32
+        (:func:`audiokit.nn.layers.guard_reduced_precision`): one whose reduced-precision kernel is wrong on this
+        machine stays float32, with a warning."""
+        if device is not None:
+            self.model.to(device)
+        if dtype is not None:
+            if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+                raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+            self.model.compute_dtype = None if dtype == torch.float32 else dtype
+            if self.model.compute_dtype is not None:
+                n = guard_reduced_precision(self.model, dtype)
+                if n:
+                    log.warning("%d convolution(s) of this codec compute wrong results in %s on this machine's kernels: "
+                                "they run in float32", n, str(dtype).replace("torch.", ""))
         return self
 
     def n_q_for(self, bandwidth: float | None = None, n_q: int | None = None) -> int:

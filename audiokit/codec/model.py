@@ -1,6 +1,7 @@
 """The codec generator: encoder → residual VQ → decoder, with plain keyword arguments (DAC 24 kHz defaults)."""
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -107,10 +108,21 @@ class CodecModel(nn.Module):
         y = self._fit(self.decoder(q["z_q"]), length)
         return {"audio": y, "z": z, **q}
 
+    #: inference precision of the encoder and decoder (``torch.bfloat16`` / ``torch.float16`` run them under
+    #: autocast; the weights and the quantizer's nearest-code search stay float32); ``None``: float32
+    compute_dtype: torch.dtype | None = None
+
+    def _precision(self, x: torch.Tensor):
+        if self.compute_dtype in (None, torch.float32):
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.compute_dtype)
+
     @torch.no_grad()
     def encode(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """``[B, 1, T]`` → codes ``[B, n_q, ceil(T / hop)]``."""
-        return self.quantizer.encode(self.encoder(self._pad(audio)), n_q)
+        with self._precision(audio):
+            z = self.encoder(self._pad(audio))
+        return self.quantizer.encode(z.float(), n_q)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, Q, F]`` → continuous quantized latents ``[B, latent_dim, F]`` (what the decoder reads)."""
@@ -125,7 +137,9 @@ class CodecModel(nn.Module):
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Continuous latents ``[B, latent_dim, F]`` (``embed``'s output, or a model's estimate of it) → audio
         ``[B, 1, F · hop]``."""
-        return self._fit(self.decoder(z), z.shape[-1] * self.hop_length)
+        with self._precision(z):
+            y = self.decoder(z)
+        return self._fit(y.float(), z.shape[-1] * self.hop_length)
 
     @staticmethod
     def _fit(y: torch.Tensor, length: int) -> torch.Tensor:

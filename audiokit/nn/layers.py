@@ -40,7 +40,9 @@ def snake(x: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor | None = None)
         alpha = alpha.unsqueeze(-1)
     if torch.is_grad_enabled():
         return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
-    # inference: one new tensor instead of five (the op is memory-bound)
+    # inference: one new tensor instead of five (the op is memory-bound); under autocast x may be bfloat16,
+    # and stays so (no float32 copy)
+    alpha = alpha.to(x.dtype)
     y = torch.mul(x, alpha, out=out).sin_().square_()
     return y.mul_((alpha + 1e-9).reciprocal()).add_(x)
 
@@ -142,7 +144,57 @@ def _pad1d(x: torch.Tensor, left: int, right: int, mode: str) -> torch.Tensor:
     return F.pad(x, pads)
 
 
-class Conv1d(nn.Module):
+class _PrecisionGuarded(nn.Module):
+    """A convolution that can be told to stay float32 under autocast (:func:`guard_reduced_precision`)."""
+
+    #: run in float32 even under autocast: this layer's reduced-precision kernel was found wrong on this machine
+    full_precision = False
+
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        if self.full_precision and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._kernel(x.float())
+        return self._kernel(x)
+
+
+def guard_reduced_precision(model: nn.Module, dtype: torch.dtype, tol: float = 0.05) -> int:
+    """Run every distinct convolution of ``model`` once in float32 and once under ``dtype`` autocast, on a random
+    input in the layout inference uses; mark those whose results differ by more than ``tol`` (relative) to run
+    in float32. Returns how many layers were marked.
+
+    Why: oneDNN's AMX bfloat16 convolution kernels return wrong results for some small shapes (on this
+    project's Xeon with torch 2.14: 4-16 input channels with kernels of 4-16 taps, errors of 100 %; a known
+    class of bugs, e.g. pytorch/pytorch#169688). The official DAC and EnCodec shapes pass; tiny models do not.
+    """
+    verdict: dict[tuple, bool] = {}
+    marked = 0
+    with torch.inference_mode():
+        for m in model.modules():
+            if not isinstance(m, _PrecisionGuarded):
+                continue
+            c = m.conv
+            key = (type(m), c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
+                   c.output_padding, getattr(m, "padding", None), getattr(m, "pad_mode", None))
+            if key not in verdict:
+                device = c.weight.device
+                length = 4 * ((c.kernel_size[0] - 1) * c.dilation[0] + 1) + 4 * c.stride[0]
+                x = torch.randn(1, c.in_channels, length, generator=torch.Generator().manual_seed(0)).to(device)
+                if use_channels_last(x):
+                    x = to_channels_last(x)
+                m.full_precision = False
+                ref = m(x).float()
+                with torch.autocast(device.type, dtype=dtype):
+                    low = m(x).float()
+                verdict[key] = bool((low - ref).norm() > tol * ref.norm())
+            m.full_precision = verdict[key]
+            marked += m.full_precision
+    return marked
+
+
+class Conv1d(_PrecisionGuarded):
     """``nn.Conv1d`` (weight-normed unless ``norm=None``) with explicit ``static`` or ``stream`` padding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1,
@@ -179,6 +231,9 @@ class Conv1d(nn.Module):
                 x = _pad1d(act(x) if act is not None else x, left, right, self.pad_mode)
         elif act is not None:
             x = act(x)
+        return self._convolve(x)
+
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
             return self.conv(x)
         c = self.conv
@@ -188,7 +243,7 @@ class Conv1d(nn.Module):
         return y.contiguous(memory_format=torch.channels_last)
 
 
-class ConvTranspose1d(nn.Module):
+class ConvTranspose1d(_PrecisionGuarded):
     """Weight-normed ``nn.ConvTranspose1d``; ``static`` padding (DAC) or ``stream`` trimming (EnCodec)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -206,13 +261,15 @@ class ConvTranspose1d(nn.Module):
         self.padding, self.causal = padding, causal
         self.trim = kernel_size - stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
         if x.dim() == 3:
-            y = c(x)
-        else:
-            y = F.conv_transpose2d(x, c.weight.unsqueeze(2), c.bias, stride=(1, c.stride[0]), padding=(0, c.padding[0]),
-                                   output_padding=(0, c.output_padding[0]))
+            return c(x)
+        return F.conv_transpose2d(x, c.weight.unsqueeze(2), c.bias, stride=(1, c.stride[0]), padding=(0, c.padding[0]),
+                                  output_padding=(0, c.output_padding[0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._convolve(x)
         if self.padding != "stream" or self.trim == 0:
             return y
         right = self.trim if self.causal else self.trim // 2
