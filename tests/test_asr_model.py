@@ -102,6 +102,29 @@ def test_kv_cache_decoding_equals_full_recompute():
     assert (step[0, -1] - alone[0]).abs().max() < 1e-4
 
 
+def test_ragged_rows_continue_at_their_own_offsets():
+    """Drafted decoding lets the rows of a batch drift to different lengths: each row writes its keys/values at its
+    own positions and attends only up to them, so stale entries (a rejected draft, a longer neighbour) are
+    invisible and the logits equal each row decoded alone."""
+    torch.manual_seed(0)
+    model = ASRModel(TINY).eval()
+    mel = torch.randn(2, 80, 3000)
+    tokens = torch.randint(0, 51865, (2, 12))
+    with torch.no_grad():
+        feats = model.embed_audio(mel)
+        cache = KVCache()
+        model.logits(tokens[:, :5], feats, cache)  # shared prompt length
+        wrong = torch.randint(0, 51865, (2, 3))  # pass 1: row 0 is fed tokens it will reject
+        model.logits(torch.stack([torch.cat([tokens[0, 5:6], wrong[0, 1:]]), tokens[1, 5:8]]), feats, cache, offsets=[5, 5])
+        # pass 2: row 0 kept one token (continues at 6, over its stale 6 and 7), row 1 kept three (continues at 8)
+        got = model.logits(torch.stack([tokens[0, 6:9], tokens[1, 8:11]]), feats, cache, offsets=[6, 8])
+        alone0 = model.logits(tokens[:1, :9], feats[:1])[0, 6:9]
+        alone1 = model.logits(tokens[1:, :11], feats[1:])[0, 8:11]
+        with pytest.raises(ValueError, match="exceed the decoder's context"):
+            model.logits(tokens[:, :3], feats, cache, offsets=[446, 8])
+    assert (got[0] - alone0).abs().max() < 1e-4 and (got[1] - alone1).abs().max() < 1e-4
+
+
 def test_context_limits_are_clear_errors():
     model = ASRModel(TINY).eval()
     with pytest.raises(ValueError, match="exceed the decoder's context of 448"):

@@ -262,10 +262,28 @@ class _Search:
     # ------------------------------------------------------------------ rules
     def _filter(self, logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
         """Apply the rules to ``logits`` ``[N, V]`` given the sampled tokens ``seq`` ``[N, i]``."""
-        i = seq.shape[1]
+        N, i = seq.shape
+        none = torch.full((N,), -1, dtype=torch.long, device=seq.device)
+        latest = torch.where(seq >= self.tb, seq, -1).amax(dim=1) if i else none
+        return self._apply_rules(logits, [i] * N, seq[:, -1] if i >= 1 else none, seq[:, -2] if i >= 2 else none, latest)
+
+    def _rule_state(self, seqs: list[list[int]], device) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the rules read of each row's sampled tokens (rows of different lengths): length, last token,
+        the one before (-1 where absent), latest timestamp token (-1 if none)."""
+        tb = self.tb
+        last = [s[-1] if s else -1 for s in seqs]
+        penult = [s[-2] if len(s) >= 2 else -1 for s in seqs]
+        latest = [max((t for t in s if t >= tb), default=-1) for s in seqs]
+        as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+        return [len(s) for s in seqs], as_t(last), as_t(penult), as_t(latest)
+
+    def _apply_rules(self, logits: torch.Tensor, n: list[int], last: torch.Tensor, penult: torch.Tensor,
+                     latest: torch.Tensor) -> torch.Tensor:
+        """The rules for rows with ``n`` sampled tokens each (:meth:`_rule_state`)."""
         logits = logits + self.bias.to(logits.device)
-        if self.o.suppress_blank and i == 0:
-            logits[:, self.blank] = -float("inf")
+        fresh = torch.tensor([i == 0 for i in n], device=logits.device)  # nothing sampled yet
+        if self.o.suppress_blank and any(i == 0 for i in n):
+            logits[fresh.nonzero()[:, :1], torch.as_tensor(self.blank, device=logits.device)] = -float("inf")
         if self.o.without_timestamps:
             return logits
         tb, eot = self.tb, self.tok.eot
@@ -273,19 +291,19 @@ class _Search:
         if self.vocab.device != logits.device:
             self.vocab = self.vocab.to(logits.device)
         vocab = self.vocab
-        if i >= 1:
-            last_ts = seq[:, -1] >= tb
-            penult_ts = seq[:, -2] >= tb if i >= 2 else torch.ones_like(last_ts)
+        if any(i >= 1 for i in n):
+            two = torch.tensor([i >= 2 for i in n], device=logits.device)
+            last_ts = ~fresh & (last >= tb)
+            penult_ts = ~two | (penult >= tb)  # one token so far: counts as after a timestamp pair
             logits.masked_fill_((last_ts & penult_ts)[:, None] & (vocab >= tb), -float("inf"))
             logits.masked_fill_((last_ts & ~penult_ts)[:, None] & (vocab < eot), -float("inf"))
-            latest = torch.where(seq >= tb, seq, -1).amax(dim=1)
             limit = torch.where(last_ts & ~penult_ts, latest, latest + 1)
             limit = torch.where(latest >= 0, limit, tb)  # no timestamp yet: no bound
-            logits.masked_fill_((vocab >= tb) & (vocab < limit[:, None]), -float("inf"))
-        else:
-            logits[:, :tb] = -float("inf")
+            logits.masked_fill_(~fresh[:, None] & (vocab >= tb) & (vocab < limit[:, None]), -float("inf"))
+        if any(i == 0 for i in n):
+            logits.masked_fill_(fresh[:, None] & (vocab < tb), -float("inf"))
             if self.max_initial is not None:
-                logits[:, tb + self.max_initial + 1:] = -float("inf")
+                logits.masked_fill_(fresh[:, None] & (vocab > tb + self.max_initial), -float("inf"))
         logprobs = logits.float().log_softmax(-1)
         ts_mass = logprobs[:, tb:].logsumexp(-1)
         best_text = logprobs[:, :tb].amax(-1)
@@ -371,60 +389,66 @@ class _Search:
     def _run_drafted(self, feats: torch.Tensor, init: torch.Tensor) -> list[tuple[list[int], float, float]]:
         """Greedy decoding that feeds the chosen token plus drafted ones per pass and keeps the drafts the rules
         and the model agree with (:mod:`audiokit.nn.speculative`); same tokens and log-probabilities as
-        :meth:`run`'s one pass per token. Windows accept as many drafts as the least lucky one."""
-        model, eot = self.model, self.tok.eot
-        A = feats.shape[0]
+        :meth:`run`'s one pass per token. Each window keeps its own accepted count: rows of the batch drift to
+        different lengths (``offsets``: each row writes and attends at its own positions), so one unlucky window
+        does not hold the others back."""
+        model, eot, tb = self.model, self.tok.eot, self.tb
+        device = feats.device
         cache, logits, no_speech = self._prefill(feats, init)
-        max_tokens = min(self.sample_len, self.n_ctx - init.shape[1] + 1)  # what run() would sample at most
-        windows = list(range(A))
+        start = init.shape[1]
+        max_tokens = min(self.sample_len, self.n_ctx - start + 1)  # what run() would sample at most
+        windows = list(range(feats.shape[0]))
         history = init.tolist()  # the prompt (previous text) is a source of drafts too
-        seq = torch.empty(A, 0, dtype=torch.long, device=feats.device)
-        sum_lp = torch.zeros(A, device=feats.device)
+        seqs: list[list[int]] = [[] for _ in windows]
+        sum_lp = torch.zeros(len(windows), device=device)
         final: dict[int, tuple[list[int], float]] = {}
-        leftovers: list[list[int]] = [[] for _ in range(A)]
-        k = self.o.draft_tokens
+        leftovers: list[list[int]] = [[] for _ in windows]
+        ks = [self.o.draft_tokens] * len(windows)
         while True:
-            filtered = self._filter(logits, seq)
+            filtered = self._apply_rules(logits, *self._rule_state(seqs, device))
             nxt = filtered.argmax(-1)
             sum_lp = sum_lp + filtered.log_softmax(-1).gather(1, nxt[:, None])[:, 0]
-            seq = torch.cat([seq, nxt[:, None]], 1)
-            done = nxt == eot
-            if seq.shape[1] >= max_tokens:
-                break
-            if done.any():
-                for w in done.nonzero()[:, 0].tolist():
-                    final[windows[w]] = (seq[w].tolist(), float(sum_lp[w]))
-                keep = (~done).nonzero()[:, 0]
-                if keep.numel() == 0:
-                    windows = []
+            for row, t in zip(seqs, nxt.tolist()):
+                row.append(t)
+            done = [row[-1] == eot or len(row) >= max_tokens for row in seqs]
+            if any(done):  # finished windows leave the batch (and the cache)
+                for r in (r for r, d in enumerate(done) if d):
+                    final[windows[r]] = (seqs[r], float(sum_lp[r]))
+                keep = [r for r, d in enumerate(done) if not d]
+                if not keep:
                     break
-                cache.reorder(keep)
-                seq, sum_lp, nxt = seq[keep], sum_lp[keep], nxt[keep]
-                windows = [windows[w] for w in keep.tolist()]
-                leftovers = [leftovers[w] for w in keep.tolist()]
-            before = cache.length
-            k = max(0, min(k, max_tokens - seq.shape[1] - 1))  # never past the context or sample_len
-            drafts = make_drafts([history[w] + row for w, row in zip(windows, seq.tolist())], leftovers, k, self.o.draft)
-            drafts = drafts.masked_fill(drafts == eot, 0).to(seq.device)  # a window ends on a prediction only
-            block = model.logits(torch.cat([nxt[:, None], drafts], 1), feats, cache).float()  # [A', k+1, V]
-            preds, lps, prefix = [], [], seq
+                keep_t = torch.tensor(keep, device=device)
+                cache.reorder(keep_t)
+                sum_lp, nxt = sum_lp[keep_t], nxt[keep_t]
+                windows, seqs, leftovers, ks = ([x[r] for r in keep] for x in (windows, seqs, leftovers, ks))
+            # as many drafts as the rows want on average (a pass costs rows x positions once the batch is large),
+            # never past the context or sample_len: the longest row bounds the drafts of all
+            k = max(0, min(sum(ks) // len(ks), max_tokens - max(map(len, seqs)) - 1))
+            drafts = make_drafts([history[w] + row for w, row in zip(windows, seqs)], leftovers, k, self.o.draft)
+            drafts = drafts.masked_fill(drafts == eot, 0).to(device)  # a window ends on a prediction only
+            offsets = [start + len(row) - 1 for row in seqs]  # where each row's newest token goes
+            block = model.logits(torch.cat([nxt[:, None], drafts], 1), feats, cache, offsets=offsets).float()
+            n, last, penult, latest = self._rule_state(seqs, device)
+            preds, lps = [], []
             for j in range(k + 1):  # the rules depend on the tokens before: each position sees its own prefix
-                f = self._filter(block[:, j], prefix)
+                f = self._apply_rules(block[:, j], n, last, penult, latest)
                 preds.append(f.argmax(-1))
                 if j < k:
-                    lps.append(f.log_softmax(-1).gather(1, drafts[:, j : j + 1])[:, 0])
-                    prefix = torch.cat([prefix, drafts[:, j : j + 1]], 1)
-            n = min(int(accepted(drafts, torch.stack(preds, 1)).min()), max_tokens - seq.shape[1] - 1)
-            if n:
-                seq = torch.cat([seq, drafts[:, :n]], 1)
-                sum_lp = sum_lp + torch.stack(lps[:n], 1).sum(1)
-            logits = block[:, n]
-            leftovers = torch.stack(preds[n + 1:], 1).tolist() if n < k else [[] for _ in windows]
-            cache.truncate(before + 1 + n)
-            k = min(self.o.draft_tokens, 2 * n + 1)
-        for w, a in enumerate(windows):
-            final[a] = (seq[w].tolist(), float(sum_lp[w]))
-        return [(*self._rank(self._greedy_candidates(*final[a])), no_speech[a]) for a in range(A)]
+                    d = drafts[:, j]
+                    lps.append(f.log_softmax(-1).gather(1, d[:, None])[:, 0])
+                    n, penult, last = [i + 1 for i in n], last, d
+                    latest = torch.where(d >= tb, torch.maximum(latest, d), latest)
+            preds_t = torch.stack(preds, 1)
+            got = [min(a, max_tokens - len(row) - 1) for a, row in zip(accepted(drafts, preds_t).tolist(), seqs)]
+            got_t = torch.tensor(got, device=device)
+            for j in range(max(got)):  # one addition per token, in order, as the plain loop does
+                sum_lp = sum_lp + torch.where(got_t > j, lps[j], 0.0)
+            for row, d, g in zip(seqs, drafts.tolist(), got):
+                row.extend(d[:g])
+            logits = block[torch.arange(len(seqs), device=device), got_t]
+            leftovers = [p[g + 1:] for p, g in zip(preds_t.tolist(), got)]
+            ks = [min(self.o.draft_tokens, 2 * g + 1) for g in got]
+        return [(*self._rank(self._greedy_candidates(*final[a])), no_speech[a]) for a in range(len(no_speech))]
 
     def _sample_step(self, logits, seq, sum_lp):
         eot, G = self.tok.eot, self.n_group

@@ -74,16 +74,37 @@ class TextDecoder(nn.Module):
         self.ln = LayerNorm(n_state)
 
     def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
-                positions: list[int] | None = None) -> torch.Tensor:
-        """Logits at every position, or only at ``positions`` (the vocabulary projection is the costly part)."""
-        offset = cache.length if cache is not None else 0
+                positions: list[int] | None = None, offsets: list[int] | None = None) -> torch.Tensor:
+        """Logits at every position, or only at ``positions`` (the vocabulary projection is the costly part).
+
+        ``offsets`` (with a cache): row ``b``'s tokens sit at positions ``offsets[b]``... and see the cache only
+        up to there, so the rows of a batch can be at different lengths (drafted decoding accepts a different
+        number of tokens per row); without, every row continues at the cache's length.
+        """
         T = tokens.shape[-1]
-        if offset + T > self.positional_embedding.shape[0]:
-            raise ValueError(f"{offset + T} tokens exceed the decoder's context of {self.positional_embedding.shape[0]}")
-        x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
+        n_ctx = self.positional_embedding.shape[0]
+        mask = None
+        if offsets is None:
+            offset = cache.length if cache is not None else 0
+            if offset + T > n_ctx:
+                raise ValueError(f"{offset + T} tokens exceed the decoder's context of {n_ctx}")
+            x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
+        else:
+            if cache is None or len(offsets) != tokens.shape[0]:
+                raise ValueError("offsets need a cache and one offset per row")
+            if max(offsets) + T > n_ctx:
+                raise ValueError(f"{max(offsets) + T} tokens exceed the decoder's context of {n_ctx}")
+            pos = torch.tensor(offsets, device=tokens.device)[:, None] + torch.arange(T, device=tokens.device)
+            x = self.token_embedding(tokens) + self.positional_embedding[pos]
+            mask = (torch.arange(max(offsets) + T, device=tokens.device) <= pos[:, :, None])[:, None]  # [B, 1, T, S]
         x = x.to(audio_features.dtype)
         for i, block in enumerate(self.blocks):
-            x = block(x, source=audio_features, causal=True, cache=cache.layer(i) if cache is not None else None)
+            layer = cache.layer(i) if cache is not None else None
+            if layer is not None:
+                layer.write_at = offsets
+            x = block(x, source=audio_features, causal=True, cache=layer, mask=mask)
+            if layer is not None:
+                layer.write_at = None
         if positions is not None:
             x = x[:, positions]
         x = self.ln(x)
@@ -101,8 +122,8 @@ class ASRModel(nn.Module):
         return self.encoder(mel)
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
-               positions: list[int] | None = None) -> torch.Tensor:
-        return self.decoder(tokens, audio_features, cache, positions)
+               positions: list[int] | None = None, offsets: list[int] | None = None) -> torch.Tensor:
+        return self.decoder(tokens, audio_features, cache, positions, offsets)
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens, self.encoder(mel))

@@ -38,6 +38,9 @@ class _LayerCache:
     length: int = 0
     cross_k: torch.Tensor | None = None  # [B, H, S, D]
     cross_v: torch.Tensor | None = None
+    #: ragged writing: row b's new keys/values go to positions write_at[b]... (set per call by the caller, who
+    #: also masks every row's attention to its own positions); None: all rows append at ``length``
+    write_at: list[int] | None = None
 
 
 @dataclass
@@ -157,17 +160,25 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, H, T, D = k.shape
-    need = cache.length + T
+    starts = cache.write_at
+    need = cache.length + T if starts is None else max(starts) + T
     if cache.k is None or cache.k.shape[2] < need or cache.k.shape[0] != B:
         capacity = max(need, 2 * (cache.k.shape[2] if cache.k is not None else 32))
-        new_k = k.new_empty(B, H, capacity, D)
-        new_v = v.new_empty(B, H, capacity, D)
+        # zeros, not empty: ragged rows attend over never-written positions with a mask, and a masked NaN of
+        # uninitialized memory would still poison the output (0 x NaN)
+        new_k = k.new_zeros(B, H, capacity, D)
+        new_v = v.new_zeros(B, H, capacity, D)
         if cache.k is not None and cache.length:
             new_k[:, :, : cache.length] = cache.k[:, :, : cache.length]
             new_v[:, :, : cache.length] = cache.v[:, :, : cache.length]
         cache.k, cache.v = new_k, new_v
-    cache.k[:, :, cache.length : need] = k
-    cache.v[:, :, cache.length : need] = v
+    if starts is None:
+        cache.k[:, :, cache.length : need] = k
+        cache.v[:, :, cache.length : need] = v
+    else:
+        for b, start in enumerate(starts):
+            cache.k[b, :, start : start + T] = k[b]
+            cache.v[b, :, start : start + T] = v[b]
     cache.length = need
     return cache.k[:, :, :need], cache.v[:, :, :need]
 
