@@ -79,13 +79,19 @@ def test_official_checkpoint_parity(tmp_path):
     assert ours.is_multilingual and ours.num_languages == 99
 
 
-def test_kv_cache_decoding_equals_full_recompute():
+def _tiny_decoder_inputs(rows: int):
+    """A random TINY model, its audio features for ``rows`` random windows, and 12 random tokens per row."""
     torch.manual_seed(0)
     model = ASRModel(TINY).eval()
-    mel = torch.randn(3, 80, 3000)
-    tokens = torch.randint(0, 51865, (3, 12))
+    mel = torch.randn(rows, 80, 3000)
+    tokens = torch.randint(0, 51865, (rows, 12))
     with torch.no_grad():
-        feats = model.embed_audio(mel)
+        return model, model.embed_audio(mel), tokens
+
+
+def test_kv_cache_decoding_equals_full_recompute():
+    model, feats, tokens = _tiny_decoder_inputs(3)
+    with torch.no_grad():
         full = model.logits(tokens, feats)
         cache = KVCache()
         parts = [model.logits(tokens[:, :4], feats, cache)]  # prompt prefill, then one token at a time
@@ -106,12 +112,8 @@ def test_ragged_rows_continue_at_their_own_offsets():
     """Drafted decoding lets the rows of a batch drift to different lengths: each row writes its keys/values at its
     own positions and attends only up to them, so stale entries (a rejected draft, a longer neighbour) are
     invisible and the logits equal each row decoded alone."""
-    torch.manual_seed(0)
-    model = ASRModel(TINY).eval()
-    mel = torch.randn(2, 80, 3000)
-    tokens = torch.randint(0, 51865, (2, 12))
+    model, feats, tokens = _tiny_decoder_inputs(2)
     with torch.no_grad():
-        feats = model.embed_audio(mel)
         cache = KVCache()
         model.logits(tokens[:, :5], feats, cache)  # shared prompt length
         wrong = torch.randint(0, 51865, (2, 3))  # pass 1: row 0 is fed tokens it will reject

@@ -59,14 +59,11 @@ def activation(name: str, channels: int) -> nn.Module:
 
 def activate_fresh(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(x)`` for an ``x`` that nothing else holds: computed in place when no gradient is needed (one large
-    allocation fewer per call, which on a CPU is mostly page faults)."""
-    if torch.is_grad_enabled():
+    allocation fewer per call, which on a CPU is mostly page faults). Snake needs its input to the end, so it
+    allocates."""
+    if torch.is_grad_enabled() or not isinstance(act, (nn.ELU, nn.LeakyReLU)):
         return act(x)
-    if isinstance(act, nn.ELU):
-        return F.elu_(x, act.alpha)
-    if isinstance(act, nn.LeakyReLU):
-        return F.leaky_relu_(x, act.negative_slope)
-    return act(x)
+    return activate_into(act, x, out=x)
 
 
 def activate_into(act: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
