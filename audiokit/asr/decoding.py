@@ -26,6 +26,7 @@ import torch
 from ..nn.speculative import DRAFT_MODES, accepted, make_drafts
 from ..nn.transformer import KVCache
 from .model import ASRModel
+from .screen import screen_for
 from .tokenizer import WhisperTokenizer
 
 
@@ -54,6 +55,10 @@ class DecodingOptions:
             decoder pass — n-gram lookup in the prompt and the text so far, else Jacobi leftovers
             (``draft``; :mod:`audiokit.nn.speculative`). Same tokens and scores as one pass per token;
             0 turns it off.
+        screen_vocab: temperature 0, float32 weights: screen the vocabulary with a bfloat16 copy of the output
+            embedding and compute exactly only the tokens that can win (:mod:`audiokit.asr.screen`): the same
+            decisions as the float32 projection at about half its memory traffic. None [default]: on a CPU for
+            vocabularies of 16k+ text tokens (where reading the embedding dominates a step); False: off.
     """
 
     task: str = "transcribe"
@@ -73,6 +78,7 @@ class DecodingOptions:
     seed: int | None = None
     draft_tokens: int = 0
     draft: str = "ngram+jacobi"
+    screen_vocab: bool | None = None
 
     def __post_init__(self):
         if self.beam_size is not None and self.best_of is not None:
@@ -246,26 +252,32 @@ class _Search:
         V = model.dims.n_vocab
         if tok.n_vocab != V:
             raise ValueError(f"the tokenizer has {tok.n_vocab} tokens but the model {V}: they do not belong together")
-        self.bias = torch.zeros(V)
-        self.bias[suppressed_tokens(tok, options.suppress_tokens)] = -float("inf")
-        self.bias[tok.timestamp_begin + model.dims.n_audio_ctx + 1:] = -float("inf")  # past the window (shorter models)
-        self.blank = tok.encode(" ") + [tok.eot]
+        past_window = range(tok.timestamp_begin + model.dims.n_audio_ctx + 1, V)  # timestamps of longer windows
+        self.suppress = torch.tensor(sorted(set(suppressed_tokens(tok, options.suppress_tokens)) | set(past_window)),
+                                     dtype=torch.long)
+        self.blank = torch.tensor(tok.encode(" ") + [tok.eot])
         self.tb = tok.timestamp_begin
         precision = 0.02  # seconds per timestamp step: one encoder frame
         self.max_initial = (round(options.max_initial_timestamp / precision)
                             if options.max_initial_timestamp and not options.without_timestamps else None)
         self.vocab = torch.arange(V)
+        weight = model.decoder.token_embedding.weight
+        screen = options.screen_vocab
+        if screen is None:
+            screen = weight.device.type == "cpu" and self.tb >= 16384
+        screen = screen and options.temperature == 0 and weight.dtype == torch.float32
+        self.screen = screen_for(model.decoder, self.tb) if screen else None
         self.generator = None
         if options.temperature > 0 and options.seed is not None:
             self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
 
     # ------------------------------------------------------------------ rules
-    def _filter(self, logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
-        """Apply the rules to ``logits`` ``[N, V]`` given the sampled tokens ``seq`` ``[N, i]``."""
+    def _seq_state(self, seq: torch.Tensor) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_rule_state` of the sampled tokens ``seq`` ``[N, i]`` (rows of one length)."""
         N, i = seq.shape
         none = torch.full((N,), -1, dtype=torch.long, device=seq.device)
         latest = torch.where(seq >= self.tb, seq, -1).amax(dim=1) if i else none
-        return self._apply_rules(logits, [i] * N, seq[:, -1] if i >= 1 else none, seq[:, -2] if i >= 2 else none, latest)
+        return [i] * N, seq[:, -1] if i >= 1 else none, seq[:, -2] if i >= 2 else none, latest
 
     def _rule_state(self, seqs: list[list[int]], device) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the rules read of each row's sampled tokens (rows of different lengths): length, last token,
@@ -277,48 +289,94 @@ class _Search:
         as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
         return [len(s) for s in seqs], as_t(last), as_t(penult), as_t(latest)
 
+    def _drafted_rule_state(self, state: tuple, drafts: torch.Tensor) -> tuple:
+        """Rule state (:meth:`_rule_state` of ``B`` rows) → that of the ``B * (k + 1)`` positions of a drafted
+        pass, row-major: position ``j`` of row ``b`` follows the row's tokens and its first ``j`` drafts
+        (``drafts`` ``[B, k]``)."""
+        n, last, penult, latest = state
+        k = drafts.shape[1]
+        toks = torch.cat([penult[:, None], last[:, None], drafts], 1)
+        stamps = torch.where(drafts >= self.tb, drafts, -1)
+        latest_j = torch.cat([latest[:, None], stamps], 1).cummax(1).values
+        return ([i + j for i in n for j in range(k + 1)], toks[:, 1:].flatten(), toks[:, :-1].flatten(),
+                latest_j.flatten())
+
+    def _project(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Final decoder states ``[..., D]`` → (logits ``[..., V]``, None), or with the screen (approximate text
+        logits, their half-widths ``[...]``) for :meth:`_filtered` to refine."""
+        if self.screen is None:
+            return self.model.decoder.project(h), None
+        logits, half = self.screen.approx(h.reshape(-1, h.shape[-1]))
+        return logits.view(*h.shape[:-1], -1), half.view(h.shape[:-1])
+
+    def _filtered(self, h: torch.Tensor, logits: torch.Tensor, half: torch.Tensor | None, n: list[int],
+                  last: torch.Tensor, penult: torch.Tensor, latest: torch.Tensor, top: int = 1) -> torch.Tensor:
+        """The rules applied to one position's :meth:`_project` output (states ``h`` ``[N, D]``) for rows in
+        :meth:`_rule_state` ``n, last, penult, latest``; with the screen, every token that can be among the
+        ``top`` best after the rules is exact (the timestamp rule's comparison needs only those and the
+        timestamp rows, which are exact)."""
+        logits = self._token_rules(logits, n, last, penult, latest)
+        if half is not None:
+            self.screen.refine(logits, h, half, top)
+        return self._timestamp_mass_rule(logits)
+
     def _apply_rules(self, logits: torch.Tensor, n: list[int], last: torch.Tensor, penult: torch.Tensor,
                      latest: torch.Tensor) -> torch.Tensor:
-        """The rules for rows with ``n`` sampled tokens each (:meth:`_rule_state`)."""
-        logits = logits + self.bias.to(logits.device)
-        fresh = torch.tensor([i == 0 for i in n], device=logits.device)  # nothing sampled yet
-        if self.o.suppress_blank and any(i == 0 for i in n):
-            logits[fresh.nonzero()[:, :1], torch.as_tensor(self.blank, device=logits.device)] = -float("inf")
+        """All the rules on exact logits ``[N, V]`` for rows with ``n`` sampled tokens each (:meth:`_rule_state`)."""
+        return self._timestamp_mass_rule(self._token_rules(logits, n, last, penult, latest))
+
+    def _token_rules(self, logits: torch.Tensor, n: list[int], last: torch.Tensor, penult: torch.Tensor,
+                     latest: torch.Tensor) -> torch.Tensor:
+        """Suppressed tokens, blank at the start and the timestamp grammar, in place (tokens become -inf)
+        on ``logits`` ``[N, V]``, which the caller owns; each rule touches only its rows and columns."""
+        inf, tb, eot = -float("inf"), self.tb, self.tok.eot
+        device = logits.device
+        if self.suppress.device != device:
+            self.suppress, self.blank, self.vocab = (t.to(device) for t in (self.suppress, self.blank, self.vocab))
+        logits.index_fill_(1, self.suppress, inf)
+        fresh_rows = torch.tensor([r for r, i in enumerate(n) if i == 0], dtype=torch.long, device=device)
+        if self.o.suppress_blank and len(fresh_rows):
+            logits[fresh_rows[:, None], self.blank] = inf
         if self.o.without_timestamps:
             return logits
-        tb, eot = self.tb, self.tok.eot
-        logits[:, self.tok.no_timestamps] = -float("inf")
-        if self.vocab.device != logits.device:
-            self.vocab = self.vocab.to(logits.device)
-        vocab = self.vocab
+        logits[:, self.tok.no_timestamps] = inf
+        stamps = logits[:, tb:]
         if any(i >= 1 for i in n):
-            two = torch.tensor([i >= 2 for i in n], device=logits.device)
+            fresh = torch.tensor([i == 0 for i in n], device=device)
+            two = torch.tensor([i >= 2 for i in n], device=device)
             last_ts = ~fresh & (last >= tb)
             penult_ts = ~two | (penult >= tb)  # one token so far: counts as after a timestamp pair
-            logits.masked_fill_((last_ts & penult_ts)[:, None] & (vocab >= tb), -float("inf"))
-            logits.masked_fill_((last_ts & ~penult_ts)[:, None] & (vocab < eot), -float("inf"))
+            stamps.masked_fill_((last_ts & penult_ts)[:, None], inf)  # a pair closed: text or end next
+            logits[:, :eot].index_fill_(0, (last_ts & ~penult_ts).nonzero()[:, 0], inf)  # one open: a timestamp next
             limit = torch.where(last_ts & ~penult_ts, latest, latest + 1)
             limit = torch.where(latest >= 0, limit, tb)  # no timestamp yet: no bound
-            logits.masked_fill_(~fresh[:, None] & (vocab >= tb) & (vocab < limit[:, None]), -float("inf"))
-        if any(i == 0 for i in n):
-            logits.masked_fill_(fresh[:, None] & (vocab < tb), -float("inf"))
+            stamps.masked_fill_(~fresh[:, None] & (self.vocab[tb:] < limit[:, None]), inf)  # time only moves on
+        if len(fresh_rows):
+            logits[:, :tb].index_fill_(0, fresh_rows, inf)  # a window starts with a timestamp
             if self.max_initial is not None:
-                logits.masked_fill_(fresh[:, None] & (vocab > tb + self.max_initial), -float("inf"))
-        logprobs = logits.float().log_softmax(-1)
-        ts_mass = logprobs[:, tb:].logsumexp(-1)
-        best_text = logprobs[:, :tb].amax(-1)
-        logits.masked_fill_((ts_mass > best_text)[:, None] & (vocab < tb), -float("inf"))
+                logits[:, tb + self.max_initial + 1:].index_fill_(0, fresh_rows, inf)
+        return logits
+
+    def _timestamp_mass_rule(self, logits: torch.Tensor) -> torch.Tensor:
+        """Text is suppressed where the timestamps together are more likely than the best text token."""
+        if self.o.without_timestamps:
+            return logits
+        tb = self.tb
+        # compared as logits: the log-softmax normaliser is common to both sides
+        ts_mass = logits[:, tb:].logsumexp(-1)
+        best_text = logits[:, :tb].amax(-1)
+        logits[:, :tb].index_fill_(0, (ts_mass > best_text).nonzero()[:, 0], -float("inf"))
         return logits
 
     # ------------------------------------------------------------------ search
     def _prefill(self, feats: torch.Tensor, init: torch.Tensor) -> tuple[KVCache, torch.Tensor, list[float]]:
-        """Run the initial tokens: (cache, logits of the first sampled position ``[A, V]``, no-speech
+        """Run the initial tokens: (cache, states of the first sampled position ``[A, D]``, no-speech
         probability per window)."""
         cache = KVCache()
         sot_index = init[0].tolist().index(self.tok.sot)
-        logits = self.model.logits(init, feats, cache, positions=[sot_index, init.shape[1] - 1])
-        no_speech = logits[:, 0].float().softmax(-1)[:, self.tok.no_speech].tolist()
-        return cache, logits[:, -1].float(), no_speech
+        states = self.model.decoder.states(init, feats, cache, positions=[sot_index, init.shape[1] - 1])
+        no_speech = self.model.decoder.project(states[:, 0]).softmax(-1)[:, self.tok.no_speech].tolist()
+        return cache, states[:, -1], no_speech
 
     def _greedy_candidates(self, seq: list[int], lp: float) -> list[tuple[list[int], float]]:
         return [(seq[: seq.index(self.tok.eot)] if self.tok.eot in seq else seq, lp)]
@@ -331,11 +389,11 @@ class _Search:
         if self.o.draft_tokens and self.o.temperature == 0 and not self.beam and G == 1:
             return self._run_drafted(feats, init)
         # the prompt is identical within a group: run it once per window, then repeat the cache rows
-        cache, logits, no_speech = self._prefill(feats, init)
+        cache, h, no_speech = self._prefill(feats, init)
         if G > 1:
             rep = torch.arange(A, device=device).repeat_interleave(G)
             cache.reorder(rep, cross=False)
-            logits = logits.index_select(0, rep)
+            h = h.index_select(0, rep)
         # cross-attention keys/values stay one row per window; self-attention rows are window*G + member
         alive = list(range(A))  # windows still decoding, in row order
         seq = torch.empty(A * G, 0, dtype=torch.long, device=device)
@@ -346,7 +404,7 @@ class _Search:
         final: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # greedy/sampling: window → (seqs, sum_lp)
         length = init.shape[1]
         for step in range(self.sample_len):
-            logits = self._filter(logits, seq)
+            logits = self._filtered(h, *self._project(h), *self._seq_state(seq), top=self.beam + 1 if self.beam else 1)
             if self.beam:
                 seq, sum_lp, src, done = self._beam_step(logits, seq, sum_lp, alive, finished)
                 cache.reorder(src, cross=False)
@@ -370,7 +428,7 @@ class _Search:
                 cache.reorder(keep_w, self_attention=False)
                 seq, sum_lp = seq.index_select(0, rows), sum_lp.index_select(0, rows)
                 alive = [alive[w] for w in keep_w.tolist()]
-            logits = model.logits(seq[:, -1:], feats, cache)[:, -1].float()
+            h = model.decoder.states(seq[:, -1:], feats, cache)[:, -1]
         for w, a in enumerate(alive):
             if not self.beam:
                 final[a] = (seq[w * G:(w + 1) * G], sum_lp[w * G:(w + 1) * G])
@@ -394,7 +452,7 @@ class _Search:
         does not hold the others back."""
         model, eot, tb = self.model, self.tok.eot, self.tb
         device = feats.device
-        cache, logits, no_speech = self._prefill(feats, init)
+        cache, h, no_speech = self._prefill(feats, init)
         start = init.shape[1]
         max_tokens = min(self.sample_len, self.n_ctx - start + 1)  # what run() would sample at most
         windows = list(range(feats.shape[0]))
@@ -404,9 +462,9 @@ class _Search:
         final: dict[int, tuple[list[int], float]] = {}
         leftovers: list[list[int]] = [[] for _ in windows]
         ks = [self.o.draft_tokens] * len(windows)
+        filtered = self._filtered(h, *self._project(h), *self._rule_state(seqs, device))  # the newest position's
         while True:
-            filtered = self._apply_rules(logits, *self._rule_state(seqs, device))
-            nxt = filtered.argmax(-1)
+            nxt = filtered.max(-1).indices  # first of equal maxima, as argmax (and 3x faster on a CPU)
             sum_lp = sum_lp + filtered.log_softmax(-1).gather(1, nxt[:, None])[:, 0]
             for row, t in zip(seqs, nxt.tolist()):
                 row.append(t)
@@ -427,25 +485,22 @@ class _Search:
             drafts = make_drafts([history[w] + row for w, row in zip(windows, seqs)], leftovers, k, self.o.draft)
             drafts = drafts.masked_fill(drafts == eot, 0).to(device)  # a window ends on a prediction only
             offsets = [start + len(row) - 1 for row in seqs]  # where each row's newest token goes
-            block = model.logits(torch.cat([nxt[:, None], drafts], 1), feats, cache, offsets=offsets).float()
-            n, last, penult, latest = self._rule_state(seqs, device)
-            preds, lps = [], []
-            for j in range(k + 1):  # the rules depend on the tokens before: each position sees its own prefix
-                f = self._apply_rules(block[:, j], n, last, penult, latest)
-                preds.append(f.argmax(-1))
-                if j < k:
-                    d = drafts[:, j]
-                    lps.append(f.log_softmax(-1).gather(1, d[:, None])[:, 0])
-                    n, penult, last = [i + 1 for i in n], last, d
-                    latest = torch.where(d >= tb, torch.maximum(latest, d), latest)
-            preds_t = torch.stack(preds, 1)
+            states = model.decoder.states(torch.cat([nxt[:, None], drafts], 1), feats, cache, offsets=offsets)
+            block, halves = self._project(states)
+            B = len(seqs)
+            f = self._filtered(states.flatten(0, 1), block.flatten(0, 1), None if halves is None else halves.flatten(),
+                               *self._drafted_rule_state(self._rule_state(seqs, device), drafts)).view(B, k + 1, -1)
+            preds_t = f.max(-1).indices  # [B, k + 1]: the choice after each drafted prefix
             got = [min(a, max_tokens - len(row) - 1) for a, row in zip(accepted(drafts, preds_t).tolist(), seqs)]
             got_t = torch.tensor(got, device=device)
-            for j in range(max(got)):  # one addition per token, in order, as the plain loop does
-                sum_lp = sum_lp + torch.where(got_t > j, lps[j], 0.0)
+            if max(got):
+                lps = f[:, : max(got)].log_softmax(-1).gather(2, drafts[:, : max(got), None])[..., 0]
+                for j in range(max(got)):  # one addition per token, in order, as the plain loop does
+                    sum_lp = sum_lp + torch.where(got_t > j, lps[:, j], 0.0)
             for row, d, g in zip(seqs, drafts.tolist(), got):
                 row.extend(d[:g])
-            logits = block[torch.arange(len(seqs), device=device), got_t]
+            # the position after each row's accepted drafts is the next newest: its rules have run already
+            filtered = f[torch.arange(B, device=device), got_t]
             leftovers = [p[g + 1:] for p, g in zip(preds_t.tolist(), got)]
             ks = [min(self.o.draft_tokens, 2 * g + 1) for g in got]
         return [(*self._rank(self._greedy_candidates(*final[a])), no_speech[a]) for a in range(len(no_speech))]
@@ -453,7 +508,7 @@ class _Search:
     def _sample_step(self, logits, seq, sum_lp):
         eot, G = self.tok.eot, self.n_group
         if self.o.temperature == 0:
-            nxt = logits.argmax(-1)
+            nxt = logits.max(-1).indices
         else:
             probs = (logits / self.o.temperature).softmax(-1)
             nxt = torch.multinomial(probs.cpu() if self.generator else probs, 1, generator=self.generator)[:, 0].to(logits.device)

@@ -75,7 +75,16 @@ class TextDecoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
                 positions: list[int] | None = None, offsets: list[int] | None = None) -> torch.Tensor:
-        """Logits at every position, or only at ``positions`` (the vocabulary projection is the costly part).
+        """Logits at every position, or only at ``positions`` (the vocabulary projection is the costly part)."""
+        return self.project(self.states(tokens, audio_features, cache, positions, offsets))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Final states ``[..., n_state]`` → float32 logits ``[..., n_vocab]`` (the output tied to the embedding)."""
+        return (x @ self.token_embedding.weight.to(x.dtype).T).float()
+
+    def states(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
+               positions: list[int] | None = None, offsets: list[int] | None = None) -> torch.Tensor:
+        """The final layer-normed states ``[B, T, n_state]`` that :meth:`project` turns into logits.
 
         ``offsets`` (with a cache): row ``b``'s tokens sit at positions ``offsets[b]``... and see the cache only
         up to there, so the rows of a batch can be at different lengths (drafted decoding accepts a different
@@ -107,8 +116,7 @@ class TextDecoder(nn.Module):
                 layer.write_at = None
         if positions is not None:
             x = x[:, positions]
-        x = self.ln(x)
-        return (x @ self.token_embedding.weight.to(x.dtype).T).float()
+        return self.ln(x)
 
 
 class ASRModel(nn.Module):

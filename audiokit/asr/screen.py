@@ -1,0 +1,129 @@
+"""Screened vocabulary projection: float32 decisions at a fraction of the float32 projection's memory traffic.
+
+On a CPU, a decoding step of a small Whisper is bound by reading the output embedding (tiny: 51,865 × 384
+float32 = 80 MB per pass, most of the pass). The decisions of greedy and beam search only need the exact
+logits of the few tokens that can win. So:
+
+1. **screen**: multiply by a bfloat16 copy of the text rows (half the bytes, AMX/AVX-512 kernels), with a
+   guaranteed bound on each approximate logit's error (below); the 1,501 timestamp rows stay float32 (they
+   are small, and the timestamp rule sums their probabilities);
+2. **refine**: every text token whose approximate logit could still reach the best token's lower bound is
+   computed exactly in float32 (:meth:`VocabScreen.exact`): usually a handful;
+3. the decision (argmax, top-k) over these exact values is provably the float32 decision: a token left
+   approximate is, exactly, below the winner.
+
+The bound, for states ``h`` (float32) and an embedding row ``e`` (float32), ``ĥ``/``ê`` their bfloat16
+roundings and ``a`` the approximate logit (the bfloat16 product accumulated in float32, then rounded to
+bfloat16)::
+
+    |h·e − a| ≤ ‖h − ĥ‖·max‖e‖ + ‖ĥ‖·max‖e − ê‖ + 1e-4·‖ĥ‖·max‖ê‖  (= half_width, per state)
+                + 2⁻⁸·|a|                                        (the output's rounding)
+
+(Cauchy–Schwarz on the two roundings; the float32 accumulation of 384–1280 products errs by far less than
+the 1e-4 allowed.) The log-probability normaliser (log-sum-exp) takes the approximate values of the tokens
+far from the top; its error is a probability-weighted average of their errors (about 1e-5 in practice).
+"""
+from __future__ import annotations
+
+import torch
+
+#: relative error of a float32 value rounded to bfloat16 (8 significant bits: 2⁻⁸), with margin
+OUTPUT_ROUNDING = 2.0 ** -7
+#: float32 accumulation error allowed, relative to ‖ĥ‖·‖ê‖
+ACCUMULATION = 1e-4
+
+
+class VocabScreen:
+    """A bfloat16 copy of the text rows ``weight[:split]`` of a tied output embedding, for screening.
+
+    Build one per weight version (:func:`screen_for` caches it on the decoder).
+    """
+
+    def __init__(self, weight: torch.Tensor, split: int):
+        if weight.dtype != torch.float32:
+            raise ValueError(f"screening refines to float32 logits; the embedding is {weight.dtype}")
+        self.weight, self.split = weight, split
+        text = weight[:split]
+        low = text.to(torch.bfloat16)
+        self.low_t = low.T.contiguous()  # [D, split]: oneDNN's fast bfloat16 layout for few rows
+        self.exact_t = weight[split:].T.contiguous()  # [D, V - split] float32
+        self.row_max = float(text.norm(dim=1).max())
+        self.low_row_max = float(low.float().norm(dim=1).max())
+        self.err_row_max = float((text - low.float()).norm(dim=1).max())
+        self.key = _key(weight)
+        self.refined = 0  # text logits computed exactly so far (a diagnostic: the screen's selectivity)
+
+    def approx(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States ``[N, D]`` float32 → (logits ``[N, V]``: approximate for the text rows, exact for the rest;
+        half-widths ``[N]``: the error bound of each row's approximate logits, before the output rounding)."""
+        N = h.shape[0]
+        # h as the sum of two bfloat16 rows (hi + lo): one GEMM of 2N rows reads the embedding once, and h is
+        # represented to ~16 bits. Rounding h to one bfloat16 would shift every logit by (h - hi)·e, an error
+        # coherent across the vocabulary that biases the log-sum-exp (1e-4 per step measured); the output
+        # roundings left are independent per token and average out in it.
+        hi = h.to(torch.bfloat16)
+        lo = (h - hi.float()).to(torch.bfloat16)
+        both = torch.mm(torch.cat([hi, lo]), self.low_t)  # [2N, split] bfloat16
+        out = h.new_empty(N, self.weight.shape[0])
+        text = out[:, : self.split]
+        text.copy_(both[:N])
+        text += both[N:]
+        out[:, self.split :] = h @ self.exact_t
+        hi_f, lo_f = hi.float(), lo.float()
+        lo_norm = lo_f.norm(dim=1)
+        half = ((h - hi_f - lo_f).norm(dim=1) * self.row_max  # what hi + lo leave of h
+                + (hi_f + lo_f).norm(dim=1) * self.err_row_max  # the embedding's rounding
+                + (hi_f.norm(dim=1) + lo_norm) * ACCUMULATION * self.low_row_max  # float32 accumulation
+                + 2 * OUTPUT_ROUNDING * lo_norm * self.low_row_max)  # lo's output rounding (hi's: 2⁻⁷|a| in refine)
+        return out, half
+
+    def exact(self, h: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of the tokens ``cols`` for the states ``h[rows]``."""
+        self.refined += int(rows.numel())
+        return (h[rows] * self.weight[cols]).sum(-1)
+
+    def refine(self, logits: torch.Tensor, h: torch.Tensor, half: torch.Tensor, top: int = 1) -> torch.Tensor:
+        """Make exact, in place, every text logit of ``logits`` ``[N, V]`` (the output of :meth:`approx`, any
+        tokens masked to -inf since) that could be among the ``top`` largest; returns ``logits``.
+
+        Let ``low`` be a lower bound of the exact ``top``-th largest logit (from the approximate one). A text token
+        whose approximate logit is below ``thr = u⁻¹(low)``, ``u(a) = a + half + 2⁻⁸|a|`` the upper bound of an
+        exact logit, is exactly below ``low``: it cannot be among the ``top``. The others are computed exactly.
+        """
+        if top == 1:
+            kth = logits.amax(-1)
+        else:
+            vals = logits.topk(top, dim=-1).values
+            kth = torch.where(torch.isfinite(vals), vals, float("inf")).amin(-1)  # fewer than top allowed tokens
+        low = kth - half - OUTPUT_ROUNDING * kth.abs()
+        y = low - half
+        thr = torch.where(y >= 0, y / (1 + OUTPUT_ROUNDING), y / (1 - OUTPUT_ROUNDING))
+        thr = torch.where(torch.isfinite(kth), thr, float("inf"))  # every token masked: nothing to refine
+        rows, cols = _at_least(logits[:, : self.split], thr)
+        logits[rows, cols] = self.exact(h, rows, cols)
+        return logits
+
+
+def _at_least(x: torch.Tensor, thr: torch.Tensor, block: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x >= thr[:, None]).nonzero()`` for a few hits in a wide ``x`` ``[N, W]``: block maxima first, then
+    only the blocks that reach the threshold (``nonzero`` over the whole width is the slow part on a CPU)."""
+    full = x.shape[1] // block * block
+    blocks = x[:, :full].unflatten(1, (-1, block))
+    r, b = (blocks.amax(-1) >= thr[:, None]).nonzero(as_tuple=True)
+    i, c = (blocks[r, b] >= thr[r, None]).nonzero(as_tuple=True)
+    tr, tc = (x[:, full:] >= thr[:, None]).nonzero(as_tuple=True)
+    return torch.cat([r[i], tr]), torch.cat([b[i] * block + c, tc + full])
+
+
+def _key(weight: torch.Tensor) -> tuple:
+    return weight.data_ptr(), weight._version, weight.device, weight.shape
+
+
+def screen_for(decoder: torch.nn.Module, split: int) -> VocabScreen:
+    """The decoder's screen for its current output embedding (rebuilt when the weights change in place or move)."""
+    weight = decoder.token_embedding.weight.detach()
+    screen = getattr(decoder, "_vocab_screen", None)
+    if screen is None or screen.key != _key(weight) or screen.split != split:
+        screen = VocabScreen(weight, split)
+        decoder._vocab_screen = screen  # a plain attribute: not a buffer, never saved
+    return screen
