@@ -26,7 +26,7 @@ import warnings
 
 import torch
 
-from _timing import timed
+from _timing import timed_alternating
 
 warnings.filterwarnings("ignore")
 
@@ -92,8 +92,7 @@ def main():
     rows = []
 
     def compare(name, ref_fn, our_fn, same):
-        t_ref, r = timed(ref_fn, args.repeats, sync)
-        t_ours, o = timed(our_fn, args.repeats, sync)
+        (t_ref, r), (t_ours, o) = timed_alternating([ref_fn, our_fn], args.repeats, sync)
         row = {"case": name, "openai_whisper_s": round(t_ref, 3), "audiokit_s": round(t_ours, 3),
                "speedup": round(t_ref / t_ours, 2), "same_tokens": same(r, o),
                "ref_dtype": str(ref_dtype).replace("torch.", ""), "dtype": args.dtype}
