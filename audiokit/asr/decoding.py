@@ -450,7 +450,7 @@ class _Search:
         :meth:`run`'s one pass per token. Each window keeps its own accepted count: rows of the batch drift to
         different lengths (``offsets``: each row writes and attends at its own positions), so one unlucky window
         does not hold the others back."""
-        model, eot, tb = self.model, self.tok.eot, self.tb
+        model, eot = self.model, self.tok.eot
         device = feats.device
         cache, h, no_speech = self._prefill(feats, init)
         start = init.shape[1]
