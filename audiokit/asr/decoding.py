@@ -304,7 +304,7 @@ class _Search:
     def _project(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Final decoder states ``[..., D]`` → (logits ``[..., V]``, None), or with the screen (approximate text
         logits, their half-widths ``[...]``) for :meth:`_filtered` to refine."""
-        if self.screen is None:
+        if self.screen is None or h.dtype != torch.float32:
             return self.model.decoder.project(h), None
         logits, half = self.screen.approx(h.reshape(-1, h.shape[-1]))
         return logits.view(*h.shape[:-1], -1), half.view(h.shape[:-1])
@@ -319,11 +319,6 @@ class _Search:
         if half is not None:
             self.screen.refine(logits, h, half, top)
         return self._timestamp_mass_rule(logits)
-
-    def _apply_rules(self, logits: torch.Tensor, n: list[int], last: torch.Tensor, penult: torch.Tensor,
-                     latest: torch.Tensor) -> torch.Tensor:
-        """All the rules on exact logits ``[N, V]`` for rows with ``n`` sampled tokens each (:meth:`_rule_state`)."""
-        return self._timestamp_mass_rule(self._token_rules(logits, n, last, penult, latest))
 
     def _token_rules(self, logits: torch.Tensor, n: list[int], last: torch.Tensor, penult: torch.Tensor,
                      latest: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,8 @@ import torch
 OUTPUT_ROUNDING = 2.0 ** -7
 #: float32 accumulation error allowed, relative to ‖ĥ‖·‖ê‖
 ACCUMULATION = 1e-4
+#: columns per block when looking for the tokens to refine
+BLOCK = 256
 
 
 class VocabScreen:
@@ -92,29 +94,27 @@ class VocabScreen:
         whose approximate logit is below ``thr = u⁻¹(low)``, ``u(a) = a + half + 2⁻⁷|a|`` the upper bound of an
         exact logit, is exactly below ``low``: it cannot be among the ``top``. The others are computed exactly.
         """
+        text = logits[:, : self.split]
+        full = self.split // BLOCK * BLOCK
+        blocks = text[:, :full].unflatten(1, (-1, BLOCK))
+        block_max = blocks.amax(-1)  # [N, blocks]: finds the hits below, and the maximum here
         if top == 1:
-            kth = logits.amax(-1)
+            kth = torch.maximum(block_max.amax(-1), logits[:, full:].amax(-1))
         else:
             vals = logits.topk(top, dim=-1).values
             kth = torch.where(torch.isfinite(vals), vals, float("inf")).amin(-1)  # fewer than top allowed tokens
         low = kth - half - OUTPUT_ROUNDING * kth.abs()
         y = low - half
         thr = torch.where(y >= 0, y / (1 + OUTPUT_ROUNDING), y / (1 - OUTPUT_ROUNDING))
-        thr = torch.where(torch.isfinite(kth), thr, float("inf"))  # every token masked: nothing to refine
-        rows, cols = _at_least(logits[:, : self.split], thr)
+        thr = torch.where(torch.isfinite(kth), thr, float("inf"))[:, None]  # every token masked: nothing to refine
+        # (text >= thr).nonzero() for a few hits in a wide tensor: only the blocks whose maximum reaches thr
+        # (nonzero over the whole width is the slow part on a CPU), then the text past the last whole block
+        r, b = (block_max >= thr).nonzero(as_tuple=True)
+        i, c = (blocks[r, b] >= thr[r]).nonzero(as_tuple=True)
+        tr, tc = (text[:, full:] >= thr).nonzero(as_tuple=True)
+        rows, cols = torch.cat([r[i], tr]), torch.cat([b[i] * BLOCK + c, tc + full])
         logits[rows, cols] = self.exact(h, rows, cols)
         return logits
-
-
-def _at_least(x: torch.Tensor, thr: torch.Tensor, block: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x >= thr[:, None]).nonzero()`` for a few hits in a wide ``x`` ``[N, W]``: block maxima first, then
-    only the blocks that reach the threshold (``nonzero`` over the whole width is the slow part on a CPU)."""
-    full = x.shape[1] // block * block
-    blocks = x[:, :full].unflatten(1, (-1, block))
-    r, b = (blocks.amax(-1) >= thr[:, None]).nonzero(as_tuple=True)
-    i, c = (blocks[r, b] >= thr[r, None]).nonzero(as_tuple=True)
-    tr, tc = (x[:, full:] >= thr[:, None]).nonzero(as_tuple=True)
-    return torch.cat([r[i], tr]), torch.cat([b[i] * block + c, tc + full])
 
 
 def _key(weight: torch.Tensor) -> tuple:
