@@ -312,6 +312,12 @@ def test_screen_error_bound_holds_and_is_tight_enough_to_screen():
     assert worst > 0.05
 
 
+def _screened(opts, screen):
+    from dataclasses import replace
+
+    return replace(opts, screen_vocab=screen)
+
+
 def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
     """Pairs of tokens whose float32 logits differ by 2e-5 (far below bfloat16's resolution, so the screen sees
     them equal and would pick the lower id): the screened rules still pick the float32 winner, greedy and
@@ -329,10 +335,9 @@ def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
             E[a] = 6.0 * h[r] / h[r].norm() ** 2 + 0.01 * torch.randn(D, generator=g)  # logit ~6: the row's top
             E[b] = E[a] + delta * h[r] / h[r].norm() ** 2
     winners = [b if delta > 0 else a for a, b, delta in pairs]
-    exact_logits = (h.double() @ E.double().T)
-    assert [int(exact_logits[r, [a, b]].argmax()) for r, (a, b, _) in enumerate(pairs)] == [int(w == b) for w, (a, b, _) in zip(winners, pairs)]
+    assert (h.double() @ E.double().T).argmax(-1).tolist() == winners  # in exact arithmetic, each pair tops its row
     opts = DecodingOptions(without_timestamps=True, suppress_tokens=[])
-    screened, plain = _Search(t.model, tok, replace_opts(opts, True)), _Search(t.model, tok, replace_opts(opts, False))
+    screened, plain = _Search(t.model, tok, _screened(opts, True)), _Search(t.model, tok, _screened(opts, False))
     assert screened.screen is not None and plain.screen is None
     state = screened._seq_state(torch.full((4, 3), 5))
     approx, half = screened._project(h)
@@ -350,12 +355,6 @@ def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
         assert torch.allclose(got.values, want.values, atol=1e-6)
 
 
-def replace_opts(opts, screen):
-    from dataclasses import replace
-
-    return replace(opts, screen_vocab=screen)
-
-
 @pytest.mark.parametrize("case", [dict(), dict(without_timestamps=True), dict(beam_size=3), dict(draft_tokens=4),
                                   dict(draft_tokens=4, prompt="the quick brown fox")])
 def test_screened_decoding_equals_float32_decoding(tok, case):
@@ -366,8 +365,8 @@ def test_screened_decoding_equals_float32_decoding(tok, case):
     t = _transcriber(tok, seed=4, boost={tok.eot: 2.0})
     mels = torch.stack([log_mel_spectrogram(pad_or_trim(_voice(2.0, seed=s), 250 * 320)) for s in range(3)])
     opts = DecodingOptions(language=None, sample_len=40, **case)
-    plain = decode(t.model, tok, mels, replace_opts(opts, False))
-    screened = decode(t.model, tok, mels, replace_opts(opts, True))
+    plain = decode(t.model, tok, mels, _screened(opts, False))
+    screened = decode(t.model, tok, mels, _screened(opts, True))
     assert [s.tokens for s in screened] == [p.tokens for p in plain]
     assert [s.avg_logprob for s in screened] == pytest.approx([p.avg_logprob for p in plain], abs=5e-4)
     assert sum(len(p.tokens) for p in plain) > 20
