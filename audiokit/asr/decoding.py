@@ -260,7 +260,7 @@ class _Search:
         precision = 0.02  # seconds per timestamp step: one encoder frame
         self.max_initial = (round(options.max_initial_timestamp / precision)
                             if options.max_initial_timestamp and not options.without_timestamps else None)
-        self.vocab = torch.arange(V)
+        self.stamp_ids = torch.arange(self.tb, V)
         weight = model.decoder.token_embedding.weight
         screen = options.screen_vocab
         if screen is None:
@@ -327,9 +327,10 @@ class _Search:
         inf, tb, eot = -float("inf"), self.tb, self.tok.eot
         device = logits.device
         if self.suppress.device != device:
-            self.suppress, self.blank, self.vocab = (t.to(device) for t in (self.suppress, self.blank, self.vocab))
+            self.suppress, self.blank, self.stamp_ids = (t.to(device) for t in (self.suppress, self.blank, self.stamp_ids))
         logits.index_fill_(1, self.suppress, inf)
-        fresh_rows = torch.tensor([r for r, i in enumerate(n) if i == 0], dtype=torch.long, device=device)
+        fresh = torch.tensor([i == 0 for i in n], device=device)  # nothing sampled yet
+        fresh_rows = fresh.nonzero()[:, 0]
         if self.o.suppress_blank and len(fresh_rows):
             logits[fresh_rows[:, None], self.blank] = inf
         if self.o.without_timestamps:
@@ -337,7 +338,6 @@ class _Search:
         logits[:, self.tok.no_timestamps] = inf
         stamps = logits[:, tb:]
         if any(i >= 1 for i in n):
-            fresh = torch.tensor([i == 0 for i in n], device=device)
             two = torch.tensor([i >= 2 for i in n], device=device)
             last_ts = ~fresh & (last >= tb)
             penult_ts = ~two | (penult >= tb)  # one token so far: counts as after a timestamp pair
@@ -345,7 +345,7 @@ class _Search:
             logits[:, :eot].index_fill_(0, (last_ts & ~penult_ts).nonzero()[:, 0], inf)  # one open: a timestamp next
             limit = torch.where(last_ts & ~penult_ts, latest, latest + 1)
             limit = torch.where(latest >= 0, limit, tb)  # no timestamp yet: no bound
-            stamps.masked_fill_(~fresh[:, None] & (self.vocab[tb:] < limit[:, None]), inf)  # time only moves on
+            stamps.masked_fill_(~fresh[:, None] & (self.stamp_ids < limit[:, None]), inf)  # time only moves on
         if len(fresh_rows):
             logits[:, :tb].index_fill_(0, fresh_rows, inf)  # a window starts with a timestamp
             if self.max_initial is not None:

@@ -123,13 +123,12 @@ class MultiHeadAttention(nn.Module):
             return self._grouped(q, k, v)
         if source is not None and cache is not None and _few_queries(q):
             out = _few_query_attention(q, k, v)
-            B, H, T, D = out.shape
-            return self.out(out.transpose(1, 2).reshape(B, T, H * D))
-        if causal and mask is None:
-            T, S = q.shape[2], k.shape[2]
-            if T > 1:  # queries sit at the last T of S positions
-                mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            if causal and mask is None:
+                T, S = q.shape[2], k.shape[2]
+                if T > 1:  # queries sit at the last T of S positions
+                    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, H, T, D = out.shape
         return self.out(out.transpose(1, 2).reshape(B, T, H * D))
 
