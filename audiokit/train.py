@@ -52,5 +52,19 @@ def run(family: str, args: list[str]) -> None:
     # LightningCLI warns when given args while sys.argv holds others; sys.argv must stay as it is, because
     # Lightning's DDP launcher re-runs it to start the other ranks.
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-    LightningCLI(model_class(family), datamodule_class(family), args=["fit", *args], save_config_kwargs={"overwrite": True},
-                 auto_configure_optimizers=False)
+    cli = LightningCLI(model_class(family), datamodule_class(family), args=["fit", *args],
+                       save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    save_final_checkpoint(cli.trainer)
+
+
+def save_final_checkpoint(trainer) -> None:
+    """Write ``last.ckpt`` at the step the run ended on. ModelCheckpoint saves every N steps, so a run that stops
+    between two saves (``max_steps`` not a multiple of N, ``max_time``) would leave ``last.ckpt`` up to N - 1
+    steps behind its final weights, and the export would silently drop the end of the learning-rate schedule."""
+    import os
+
+    for cb in trainer.checkpoint_callbacks:
+        if not (getattr(cb, "save_last", False) and cb.dirpath) or trainer.global_step == 0:
+            continue
+        if getattr(cb, "_last_global_step_saved", None) != trainer.global_step:
+            trainer.save_checkpoint(os.path.join(cb.dirpath, f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"))

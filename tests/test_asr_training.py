@@ -129,11 +129,12 @@ def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
            "--model.tokenizer", bpe, "--data.train_manifest", str(corpus / "train.jsonl"),
            "--data.val_manifest", str(corpus / "valid.jsonl"), "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
            "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
-           "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt"), "--trainer.callbacks.init_args.every_n_train_steps", "3",
+           "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt"), "--trainer.callbacks.init_args.every_n_train_steps", "4",
            "--trainer.enable_progress_bar", "false"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    # saved every 4 steps, yet last.ckpt holds the final step (6), not the last multiple (4)
     assert ckpt["global_step"] == 6 and "asr_tokenizer" in ckpt and ckpt["hyper_parameters"]["dims"]["n_vocab"] > 300
     assert main(["export", str(tmp_path / "ckpt" / "last.ckpt"), str(tmp_path / "exp"), "--name", "tiny-asr"]) == 0
     assert "ASR model" in capsys.readouterr().out

@@ -155,8 +155,12 @@ def test_datamodule_yields_bucketed_audio_batches(audio_manifest):
         SpeechDataModule("x.jsonl", kind="video")
 
 
-def test_datamodule_feeds_a_lightning_fit(audio_manifest, tmp_path):
+def test_datamodule_feeds_a_lightning_fit(audio_manifest, tmp_path, capsys):
+    import re
+
     import lightning as L
+
+    from audiokit.callbacks import StepRate
 
     class Energy(L.LightningModule):
         def __init__(self):
@@ -175,10 +179,17 @@ def test_datamodule_feeds_a_lightning_fit(audio_manifest, tmp_path):
     dm = SpeechDataModule(str(audio_manifest), sample_rate=8000, max_batch_seconds=1.0)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                        default_root_dir=tmp_path)
+                        default_root_dir=tmp_path, callbacks=[StepRate(every=2)])
     trainer.fit(model, datamodule=dm)
     assert sorted(model.seen) == sorted(["u0", "u1", "u2", "u3"] * 2)  # every utterance once per epoch
     assert float(model.gain) > 0.1  # the loss was minimized through the batches
+    # the speed report: every 2 steps after the first, with a positive rate
+    reports = re.findall(r"^step (\d+): ([0-9.]+) steps/s, \d+ s elapsed$", capsys.readouterr().out, re.M)
+    steps = [int(s) for s, _ in reports]
+    assert steps and steps == list(range(3, trainer.global_step + 1, 2))[: len(steps)]
+    assert all(float(r) > 0 for _, r in reports)
+    with pytest.raises(ValueError, match="every"):
+        StepRate(every=0)
 
 
 def test_token_dataset_from_files_and_store(tmp_path, codec, other_codec):
