@@ -108,6 +108,19 @@ def test_kv_cache_decoding_equals_full_recompute():
     assert (step[0, -1] - alone[0]).abs().max() < 1e-4
 
 
+def test_cpu_inference_encodes_window_by_window_with_the_batched_result():
+    torch.manual_seed(0)
+    model = ASRModel(TINY).eval()
+    mel = torch.randn(3, TINY.n_mels, 2 * TINY.n_audio_ctx)
+    batched = model.encoder(mel)  # gradients on: the whole batch at once (training's path)
+    with torch.no_grad():
+        fast = model.encoder(mel)  # one window at a time
+        alone = [model.encoder(mel[i : i + 1]) for i in range(3)]
+    assert fast.shape == batched.shape == (3, TINY.n_audio_ctx, TINY.n_audio_state)
+    assert (fast - batched).abs().max() < 1e-5  # same values, rows in order
+    assert all(torch.equal(fast[i : i + 1], a) for i, a in enumerate(alone))
+
+
 def test_ragged_rows_continue_at_their_own_offsets():
     """Drafted decoding lets the rows of a batch drift to different lengths: each row writes its keys/values at its
     own positions and attends only up to them, so stale entries (a rejected draft, a longer neighbour) are

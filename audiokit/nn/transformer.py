@@ -41,6 +41,8 @@ class _LayerCache:
     #: ragged writing: row b's new keys/values go to positions write_at[b]... (set per call by the caller, who
     #: also masks every row's attention to its own positions); None: all rows append at ``length``
     write_at: list[int] | None = None
+    #: the same positions as a ``[B, T]`` index (``write_at[b] + t``), made once per call for all layers
+    write_pos: torch.Tensor | None = None
 
 
 @dataclass
@@ -196,10 +198,10 @@ def _append(cache: _LayerCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch
     if starts is None:
         cache.k[:, :, cache.length : need] = k
         cache.v[:, :, cache.length : need] = v
-    else:
-        for b, start in enumerate(starts):
-            cache.k[b, :, start : start + T] = k[b]
-            cache.v[b, :, start : start + T] = v[b]
+    else:  # one scatter per tensor, not a copy per row
+        index = cache.write_pos[:, None, :, None].expand(B, H, T, D)
+        cache.k.scatter_(2, index, k)
+        cache.v.scatter_(2, index, v)
     cache.length = need
     return cache.k[:, :, :need], cache.v[:, :, :need]
 
