@@ -6,6 +6,7 @@ resumes a killed run from its last checkpoint.
 from __future__ import annotations
 
 import importlib
+import os
 
 # family -> (module, LightningModule class); families that have not landed are absent
 FAMILIES = {
@@ -61,8 +62,6 @@ def save_final_checkpoint(trainer) -> None:
     """Write ``last.ckpt`` at the step the run ended on. ModelCheckpoint saves every N steps, so a run that stops
     between two saves (``max_steps`` not a multiple of N, ``max_time``) would leave ``last.ckpt`` up to N - 1
     steps behind its final weights, and the export would silently drop the end of the learning-rate schedule."""
-    import os
-
     for cb in trainer.checkpoint_callbacks:
         if not (getattr(cb, "save_last", False) and cb.dirpath) or trainer.global_step == 0:
             continue
