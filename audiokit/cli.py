@@ -42,6 +42,12 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--sentences", default=None, help="text file of sentences, one per line [bundled WordNet examples]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes [all cores]")
+    p.add_argument("--exclude", default=None, metavar="CORPUS",
+                   help="a corpus folder made by this command: use none of its held-out voices (espeak variant, "
+                        "flite/festival voice) and none of its test sentences, so that its test split stays held out "
+                        "when both corpora are trained on")
+    p.add_argument("--id-prefix", default="", help="put before every utterance id (corpora trained on together "
+                                                  "need ids of their own) ['']")
     p.set_defaults(func=cmd_data_synth)
 
     p = dsub.add_parser("manifest", help="build a JSONL manifest from a LibriTTS, LJSpeech or LibriSpeech folder",
@@ -658,7 +664,7 @@ def cmd_data_synth(args) -> int:
     cfg = SynthConfig(out=args.out, utterances=args.utterances, hours=args.hours, espeak_speakers=args.speakers,
                       test_speakers=args.test_speakers, valid_fraction=args.valid_fraction, sample_rate=args.sample_rate,
                       engines=engines, max_sentences=args.max_sentences, seed=args.seed, workers=args.workers,
-                      sentences=args.sentences)
+                      sentences=args.sentences, exclude=args.exclude, id_prefix=args.id_prefix)
     summary = synthesize_corpus(cfg, progress=args.verbose)
     hours = sum(summary["hours"].values())
     print(f"{args.out}: {sum(summary['utterances'].values())} utterances, {hours:.3f} h, {summary['speakers']} speakers "

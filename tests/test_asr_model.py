@@ -398,3 +398,29 @@ def test_convert_whisper_and_large_v3_layout(tmp_path, capsys):
         Transcriber.load(tmp_path / "large-v3-mini.pt")
     assert main(["convert", "whisper", str(tmp_path / "large-v3-mini.pt"), str(tmp_path / "conv2")]) == 2
     assert "needs its tokenizer ranks" in capsys.readouterr().err and not (tmp_path / "conv2").exists()
+
+
+def test_fine_tuning_an_official_checkpoint(tmp_path):
+    """init_from an official .pt with its rank file: the same weights, Whisper's own prompt tokens
+    (<|startoftranscript|><|en|><|transcribe|>) in the training windows, and a finite loss with gradients."""
+    whisper = _whisper()
+    from pathlib import Path
+
+    from audiokit.asr.lightning import ASRLightningModule
+
+    torch.manual_seed(0)
+    model = ASRModel(TINY)
+    torch.save({"dims": TINY.to_dict(), "model_state_dict": model.state_dict()}, tmp_path / "tiny.pt")
+    vocab = str(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken")
+    module = ASRLightningModule(init_from=str(tmp_path / "tiny.pt"), tokenizer=vocab, no_speech_prob=0.0, timestamp_prob=0.0,
+                                concat_prob=0.0)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in module.model.state_dict().items())
+    ref_tok = whisper.tokenizer.get_tokenizer(True, num_languages=99, language="en", task="transcribe")
+    audio = _speechlike(4.0)
+    batch = {"audio": audio[None], "audio_lengths": torch.tensor([audio.shape[-1]]), "text": ["Hello there."]}
+    _, tokens, _ = module.make_windows(batch, train=True)
+    expected = list(ref_tok.sot_sequence) + [ref_tok.no_timestamps] + ref_tok.encode(" Hello there.") + [ref_tok.eot]
+    assert tokens[0].tolist() == expected
+    loss, _, _ = module._loss(batch, train=True)
+    loss.backward()
+    assert torch.isfinite(loss) and module.model.decoder.token_embedding.weight.grad.abs().sum() > 0

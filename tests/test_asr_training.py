@@ -108,6 +108,65 @@ def test_loss_goes_down(bpe, synth_corpus, ctc_weight):
         assert ctcs[-1] < 0.8 * ctcs[0] and all(map(torch.isfinite, map(torch.tensor, ctcs)))  # the encoder's CTC term learns too
 
 
+def test_fine_tuning_starts_from_an_export_or_a_checkpoint(tmp_path, bpe, synth_corpus):
+    """init_from: the exact weights and vocabulary (a .ckpt also its CTC head); freeze_encoder trains the decoder
+    alone; dimensions or a vocabulary other than the model's are refused."""
+    from audiokit.asr.transcriber import Transcriber
+
+    torch.manual_seed(0)
+    base = ASRLightningModule(bpe, dims=DIMS, ctc_weight=0.3)
+    Transcriber(base.model, base.tok, "base").export(tmp_path / "exp")
+    ckpt = {"hyper_parameters": dict(base.hparams), "state_dict": base.state_dict()}
+    base.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "base.ckpt")
+
+    from_ckpt = ASRLightningModule(init_from=str(tmp_path / "base.ckpt"), ctc_weight=0.3)
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in from_ckpt.state_dict().items())  # CTC head too
+    ft = ASRLightningModule(init_from=str(tmp_path / "exp"), tokenizer=bpe, freeze_encoder=True, freq_masks=0, time_masks=0,
+                            concat_prob=0.0, no_speech_prob=0.0, timestamp_prob=0.0)
+    assert ft.tok.ranks == base.tok.ranks and ft.hparams["dims"] == base.hparams["dims"]
+    assert all(torch.equal(v, base.model.state_dict()[k]) for k, v in ft.model.state_dict().items())
+    before = {k: v.clone() for k, v in ft.model.state_dict().items()}
+    batch = _batch(synth_corpus[0], n=4)
+    opt = torch.optim.AdamW([p for p in ft.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss, _, _ = ft._loss(batch, train=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    after = ft.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not torch.equal(before["decoder.token_embedding.weight"], after["decoder.token_embedding.weight"])
+    assert losses[-1] < 0.8 * losses[0], losses[::3]
+
+    with pytest.raises(ValueError, match="n_text_layer=2 .the model has 1."):
+        ASRLightningModule(init_from=str(tmp_path / "exp"), dims=dict(DIMS, n_text_layer=2))
+    from audiokit.text import BPETokenizer
+
+    BPETokenizer.from_manifest(synth_corpus[0] / "train.jsonl", vocab_size=280).save(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="is not the vocabulary of"):
+        ASRLightningModule(init_from=str(tmp_path / "exp"), tokenizer=str(tmp_path / "other.json"))
+    with pytest.raises(ValueError, match="give a tokenizer"):
+        ASRLightningModule(dims=DIMS)
+
+
+def test_training_refuses_utterances_longer_than_the_window(tmp_path, bpe, synth_corpus):
+    """Their audio would be cut at the window and their text not: a clear error before the first step."""
+    import lightning as L
+
+    corpus = synth_corpus[0]
+    longest = max(e["duration"] for e in read_manifest(corpus / "train.jsonl"))
+    module = ASRLightningModule(bpe, dims=dict(DIMS, n_audio_ctx=50))  # a 1-second window
+    dm = SpeechDataModule(str(corpus / "train.jsonl"), kind="audio", sample_rate=16000, max_batch_seconds=1000)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path), use_distributed_sampler=False)
+    with pytest.raises(ValueError, match=f"up to {longest:.1f} s but the model's window is 1 s: set data.max_duration"):
+        trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 0
+
+
 def test_error_rates_match_jiwer():
     jiwer = pytest.importorskip("jiwer", reason="the 'eval' extra provides jiwer")
     refs = ["the cat sat on the mat", "hello world", "a b c d"]

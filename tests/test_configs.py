@@ -31,6 +31,21 @@ def test_asr_configs(path, capsys, tmp_path):
     cfg = yaml.safe_load(path.read_text())
     bpe = tmp_path / "bpe.json"
     BPETokenizer.train([f"sentence number {i} with words {i * 7}" for i in range(300)], vocab_size=1000).save(bpe)
+    if "dims" not in cfg["model"]:  # the fine-tuning config: dimensions and vocabulary come from init_from
+        from audiokit.asr.transcriber import Transcriber
+
+        dims = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=1, n_text_ctx=32,
+                    n_text_state=32, n_text_head=2, n_text_layer=1)
+        base = ASRLightningModule(str(bpe), dims=dims)
+        Transcriber(base.model, base.tok).export(tmp_path / "base")
+        with pytest.raises(SystemExit) as e:
+            main(["train", "asr", "--config", str(path), "--model.init_from", str(tmp_path / "base"), "--print_config"])
+        assert e.value.code == 0
+        assert yaml.safe_load(capsys.readouterr().out)["model"]["init_from"] == str(tmp_path / "base")
+        module = ASRLightningModule(**dict(cfg["model"], init_from=str(tmp_path / "base")))
+        assert module.model.dims == base.model.dims and module.hparams.lr < 1e-4
+        assert 2 * dims["n_audio_ctx"] * 0.01 >= cfg["data"]["max_duration"]  # fits Whisper's 30 s windows
+        return
     with pytest.raises(SystemExit) as e:
         main(["train", "asr", "--config", str(path), "--model.tokenizer", str(bpe), "--print_config"])
     assert e.value.code == 0

@@ -281,3 +281,18 @@ def test_build_librispeech(tmp_path):
     assert entries[1]["duration"] == pytest.approx(0.4)
     with pytest.raises(FileNotFoundError):
         build_librispeech(tmp_path / "nope")
+
+
+def test_several_manifests_train_as_one(audio_manifest, tmp_path):
+    """A list of manifests (e.g. two corpora) is read as one; an id in two of them is an error naming both."""
+    more = write_manifest(tmp_path / "more" / "train.jsonl", [
+        {"id": "m0", "audio": str(tmp_path / "wavs" / "u0.wav"), "duration": 0.5, "text": "more", "speaker": "s9"}])
+    dm = SpeechDataModule([str(audio_manifest), str(more)], kind="audio", sample_rate=16000, max_batch_seconds=100)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    assert [e["id"] for e in ds.entries] == ["u0", "u1", "u2", "u3", "m0"] and ds[4]["text"] == "more"
+    assert sum(len(b["id"]) for b in dm.train_dataloader()) == 5
+    clash = write_manifest(tmp_path / "clash.jsonl", [
+        {"id": "u1", "audio": str(tmp_path / "wavs" / "u1.wav"), "duration": 1.0, "text": "x", "speaker": "s1"}])
+    with pytest.raises(ManifestError, match="'u1' is also in .*train.jsonl.*--id-prefix"):
+        AudioTextDataset([str(audio_manifest), str(clash)], sample_rate=16000)

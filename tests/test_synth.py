@@ -12,9 +12,11 @@ from audiokit.data.engines import EngineError, FestivalEngine, FliteEngine
 from audiokit.data.synth import (
     SynthConfig,
     clean_sentence,
+    held_out_of,
     load_sentences,
     plan,
     synthesize_corpus,
+    voice_identity,
     wordnet_sentences,
 )
 
@@ -158,3 +160,26 @@ def test_custom_sentence_file(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="no sentences"):
         load_sentences(tmp_path / "empty.txt")
+
+
+def test_a_second_corpus_keeps_the_first_ones_test_split_held_out(synth_corpus, tmp_path):
+    """--exclude: none of the first corpus's held-out voices (espeak variant, whatever accent and prosody)
+    and none of its test sentences; --id-prefix: ids that do not collide when both are trained on."""
+    out, _, _ = synth_corpus
+    voices, texts = held_out_of(out)
+    assert len(voices) == 1 and next(iter(voices)).startswith("espeak:") and texts
+    test_text = "\n".join(texts)
+    used = [x for x in load_sentences() if x in test_text]
+    assert used  # the test split's sentences come from the bundled list, so there is something to avoid
+    base = dict(utterances=300, espeak_speakers=64, test_speakers=0, engines=("espeak",), seed=7)
+    everyone, _, _ = plan(SynthConfig(out=str(tmp_path / "a"), **base))
+    assert voices <= {voice_identity(v) for v in everyone}  # 64 speakers use every variant unless told not to
+    speakers, test, jobs = plan(SynthConfig(out=str(tmp_path / "b"), exclude=str(out), id_prefix="more-", **base))
+    assert len(speakers) == 64 and not test
+    assert not {voice_identity(v) for v in speakers} & voices
+    assert not any(x in j.text for j in jobs for x in used)
+    assert all(j.id.startswith("more-") and "/more-" in j.path for j in jobs)
+    with pytest.raises(ValueError, match="id_prefix"):
+        SynthConfig(out=str(tmp_path / "c"), id_prefix="a/b", **base)
+    with pytest.raises(FileNotFoundError, match="not a synthetic corpus"):
+        plan(SynthConfig(out=str(tmp_path / "d"), exclude=str(tmp_path), **base))

@@ -22,19 +22,24 @@ from __future__ import annotations
 import base64
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..fileio import load_torch_file
 from ..nn.optim import adamw_warmup_linear
 from ..text.normalize import normalize_for_wer
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
+from .convert import CheckpointError
 from .metrics import error_rate
 from .model import ASRModel, ModelDimensions
 from .tokenizer import WhisperTokenizer, load_ranks
+
+if TYPE_CHECKING:
+    from .transcriber import Transcriber
 
 IGNORE = -100
 
@@ -51,12 +56,40 @@ def load_tokenizer(path: str) -> WhisperTokenizer:
     return WhisperTokenizer.from_bpe(BPETokenizer.load(p))
 
 
+def _load_init(path: str, tokenizer: str | None) -> tuple["Transcriber", dict]:
+    """The model to fine-tune (a :class:`Transcriber`) and the CTC head's weights of a training checkpoint
+    (``{}`` otherwise). ``tokenizer``: the rank file of an official checkpoint, or a vocabulary that must
+    be the model's own."""
+    from .transcriber import Transcriber
+
+    p = Path(path)
+    official = p.is_file() and p.suffix != ".ckpt"
+    init = Transcriber.load(p, vocab=tokenizer if official else None)
+    init.model.train()
+    if tokenizer is not None and not official:
+        own = load_tokenizer(tokenizer)
+        if own.ranks != init.tokenizer.ranks or own.n_vocab != init.tokenizer.n_vocab:
+            raise ValueError(f"{tokenizer} is not the vocabulary of {path}: fine-tuning keeps the model's own "
+                             "(leave tokenizer out)")
+    ctc_head = {}
+    if p.suffix == ".ckpt":
+        state = load_torch_file(p, CheckpointError)["state_dict"]
+        ctc_head = {k[len("ctc_head."):]: v for k, v in state.items() if k.startswith("ctc_head.")}
+    return init, ctc_head
+
+
 class ASRLightningModule(L.LightningModule):
     """Trains an :class:`ASRModel`.
 
     Args:
         tokenizer: path of a BPE JSON (``audiokit data bpe``) or a ``.tiktoken`` rank file; stored in checkpoints.
-        dims: :class:`ModelDimensions` fields; ``n_vocab`` is taken from the tokenizer.
+            With ``init_from`` it may be left out (the model's own vocabulary is used).
+        dims: :class:`ModelDimensions` fields; ``n_vocab`` is taken from the tokenizer. With ``init_from`` the
+            model's dimensions are used and any given here must agree with them.
+        init_from: fine-tune instead of training from scratch: the weights and vocabulary of an exported model
+            folder (``pretrained/asr``), an ``audiokit train asr`` checkpoint (``.ckpt``, with its CTC head), or an
+            official Whisper ``.pt`` (its ``.tiktoken`` rank file beside it, or given as ``tokenizer``).
+        freeze_encoder: train the decoder only (the encoder keeps ``init_from``'s weights).
         lr, betas, eps, weight_decay: AdamW.
         warmup_steps: linear warm-up, then linear decay to ``final_lr_fraction`` at the last step.
         label_smoothing: of the cross-entropy.
@@ -67,23 +100,42 @@ class ASRLightningModule(L.LightningModule):
         val_decode_batches: validation batches also decoded greedily for WER.
     """
 
-    def __init__(self, tokenizer: str, dims: dict | None = None, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.98),
-                 eps: float = 1e-6, weight_decay: float = 0.1, warmup_steps: int = 500, final_lr_fraction: float = 0.1,
-                 label_smoothing: float = 0.1, freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2,
-                 time_width: float = 0.05, timestamp_prob: float = 0.5, concat_prob: float = 0.3,
-                 no_speech_prob: float = 0.05, ctc_weight: float = 0.0, val_decode_batches: int = 2):
+    def __init__(self, tokenizer: str | None = None, dims: dict | None = None, lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.98), eps: float = 1e-6, weight_decay: float = 0.1,
+                 warmup_steps: int = 500, final_lr_fraction: float = 0.1, label_smoothing: float = 0.1,
+                 freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2, time_width: float = 0.05,
+                 timestamp_prob: float = 0.5, concat_prob: float = 0.3, no_speech_prob: float = 0.05,
+                 ctc_weight: float = 0.0, val_decode_batches: int = 2, init_from: str | None = None,
+                 freeze_encoder: bool = False):
         super().__init__()
-        self.tok = load_tokenizer(tokenizer)
         given = dict(dims or {})
-        if "n_vocab" in given and given["n_vocab"] != self.tok.n_vocab:
-            raise ValueError(f"dims.n_vocab is {given['n_vocab']} but the tokenizer {tokenizer} has {self.tok.n_vocab} tokens")
-        given["n_vocab"] = self.tok.n_vocab
-        full = ModelDimensions(**given)
+        if init_from:
+            init, init_ctc = _load_init(init_from, tokenizer)
+            self.tok = init.tokenizer
+            full = init.model.dims
+            differ = {k: (v, getattr(full, k)) for k, v in given.items() if getattr(full, k, None) != v}
+            if differ:
+                raise ValueError(f"dims {', '.join(f'{k}={a} (the model has {b})' for k, (a, b) in differ.items())} "
+                                 f"differ from {init_from}'s; fine-tuning keeps the model's dimensions (leave dims out)")
+        else:
+            if tokenizer is None:
+                raise ValueError("give a tokenizer (audiokit data bpe ... --out bpe.json) or init_from (a model to fine-tune)")
+            self.tok = load_tokenizer(tokenizer)
+            if "n_vocab" in given and given["n_vocab"] != self.tok.n_vocab:
+                raise ValueError(f"dims.n_vocab is {given['n_vocab']} but the tokenizer {tokenizer} has {self.tok.n_vocab} tokens")
+            given["n_vocab"] = self.tok.n_vocab
+            full = ModelDimensions(**given)
         self.save_hyperparameters()
         self.hparams["dims"] = full.to_dict()  # checkpoints carry the complete dimensions
         self.model = ASRModel(full)
         self.ctc_blank = 256  # targets are UTF-8 bytes 0..255
         self.ctc_head = torch.nn.Linear(full.n_audio_state, self.ctc_blank + 1) if ctc_weight > 0 else None
+        if init_from:
+            self.model.load_state_dict(init.model.state_dict())
+            if self.ctc_head is not None and init_ctc:
+                self.ctc_head.load_state_dict(init_ctc)
+        if freeze_encoder:
+            self.model.encoder.requires_grad_(False)
         self.window_samples = 2 * full.n_audio_ctx * HOP_LENGTH
         self._rng = random.Random(0)
 
@@ -91,6 +143,16 @@ class ASRLightningModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         ranks = sorted(self.tok.ranks.items(), key=lambda kv: kv[1])
         checkpoint["asr_tokenizer"] = {"ranks": [base64.b64encode(t).decode() for t, _ in ranks], "config": self.tok.config}
+
+    def on_fit_start(self) -> None:
+        """Refuse training utterances longer than the model's window: their audio would be cut, their text not."""
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = getattr(dm, "datasets", {}).get("train")
+        longest = max(ds.durations, default=0.0) if ds is not None else 0.0
+        window = self.window_samples / SAMPLE_RATE
+        if longest > window:
+            raise ValueError(f"training utterances last up to {longest:.1f} s but the model's window is {window:g} s: "
+                             f"set data.max_duration to at most {window:g}")
 
     # ------------------------------------------------------------------ windows
     def _timestamp(self, seconds: float) -> int:

@@ -13,7 +13,8 @@ class SpeechDataModule(L.LightningDataModule):
     """Train/val/test loaders over JSONL manifests.
 
     Args:
-        train_manifest, val_manifest, test_manifest: JSONL paths (val and test optional).
+        train_manifest, val_manifest, test_manifest: JSONL paths (val and test optional); each may also be a
+            list of paths read as one (e.g. a synthetic corpus and LibriSpeech together).
         kind: ``"audio"`` (waveform + text) or ``"tokens"`` (CodecTokens + text).
         sample_rate: for ``kind="audio"``, the rate audio is resampled to.
         token_store: for ``kind="tokens"``, a token store folder that ``store:ID`` references point into.
@@ -29,9 +30,9 @@ class SpeechDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_manifest: str,
-        val_manifest: str | None = None,
-        test_manifest: str | None = None,
+        train_manifest: str | list[str],
+        val_manifest: str | list[str] | None = None,
+        test_manifest: str | list[str] | None = None,
         kind: str = "audio",
         sample_rate: int = 24000,
         token_store: str | None = None,
@@ -51,7 +52,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.codec: CodecInfo | None = None
         self.datasets: dict[str, object] = {}
 
-    def _dataset(self, manifest: str, train: bool):
+    def _dataset(self, manifest: str | list[str], train: bool):
         h = self.hparams
         limits = dict(min_duration=h.min_duration, max_duration=h.max_duration) if train else {}
         if h.kind == "audio":

@@ -12,13 +12,17 @@ from torch.utils.data import Dataset
 
 from ..audio import read_audio
 from ..tokens import CodecInfo, CodecTokens, TokenError, TokenStore
-from .manifest import read_manifest
+from .manifest import read_manifest, read_manifests
 
 
-def _entries(manifest: str | os.PathLike | Sequence[dict]) -> list[dict]:
+def _entries(manifest: str | os.PathLike | Sequence[dict] | Sequence[str | os.PathLike]) -> list[dict]:
+    """A manifest path, several paths (read as one), or entries."""
     if isinstance(manifest, (str, os.PathLike)):
         return read_manifest(manifest)
-    return list(manifest)
+    items = list(manifest)
+    if items and all(isinstance(m, (str, os.PathLike)) for m in items):
+        return read_manifests(items)
+    return items
 
 
 def _filter(entries: list[dict], min_duration: float | None, max_duration: float | None) -> list[dict]:
@@ -52,7 +56,7 @@ class AudioTextDataset(_ManifestDataset):
     """Items ``{"id", "audio" [T] float32 at sample_rate, "text", "speaker", "duration"}``.
 
     Args:
-        manifest: a JSONL path or a list of entries.
+        manifest: a JSONL path, a list of paths (read as one), or a list of entries.
         sample_rate: audio is resampled to this rate on load.
         min_duration, max_duration: utterances outside this range (seconds) are left out.
         segment_seconds: crop every item to this length (zero-padded if shorter), as codec training does;

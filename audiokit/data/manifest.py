@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from ..fileio import atomic_path
 
@@ -80,6 +80,21 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[d
                     if isinstance(v, str) and v and not v.startswith("store:") and not os.path.isabs(v):
                         entry[key] = str(base / v)
             entries.append(entry)
+    return entries
+
+
+def read_manifests(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """Several manifests read as one (e.g. a synthetic corpus and LibriSpeech); an id in two of them is an error."""
+    entries: list[dict] = []
+    first: dict[str, str] = {}
+    for path in paths:
+        for e in read_manifest(path):
+            if e["id"] in first:
+                raise ManifestError(f"{path}: id {e['id']!r} is also in {first[e['id']]}; ids must be unique across "
+                                    "the manifests trained on together (make a second synthetic corpus with "
+                                    "audiokit data synth --id-prefix)")
+            first[e["id"]] = str(path)
+            entries.append(e)
     return entries
 
 

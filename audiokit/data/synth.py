@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ import torch
 from ..audio import loudness_normalize, resample, trim_silence, write_audio
 from ..text.normalize import normalize_text
 from .engines import ENGINES, EngineError, EspeakEngine, FestivalEngine, FliteEngine, Voice
-from .manifest import write_manifest
+from .manifest import read_manifest, write_manifest
 
 log = logging.getLogger("audiokit.data")
 
@@ -130,12 +130,21 @@ def available_engines() -> list[str]:
     return [name for name, cls in ENGINES.items() if cls.available() and (name == "espeak" or cls.voices())]
 
 
-def make_speakers(n_espeak: int, engines: Sequence[str], seed: int) -> list[Voice]:
-    """``n_espeak`` distinct espeak speakers (variant × accent × prosody) plus every flite/festival voice asked for."""
+def voice_identity(v: Voice) -> str:
+    """What makes a voice recognizably the same speaker: the espeak variant (``en-us+f3`` → ``espeak:f3``,
+    whatever the accent and prosody), or the flite/festival voice."""
+    return f"{v.engine}:{v.name.partition('+')[2] or v.name}" if v.engine == "espeak" else f"{v.engine}:{v.name}"
+
+
+def make_speakers(n_espeak: int, engines: Sequence[str], seed: int, avoid: Collection[str] = ()) -> list[Voice]:
+    """``n_espeak`` distinct espeak speakers (variant × accent × prosody) plus every flite/festival voice asked for,
+    none with a :func:`voice_identity` in ``avoid``."""
     rng = random.Random(seed)
     speakers: list[Voice] = []
     if "espeak" in engines and n_espeak > 0:
-        variants = list(ESPEAK_VARIANTS)
+        variants = [v for v in ESPEAK_VARIANTS if f"espeak:{v}" not in avoid]
+        if not variants:
+            raise ValueError("every espeak variant is excluded")
         rng.shuffle(variants)
         seen = set()
         i = 0
@@ -151,7 +160,18 @@ def make_speakers(n_espeak: int, engines: Sequence[str], seed: int) -> list[Voic
         speakers += [Voice("flite", name) for name in FliteEngine.voices()]
     if "festival" in engines:
         speakers += [Voice("festival", name) for name in FestivalEngine.voices()]
-    return speakers
+    return [v for v in speakers if voice_identity(v) not in avoid]
+
+
+def held_out_of(corpus: str | os.PathLike) -> tuple[set[str], list[str]]:
+    """The test split of an existing synthetic corpus: its speakers' :func:`voice_identity` and its texts."""
+    corpus = Path(corpus)
+    table, test = corpus / "speakers.json", corpus / "test.jsonl"
+    if not table.exists() or not test.exists():
+        raise FileNotFoundError(f"{corpus}: not a synthetic corpus folder (needs speakers.json and test.jsonl)")
+    voices = {voice_identity(Voice(s["engine"], s["voice"])) for s in json.loads(table.read_text())
+              if s.get("split") == "test"}
+    return voices, [e["text"] for e in read_manifest(test, resolve_paths=False)]
 
 
 # --------------------------------------------------------------------------- planning and synthesis
@@ -169,6 +189,8 @@ class SynthConfig:
     seed: int = 0
     workers: int | None = None
     sentences: str | None = None  # None: the bundled WordNet sentences
+    exclude: str | None = None  # a corpus folder whose held-out voices and test sentences this one must not use
+    id_prefix: str = ""  # put before every utterance id: corpora trained on together need ids of their own
 
     def __post_init__(self):
         if (self.utterances is None) == (self.hours is None):
@@ -181,6 +203,8 @@ class SynthConfig:
             raise ValueError(f"sample_rate must be one of 16000, 22050, 24000, 44100, 48000, got {self.sample_rate}")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]*", self.id_prefix):
+            raise ValueError(f"id_prefix may hold letters, digits and _ . - only (it names files), got {self.id_prefix!r}")
 
 
 @dataclass
@@ -204,7 +228,8 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
     missing = [e for e in engines if e not in ENGINES or not ENGINES[e].available()]
     if missing:
         raise EngineError(f"engine(s) not available here: {', '.join(missing)} (available: {', '.join(available_engines())})")
-    speakers = make_speakers(cfg.espeak_speakers, engines, cfg.seed)
+    avoid_voices, avoid_texts = held_out_of(cfg.exclude) if cfg.exclude else (set(), [])
+    speakers = make_speakers(cfg.espeak_speakers, engines, cfg.seed, avoid_voices)
     if len(speakers) < cfg.test_speakers + 1:
         raise ValueError(f"{len(speakers)} speakers cannot hold {cfg.test_speakers} held-out test speakers and a training set")
     rng = random.Random(cfg.seed + 1)
@@ -212,6 +237,11 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
     pool = [s.speaker_id for s in speakers if s.engine == "espeak"] or [s.speaker_id for s in speakers]
     test = set(rng.sample(pool, min(cfg.test_speakers, len(pool))))
     sentences = load_sentences(cfg.sentences)
+    if avoid_texts:
+        joined = "\n".join(avoid_texts)
+        sentences = [x for x in sentences if x not in joined]
+        if not sentences:
+            raise ValueError(f"every sentence occurs in {cfg.exclude}/test.jsonl")
     order = list(range(len(sentences)))
     rng.shuffle(order)
     jobs: list[_Job] = []
@@ -223,7 +253,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
         n_sent = rng.randint(1, max(1, cfg.max_sentences))
         text = " ".join(sentences[order[(k + j) % len(order)]] for j in range(n_sent))
         k += n_sent
-        uid = f"{voice.speaker_id}_{len(jobs):07d}"
+        uid = f"{cfg.id_prefix}{voice.speaker_id}_{len(jobs):07d}"
         path = os.path.join(out, "wavs", voice.speaker_id, f"{uid}.wav")
         jobs.append(_Job(uid, voice.speaker_id, voice, text, path, cfg.sample_rate))
         seconds += _estimate_seconds(text, voice)
@@ -314,6 +344,7 @@ def synthesize_corpus(cfg: SynthConfig, progress: bool = False) -> dict:
         "sentences": cfg.sentences or f"bundled WordNet 3.0 example sentences ({SENTENCE_ASSET}, WordNet licence)",
         "speakers": len(speakers),
         "test_speakers": sorted(test_speakers),
+        **({"excluded_voices": sorted(held_out_of(cfg.exclude)[0])} if cfg.exclude else {}),
         "utterances": {k: len(v) for k, v in splits.items()},
         "hours": {k: round(sum(e["duration"] for e in v) / 3600, 4) for k, v in splits.items()},
         "failed": len(failed),
