@@ -605,7 +605,7 @@ def cmd_export(args) -> int:
 
         tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name or "valle")
         parts = {"ar": args.checkpoint, "nar": args.nar}
-        tts.export(args.dst, dtype=dtype, card={"source": "exported from " + " + ".join(map(os.path.basename, parts.values()))})
+        model = tts
         summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.asr is not None else "")
     elif kind == "tortoise-ar":
         if not (args.clvp and args.diffusion and args.codec):
@@ -614,21 +614,21 @@ def cmd_export(args) -> int:
 
         tts = TortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.diffusion, args.codec, name=args.name or "tortoise")
         parts = {"ar": args.checkpoint, "clvp": args.clvp, "diffusion": args.diffusion}
-        tts.export(args.dst, dtype=dtype, card={"source": "exported from " + " + ".join(map(os.path.basename, parts.values()))})
+        model = tts
         summary = f"Tortoise AR + CLVP + diffusion ({tts.diffusion_meta['conditioning']}), {tts.codec.info.describe()}"
     elif kind == "asr":
         from .asr.transcriber import Transcriber
 
         t = Transcriber.load(args.checkpoint, name=args.name)
         parts = {"": args.checkpoint}
-        t.export(args.dst, dtype=dtype, card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
-        summary = "ASR model"
+        model, summary = t, "ASR model"
     else:
         codec = Codec.load(args.checkpoint, name=args.name)
         parts = {"": args.checkpoint} if args.checkpoint.endswith(".ckpt") else {}
-        codec.export(args.dst, dtype=dtype, card={"source": f"exported from {os.path.basename(args.checkpoint)}"})
-        summary = codec.info.describe()
-    training = {part: training_summary(path) for part, path in parts.items()}
+        model, summary = codec, codec.info.describe()
+    training = {part: training_summary(path) for part, path in parts.items()}  # read before anything is written
+    source = " + ".join(map(os.path.basename, parts.values())) or os.path.basename(args.checkpoint)
+    model.export(args.dst, dtype=dtype, card={"source": f"exported from {source}"})
     card = write_card(args.dst, training=training.get("", training), notes=args.notes)
     print(f"{args.dst}: {summary}; {card['parameters'] / 1e6:.2f} M parameters in {card['dtype']}, "
           f"{sum(f['bytes'] for f in card['files'].values()) / 1e6:.1f} MB; card in {args.dst}/model.json + README.md")

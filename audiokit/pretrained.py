@@ -60,13 +60,28 @@ def training_summary(checkpoint: str | os.PathLike) -> dict:
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     out = {"checkpoint": os.path.basename(str(checkpoint)), "steps": int(ckpt.get("global_step", 0)),
            "epochs": int(ckpt.get("epoch", 0)) + 1}
+    init_from = (ckpt.get("hyper_parameters") or {}).get("init_from")
+    if init_from:
+        out["init_from"] = str(init_from)
     manifest = dm.get("train_manifest")
     if manifest:
-        out["train_manifest"] = str(manifest)
-        corpus = _corpus_summary(Path(manifest))
-        if corpus:
-            out["corpus"] = corpus
+        manifests = [str(m) for m in manifest] if isinstance(manifest, (list, tuple)) else [str(manifest)]
+        out["train_manifest"] = manifests[0] if len(manifests) == 1 else manifests
+        corpora = [c for c in map(_corpus_summary, map(Path, manifests)) if c]
+        if corpora:
+            out["corpus"] = corpora[0] if len(corpora) == 1 else _merged(corpora)
     return out
+
+
+def _merged(corpora: list[dict]) -> dict:
+    """Several synthetic corpora trained on together, summarized as one (hours and speakers add up)."""
+    hours: dict[str, float] = {}
+    for c in corpora:
+        for k, v in (c.get("hours") or {}).items():
+            hours[k] = round(hours.get(k, 0.0) + v, 3)
+    return {**corpora[0], "hours": hours, "speakers": sum(c.get("speakers") or 0 for c in corpora),
+            "test_speakers": sum(c.get("test_speakers") or 0 for c in corpora),
+            "engines": sorted({e for c in corpora for e in c.get("engines") or []}), "corpora": len(corpora)}
 
 
 def _corpus_summary(manifest: Path) -> dict | None:
@@ -269,13 +284,17 @@ def render_card(card: dict, folder: Path | None = None) -> str:
         if not t:
             continue
         desc = f"{t.get('steps', '?')} optimizer steps ({t.get('epochs', '?')} epochs)"
+        if t.get("init_from"):
+            desc += f", fine-tuned from `{t['init_from']}`,"
         if t.get("train_manifest"):
-            desc += f" on `{t['train_manifest']}`"
+            m = t["train_manifest"]
+            desc += " on " + " + ".join(f"`{x}`" for x in (m if isinstance(m, list) else [m]))
         corpus = t.get("corpus")
         if corpus:
             hours = corpus.get("hours")
             total = sum(hours.values()) if isinstance(hours, dict) else hours
-            desc += (f": synthetic corpus, {total:.2f} h, {corpus.get('speakers')} speakers "
+            kind = f"{corpus['corpora']} synthetic corpora" if corpus.get("corpora") else "synthetic corpus"
+            desc += (f": {kind}, {total:.2f} h, {corpus.get('speakers')} speakers "
                      f"({corpus.get('test_speakers')} held out), engines {', '.join(corpus.get('engines') or [])}")
         lines.append(f"- {part + ': ' if part else ''}{desc}")
     lines.append("")

@@ -8,7 +8,7 @@ import torch
 import audiokit
 from audiokit.cli import main
 from audiokit.codec.codec import Codec
-from audiokit.pretrained import PRETRAINED_DIR, ModelCardError, available, check_files, read_card
+from audiokit.pretrained import PRETRAINED_DIR, ModelCardError, available, check_files, read_card, render_card, training_summary
 
 from test_codec_cli import GEN
 
@@ -110,3 +110,24 @@ def test_models_command_lists_the_bundle(capsys):
     assert "WER" in out and "PESQ" in out
     voices = json.loads((PRETRAINED_DIR / "voices" / "voices.json").read_text())["voices"]
     assert voices and all((PRETRAINED_DIR / "voices" / v["file"]).is_file() for v in voices)
+
+
+def test_training_summary_of_a_fine_tuned_model_on_two_corpora(tmp_path, synth_corpus):
+    """A run over a list of manifests (two corpora) that started from another model: the card says both."""
+    corpus = synth_corpus[0]
+    one = json.loads((corpus / "corpus.json").read_text())
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "corpus.json").write_text(json.dumps(dict(one, speakers=10, test_speakers=[])))
+    (other / "train.jsonl").write_text((corpus / "train.jsonl").read_text())
+    ckpt = {"global_step": 7, "epoch": 1, "hyper_parameters": {"init_from": "base.ckpt"},
+            "datamodule_hyper_parameters": {"train_manifest": [str(corpus / "train.jsonl"), str(other / "train.jsonl")]}}
+    torch.save(ckpt, tmp_path / "ft.ckpt")
+    t = training_summary(tmp_path / "ft.ckpt")
+    assert t["steps"] == 7 and t["epochs"] == 2 and t["init_from"] == "base.ckpt" and len(t["train_manifest"]) == 2
+    c = t["corpus"]
+    assert c["corpora"] == 2 and c["speakers"] == one["speakers"] + 10 and c["test_speakers"] == len(one["test_speakers"])
+    assert c["hours"]["train"] == pytest.approx(2 * one["hours"]["train"], abs=2e-3)
+    text = render_card({"name": "x", "family": "asr", "parameters": 1, "dtype": "float16", "sample_rate": 16000,
+                        "training": t, "files": {}})
+    assert "fine-tuned from `base.ckpt`" in text and "2 synthetic corpora" in text and " + `" in text
