@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from ..fileio import load_torch_file
 from ..nn.optim import adamw_warmup_linear
 from ..text.normalize import normalize_for_wer
+from .convert import CheckpointError
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
-from .convert import CheckpointError
 from .metrics import error_rate
 from .model import ASRModel, ModelDimensions
 from .tokenizer import WhisperTokenizer, load_ranks
@@ -63,18 +63,21 @@ def _load_init(path: str, tokenizer: str | None) -> tuple["Transcriber", dict]:
     from .transcriber import Transcriber
 
     p = Path(path)
-    official = p.is_file() and p.suffix != ".ckpt"
-    init = Transcriber.load(p, vocab=tokenizer if official else None)
-    init.model.train()
-    if tokenizer is not None and not official:
+    ctc_head = {}
+    if p.is_file() and p.suffix == ".ckpt":  # read once: the model, its tokenizer and the CTC head
+        ckpt = load_torch_file(p, CheckpointError)
+        init = Transcriber._load_lightning(p, None, ckpt)
+        ctc_head = {k[len("ctc_head."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ctc_head.")}
+    else:
+        official = p.is_file()
+        init = Transcriber.load(p, vocab=tokenizer if official else None)
+        if official:
+            return init, ctc_head  # ``tokenizer`` was its rank file
+    if tokenizer is not None:
         own = load_tokenizer(tokenizer)
         if own.ranks != init.tokenizer.ranks or own.n_vocab != init.tokenizer.n_vocab:
             raise ValueError(f"{tokenizer} is not the vocabulary of {path}: fine-tuning keeps the model's own "
                              "(leave tokenizer out)")
-    ctc_head = {}
-    if p.suffix == ".ckpt":
-        state = load_torch_file(p, CheckpointError)["state_dict"]
-        ctc_head = {k[len("ctc_head."):]: v for k, v in state.items() if k.startswith("ctc_head.")}
     return init, ctc_head
 
 

@@ -170,8 +170,9 @@ class Transcriber:
         return cls(model, tok, name=name if name is not None else meta.get("name", folder.name))
 
     @classmethod
-    def _load_lightning(cls, path: Path, name: str | None) -> "Transcriber":
-        ckpt = load_torch_file(path, CheckpointError)
+    def _load_lightning(cls, path: Path, name: str | None, ckpt: dict | None = None) -> "Transcriber":
+        """From a training checkpoint (``ckpt``: its contents, when the caller has read them already)."""
+        ckpt = load_torch_file(path, CheckpointError) if ckpt is None else ckpt
         if not isinstance(ckpt, dict) or "asr_tokenizer" not in ckpt or "hyper_parameters" not in ckpt:
             raise CheckpointError(f"{path}: not an ASR training checkpoint (no tokenizer stored in it)")
         import base64
