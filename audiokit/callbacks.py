@@ -46,6 +46,26 @@ class StepRate(L.Callback):
         self._mark = (step, now)
         if trainer.is_global_zero:
             total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-            eta = f", ETA {(total - step) / rate:.0f} s" if total else ""
+            etas = [(total - step) / rate] if total else []
+            left = _time_left(trainer)
+            if left is not None:  # a wall-clock budget (max_time) ends the run first when it is the shorter
+                etas.append(left)
+            eta = f", ETA {min(etas):.0f} s" if etas else ""
             print(f"step {step}{f'/{total}' if total else ''}: {rate:.2f} steps/s, "
                   f"{now - self._start:.0f} s elapsed{eta}", flush=True)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.is_global_zero and self._start:
+            elapsed = time.perf_counter() - self._start
+            print(f"trained to step {trainer.global_step} in {elapsed:.0f} s "
+                  f"({trainer.global_step / max(elapsed, 1e-9):.2f} steps/s overall)", flush=True)
+
+
+def _time_left(trainer) -> float | None:
+    """Seconds left of the run's ``max_time`` budget (Lightning's Timer callback), or None without one."""
+    from lightning.pytorch.callbacks import Timer
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, Timer):
+            return cb.time_remaining("train")
+    return None

@@ -200,7 +200,11 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
     p.add_argument("--clvp", default=None, help="Tortoise: the CLVP checkpoint")
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
-    p.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    store = p.add_mutually_exclusive_group()
+    store.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    store.add_argument("--int8", action="store_true",
+                       help="ASR, VALL-E, Tortoise: store weight matrices in int8 with a scale per row (a quarter of the "
+                            "size; dequantized when loaded), everything else in float16")
     p.add_argument("--notes", default=None, help="free text for the model card (e.g. the machine it trained on)")
     p.set_defaults(func=cmd_export)
 
@@ -251,7 +255,22 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--refresh", action="store_true",
                    help="rewrite each card from the files as they are now (after copying or moving a folder), keeping its "
                         "training facts, notes and eval tables")
+    p.add_argument("--share", action="store_true",
+                   help="where a TTS folder carries a copy of a sibling folder's model (its codec, VALL-E's ASR), "
+                        "replace the copy by a NAME.link to the sibling: the bundle holds each model once")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("check", help="a few training and inference steps of every family on one device (GPU bring-up)",
+                       description="Train every family for a couple of steps at its CI size, export it and run its inference "
+                                   "command on --device, in --precision; each family runs on its own, so one failure does not "
+                                   "hide the others. Exit status 1 when any family failed; the log has each traceback.")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
+    p.add_argument("--precision", default="bf16-mixed", help="Lightning precision of the training steps [bf16-mixed]")
+    p.add_argument("--families", nargs="*", default=None, help="a subset of data codec tokens asr valle tortoise [all]")
+    p.add_argument("--steps", type=int, default=2, help="optimizer steps per training stage [2]")
+    p.add_argument("--work", default=None, help="folder for the runs [a temporary one, removed afterwards]")
+    p.add_argument("--json", default=None, help="write the per-family results here")
+    p.set_defaults(func=cmd_check)
 
 
 def _add_asr_commands(sub) -> None:
@@ -385,12 +404,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .pretrained import PRETRAINED_DIR, available, check_files, read_card, write_card
+    from .pretrained import PRETRAINED_DIR, available, check_files, read_card, share_components, write_card
 
     folders = [Path(f) for f in args.folders] or [PRETRAINED_DIR / n for n in available()]
     if not folders:
         print(f"no bundled models in {PRETRAINED_DIR}")
         return 0
+    if args.share:
+        for line in share_components(folders):
+            print(f"shared: {line}")
     for folder in folders:
         card = write_card(folder) if args.refresh else read_card(folder)
         if args.verify:
@@ -414,6 +436,15 @@ def cmd_models(args) -> int:
         print(f"{folder.name:<12} {card['family']:<9} {card['name']:<22} {card['parameters'] / 1e6:6.2f} M  {size:6.1f} MB  "
               f"{card['sample_rate']} Hz  {'; '.join(figures) or 'not evaluated'}" + ("  [files verified]" if args.verify else ""))
     return 0
+
+
+def cmd_check(args) -> int:
+    from .devcheck import CheckFailed, main as check
+
+    try:
+        return check(args.device, args.precision, args.work, args.json, args.families, args.steps)
+    except CheckFailed as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_train(args) -> int:
@@ -593,7 +624,10 @@ def cmd_export(args) -> int:
     from .pretrained import training_summary, write_card
 
     kind = _checkpoint_kind(args.checkpoint)
-    dtype = torch.float16 if args.fp16 else torch.float32
+    dtype = torch.float16 if args.fp16 else torch.int8 if args.int8 else torch.float32
+    if args.int8 and kind not in ("asr", "valle-ar", "tortoise-ar"):
+        raise UserError(f"{args.checkpoint}: --int8 is for ASR, VALL-E and Tortoise exports; a codec stays float32 or "
+                        "float16 (its tokens, and the fingerprint TTS models check, come from its exact weights)")
     if kind == "valle-nar":
         raise UserError(f"{args.checkpoint} is a VALL-E NAR checkpoint: export from the AR one, with --nar {args.checkpoint}")
     if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):

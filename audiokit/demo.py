@@ -224,7 +224,7 @@ def spectrogram_figure(audio: np.ndarray, sample_rate: int):
     import torch
     from matplotlib.figure import Figure
 
-    x = torch.as_tensor(audio, dtype=torch.float32)
+    x = torch.as_tensor(audio, dtype=torch.float32, device="cpu")
     if audio.dtype == np.int16:
         x = x / 32768.0
     n_fft, hop = 512, 128

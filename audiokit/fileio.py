@@ -62,11 +62,69 @@ def load_torch_file(path: str | os.PathLike, error: type[Exception], weights_onl
 
 
 def load_safetensors_file(path: str | os.PathLike, error: type[Exception]) -> dict:
-    """All tensors of a safetensors file; a missing or unreadable file raises ``error`` naming it."""
+    """All tensors of a safetensors file (int8-stored weights dequantized to float32, see :func:`int8_state`); a
+    missing or unreadable file raises ``error`` naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise error(f"{path}: missing, corrupt or truncated ({e})") from None
+    try:
+        return dequantize_state(state)
+    except ValueError as e:
+        raise error(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------- int8 storage
+INT8_SCALE = ".int8_scale"  # suffix of the per-row scale stored beside an int8 weight
+INT8_MIN_NUMEL = 1024       # smaller tensors (norm gains, biases, small tables) stay in float16
+
+
+def int8_state(state: dict) -> dict:
+    """``state`` for storage in a quarter of float32's bytes: every floating tensor of 2+ dimensions and at least
+    :data:`INT8_MIN_NUMEL` elements (linear, convolution and embedding weights) becomes int8 with one float32 scale
+    per output row (symmetric, ``scale = max|row| / 127``; the rounding error of an element is at most half a step,
+    ``max|row| / 254``); every other floating tensor is stored in float16. :func:`dequantize_state` undoes it."""
+    import torch
+
+    out = {}
+    for k, v in state.items():
+        v = v.detach().cpu()
+        if not v.is_floating_point():
+            out[k] = v.contiguous()
+        elif v.dim() >= 2 and v.numel() >= INT8_MIN_NUMEL:
+            rows = v.float().reshape(v.shape[0], -1)
+            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[k] = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8).reshape(v.shape).contiguous()
+            out[k + INT8_SCALE] = scale.contiguous()
+        else:
+            out[k] = v.to(torch.float16).contiguous()
+    return out
+
+
+def cast_state(state: dict, dtype) -> dict:
+    """``state`` on the CPU for writing: floating tensors in ``dtype``, or int8 with scales for ``torch.int8``."""
+    import torch
+
+    if dtype == torch.int8:
+        return int8_state(state)
+    return {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
+
+
+def dequantize_state(state: dict) -> dict:
+    """The float32 weights of a state written by :func:`int8_state` (a state without int8 weights is returned as
+    it is). A scale without its weight, or of the wrong length, is a ValueError."""
+    import torch
+
+    scales = {k[: -len(INT8_SCALE)]: v for k, v in state.items() if k.endswith(INT8_SCALE)}
+    if not scales:
+        return state
+    out = {k: v for k, v in state.items() if not k.endswith(INT8_SCALE)}
+    for k, scale in scales.items():
+        w = out.get(k)
+        if w is None or w.dtype != torch.int8 or scale.dim() != 1 or w.dim() < 1 or w.shape[0] != scale.shape[0]:
+            raise ValueError(f"int8 weight {k!r} does not match its scale (damaged file?)")
+        out[k] = w.float() * scale.float().reshape(-1, *([1] * (w.dim() - 1)))
+    return out

@@ -121,10 +121,14 @@ def _sha256(path: Path) -> str:
 def _parameters(folder: Path) -> int:
     from safetensors import safe_open
 
+    from .fileio import INT8_SCALE
+
     n = 0
     for f in folder.rglob("*.safetensors"):
         with safe_open(str(f), "pt") as st:
             for k in st.keys():
+                if k.endswith(INT8_SCALE):  # the scales of int8 weights are not parameters
+                    continue
                 shape = st.get_slice(k).get_shape()
                 size = 1
                 for d in shape:
@@ -168,6 +172,7 @@ def write_card(folder: str | os.PathLike, training: dict | None = None, notes: s
             "codec_fingerprint": codec["fingerprint"] if codec else None, "codec": codec,
             "parameters": _parameters(folder), "dtype": config.get("dtype", "float32"),
             "source": config.get("source"),
+            "shared": {p.name[: -len(LINK_SUFFIX)]: p.read_text().strip() for p in sorted(folder.glob("*" + LINK_SUFFIX))},
             "training": training if training is not None else old.get("training", {}),
             "notes": notes if notes is not None else old.get("notes"),
             "eval": old.get("eval", {}),
@@ -208,6 +213,73 @@ def check_files(folder: str | os.PathLike, card: dict | None = None, hashes: boo
             raise ModelCardError(f"{p}: {size} bytes, the card says {want['bytes']} (truncated or replaced)")
         if hashes and _sha256(p) != want["sha256"]:
             raise ModelCardError(f"{p}: SHA-256 differs from the card's (the file was changed)")
+
+
+# ---------------------------------------------------------------------------------------------- shared parts
+LINK_SUFFIX = ".link"
+_VOLATILE = ("source", "name")  # config.json keys that differ between copies of one model
+
+
+def component(folder: str | os.PathLike, name: str, error: type[Exception] = ModelCardError) -> Path | None:
+    """The model a TTS folder carries as ``NAME/`` (its codec, VALL-E's ASR), or the sibling folder that
+    ``NAME.link`` points to (one line: a path relative to ``folder``, e.g. ``../codec``); None when neither is there.
+    A link to a folder that is not there is an ``error``."""
+    folder = Path(folder)
+    if (folder / name).is_dir():
+        return folder / name
+    link = folder / (name + LINK_SUFFIX)
+    if not link.is_file():
+        return None
+    target = (folder / link.read_text().strip()).resolve()
+    if not (target / "config.json").is_file():
+        raise error(f"{link}: points to {target}, which is not a model folder (moved without the folder it shares?)")
+    return target
+
+
+def _same_model(a: Path, b: Path) -> bool:
+    """Whether two exported folders hold the same model: the same weight and vocabulary files byte for byte, and
+    the same config.json apart from its name and source."""
+    def files(d: Path) -> dict:
+        return {p.relative_to(d).as_posix(): p for p in d.rglob("*") if p.is_file() and p.name not in (CARD_FILE, CARD_README)}
+
+    fa, fb = files(a), files(b)
+    if fa.keys() != fb.keys():
+        return False
+    for rel, p in fa.items():
+        if rel == "config.json":
+            ca, cb = (json.loads(x.read_text()) for x in (p, fb[rel]))
+            if {k: v for k, v in ca.items() if k not in _VOLATILE} != {k: v for k, v in cb.items() if k not in _VOLATILE}:
+                return False
+        elif p.stat().st_size != fb[rel].stat().st_size or _sha256(p) != _sha256(fb[rel]):
+            return False
+    return True
+
+
+def share_components(folders: list[str | os.PathLike]) -> list[str]:
+    """Within a bundle (sibling model folders), replace each TTS folder's copy of a model that is also a sibling
+    — its ``codec/``, VALL-E's ``asr/`` — by a ``NAME.link`` to that sibling, and refresh the card. The bundle
+    then holds each model once (a third of the bytes, for a codec shared by VALL-E and Tortoise). Returns what was
+    shared, as "valle/codec -> ../codec" lines."""
+    import shutil
+
+    folders = [Path(f) for f in folders]
+    done = []
+    for folder in folders:
+        before = len(done)
+        for name in ("codec", "asr"):
+            part = folder / name
+            if not part.is_dir():
+                continue
+            twin = next((f for f in folders if f != folder and f.parent == folder.parent and _same_model(part, f)), None)
+            if twin is None:
+                continue
+            rel = os.path.relpath(twin, folder)
+            shutil.rmtree(part)
+            (folder / (name + LINK_SUFFIX)).write_text(rel + "\n")
+            done.append(f"{folder.name}/{name} -> {rel}")
+        if len(done) > before and (folder / CARD_FILE).is_file():
+            write_card(folder)
+    return done
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -274,6 +346,9 @@ def render_card(card: dict, folder: Path | None = None) -> str:
         lines += [f"Codec: `{c.get('name', '')}` (fingerprint `{c['fingerprint']}`), {c['n_codebooks']} codebooks x "
                   f"{c['codebook_size']} at {c['frame_rate']:g} frames/s.", ""]
     lines += ["```python", "import audiokit", f"model = audiokit.load({where!r})", "```", ""]
+    if card.get("shared"):
+        lines += ["Shares " + ", ".join(f"its {name} with `{to}`" for name, to in card["shared"].items())
+                  + " (a `NAME.link` file; keep the folders side by side).", ""]
     if card.get("notes"):
         lines += ["## Notes", "", card["notes"], ""]
     lines += ["## Training", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -111,15 +112,15 @@ def load_state(model, state: dict, where: str):
 
 
 def save_export(folder: Path, parts: dict, meta: dict, dtype: torch.dtype) -> Path:
-    """Write each model of ``parts`` as ``NAME.safetensors`` (floating weights in ``dtype``) and ``meta`` as
-    ``config.json`` (format, version and dtype added), all atomically."""
+    """Write each model of ``parts`` as ``NAME.safetensors`` (floating weights in ``dtype``; ``torch.int8``: int8
+    weights with per-row scales, see :func:`audiokit.fileio.int8_state`) and ``meta`` as ``config.json`` (format,
+    version and dtype added), all atomically."""
     from safetensors.torch import save_file
 
-    from .fileio import atomic_path
+    from .fileio import atomic_path, cast_state
 
     for part, model in parts.items():
-        state = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
-                 for k, v in model.state_dict().items()}
+        state = cast_state(model.state_dict(), dtype)
         with atomic_path(folder / f"{part}.safetensors") as tmp:
             save_file(state, str(tmp))
     meta = {"format": TTS_FORMAT, "version": 1, **meta, "dtype": str(dtype).replace("torch.", "")}
@@ -137,12 +138,17 @@ def load_part(folder: Path, part: str, model):
 
 
 def load_bundled_codec(folder: Path, meta: dict):
-    """The codec in ``folder/codec``, checked against the one ``config.json`` names."""
+    """The codec in ``folder/codec`` (or the folder its ``codec.link`` names), checked against the one
+    ``config.json`` names."""
     from .codec.codec import Codec
+    from .pretrained import component
     from .tokens import CodecInfo
 
-    codec = Codec.load(folder / "codec")
-    codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{folder / 'codec'}")
+    where = component(folder, "codec", TTSLoadError)
+    if where is None:
+        raise TTSLoadError(f"{folder}: no codec/ folder (nor codec.link) beside config.json")
+    codec = Codec.load(where)
+    codec.info.check_same(CodecInfo.from_dict(meta["codec"]), what=f"{where}")
     return codec
 
 
@@ -166,7 +172,7 @@ def load_voice_clip(clip, codec, sample_rate: int | None = None, min_seconds: fl
     else:
         if sample_rate is None:
             raise PromptError("a voice waveform needs its sample_rate")
-        wav = torch.as_tensor(clip, dtype=torch.float32)
+        wav = torch.as_tensor(clip, dtype=torch.float32, device="cpu")
         if wav.dim() == 2:
             wav = wav.mean(0)
         wav = resample(wav, sample_rate, sr) if sample_rate != sr else wav
@@ -175,7 +181,7 @@ def load_voice_clip(clip, codec, sample_rate: int | None = None, min_seconds: fl
         raise PromptError(f"the voice clip is {seconds:.2f} s long; it needs at least {min_seconds:g} s of speech")
     rms = float(wav.pow(2).mean().sqrt())
     if rms < 10 ** (-50 / 20):
-        raise PromptError(f"the voice clip is silent (RMS {20 * torch.log10(torch.tensor(max(rms, 1e-12))):.0f} dBFS)")
+        raise PromptError(f"the voice clip is silent (RMS {20 * math.log10(max(rms, 1e-12)):.0f} dBFS)")
     return wav, tokens
 
 

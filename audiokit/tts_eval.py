@@ -174,7 +174,7 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
     codes = tts.generate(rows_in, options, batch_size)
     for it, c in zip(items, codes):
-        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10)
+        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10, device="cpu")
     return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start
 
 

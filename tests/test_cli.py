@@ -10,7 +10,8 @@ from audiokit.cli import PENDING, build_parser, main
 
 from conftest import sine
 
-SUBCOMMANDS = ["data", "train", "encode", "decode", "tokenize", "eval", "convert", "export", "transcribe", "tts", "demo", "models", *PENDING]
+SUBCOMMANDS = ["data", "train", "encode", "decode", "tokenize", "eval", "convert", "export", "transcribe", "tts", "demo", "models",
+               "check", *PENDING]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS + ["data synth", "data manifest", "data validate", "data bpe", "data phonemize", "data sentences"])

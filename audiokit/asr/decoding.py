@@ -228,7 +228,7 @@ def decode(model: ASRModel, tok: WhisperTokenizer, mel: torch.Tensor, options: D
         by_length.setdefault(len(r), []).append(b)
     for idx in by_length.values():
         index = torch.tensor(idx, device=feats.device)
-        group = _Search(model, tok, options).run(feats.index_select(0, index), torch.tensor([rows[i] for i in idx]))
+        group = _Search(model, tok, options).run(feats.index_select(0, index), torch.tensor([rows[i] for i in idx], device="cpu"))
         for i, (tokens, sum_logprob, no_speech) in zip(idx, group):
             text = tok.decode(tokens).strip()
             results[i] = DecodingResult(tokens=tokens, text=text, avg_logprob=sum_logprob / (len(tokens) + 1),

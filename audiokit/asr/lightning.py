@@ -202,9 +202,9 @@ class ASRLightningModule(L.LightningModule):
             seqs.append(seq)
             texts_ids.append(plain[: self.model.dims.n_audio_ctx])  # CTC needs no more targets than frames
         L_ = max(len(s) for s in seqs)
-        tokens = torch.full((B, L_), IGNORE, dtype=torch.long)
+        tokens = torch.full((B, L_), IGNORE, dtype=torch.long, device="cpu")
         for b, s in enumerate(seqs):
-            tokens[b, : len(s)] = torch.tensor(s)
+            tokens[b, : len(s)] = torch.tensor(s, device="cpu")
         return out, tokens.to(audio.device), texts_ids
 
     def spec_augment(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

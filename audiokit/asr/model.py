@@ -33,8 +33,8 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> tor
     if channels % 2:
         raise ValueError("sinusoidal positions need an even number of channels")
     inc = math.log(max_timescale) / (channels // 2 - 1)
-    inv = torch.exp(-inc * torch.arange(channels // 2))
-    t = torch.arange(length)[:, None] * inv[None, :]
+    inv = torch.exp(-inc * torch.arange(channels // 2, device="cpu"))
+    t = torch.arange(length, device="cpu")[:, None] * inv[None, :]
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 

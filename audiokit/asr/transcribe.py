@@ -104,7 +104,7 @@ def _loud_frames(audio: torch.Tensor, threshold_db: float) -> torch.Tensor:
     n = 320
     usable = audio.shape[-1] // n * n
     if usable == 0:
-        return torch.zeros(0, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.bool, device="cpu")
     rms = audio[:usable].float().view(-1, n).pow(2).mean(-1).sqrt()
     return 20 * torch.log10(rms.clamp_min(1e-10)) > threshold_db
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ..fileio import atomic_path, load_safetensors_file, load_torch_file, read_json_file
+from ..fileio import atomic_path, cast_state, load_safetensors_file, load_torch_file, read_json_file
 from .convert import CheckpointError, build_model, load_whisper_checkpoint
 from .decoding import DecodingOptions, decode
 from .features import SAMPLE_RATE
@@ -69,7 +69,7 @@ class Transcriber:
                 wav = wav[0]
             return resample(wav.float().cpu(), codec.sample_rate, SAMPLE_RATE)
         if hasattr(item, "__array__") and not isinstance(item, torch.Tensor):
-            item = torch.as_tensor(item)
+            item = torch.as_tensor(item, device="cpu")
         if isinstance(item, torch.Tensor):
             if sample_rate is None:
                 raise ValueError("a waveform needs its sample_rate: transcribe(wav, sample_rate=16000)")
@@ -128,8 +128,7 @@ class Transcriber:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in self.model.state_dict().items()
-                 if k != "encoder.positional_embedding"}
+        state = cast_state({k: v for k, v in self.model.state_dict().items() if k != "encoder.positional_embedding"}, dtype)
         self.tokenizer.save(folder / "vocab.tiktoken")
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(state, str(tmp))

@@ -110,8 +110,8 @@ class Codec:
             wav = torch.from_numpy(wav)
         if isinstance(wav, (list, tuple)):
             items = [self._prepare(w, sample_rate)[0][0, 0] for w in wav]
-            lengths = torch.tensor([w.shape[-1] for w in items])
-            batch = torch.zeros(len(items), 1, int(lengths.max()))
+            lengths = torch.tensor([w.shape[-1] for w in items], device="cpu")
+            batch = torch.zeros(len(items), 1, int(lengths.max()), device="cpu")
             for i, w in enumerate(items):
                 batch[i, 0, : w.shape[-1]] = w
             return batch, lengths
@@ -143,7 +143,7 @@ class Codec:
         if peak > 1.0:
             log.warning("audio peaks at %.2f (beyond full scale); clipped to [-1, 1]", peak)
             wav = wav.clamp(-1.0, 1.0)
-        return wav, torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.int64)
+        return wav, torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.int64, device="cpu")
 
     # ------------------------------------------------------------------ encode / decode
     @torch.inference_mode()
@@ -198,7 +198,7 @@ class Codec:
         Tortoise's diffusion decoder makes) → audio ``[B, T · hop]``; ``lengths`` frames per item (default all)."""
         if latents.dim() != 3 or latents.shape[1] != self.model.latent_dim:
             raise ValueError(f"expected latents [B, {self.model.latent_dim}, T] for this codec, got {tuple(latents.shape)}")
-        lengths = torch.full((latents.shape[0],), latents.shape[-1]) if lengths is None else torch.as_tensor(lengths)
+        lengths = torch.full((latents.shape[0],), latents.shape[-1], device="cpu") if lengths is None else torch.as_tensor(lengths, device="cpu")
         z = latents.to(self.device, next(self.model.parameters()).dtype)
         return self._masked(self._decode_chunked(z, self.model.decode_latents)[:, 0], lengths)
 

@@ -41,7 +41,7 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
     rows = []
     for n_q in n_qs:
         acc = {"mel_distance": 0.0, "stft_distance": 0.0, "si_sdr": 0.0, "pesq": 0.0, "stoi": 0.0}
-        counts = torch.zeros(n_q, codec.info.codebook_size)
+        counts = torch.zeros(n_q, codec.info.codebook_size, device="cpu")
         for x, tokens in zip(audio, full):
             t = tokens.keep_codebooks(n_q)
             y = codec.decode(t)[0, : x.shape[-1]]

@@ -118,7 +118,7 @@ class EMACodebook(nn.Module):
     @torch.no_grad()
     def _kmeans_init(self, x: torch.Tensor) -> None:
         g = torch.Generator(device="cpu").manual_seed(0)
-        idx = torch.randint(0, x.shape[0], (self.codebook_size,), generator=g).to(x.device)
+        idx = torch.randint(0, x.shape[0], (self.codebook_size,), generator=g, device="cpu").to(x.device)
         means = x[idx].clone()
         for _ in range(self.kmeans_iters):
             assign = torch.cdist(x, means).argmin(1)

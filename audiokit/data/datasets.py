@@ -88,14 +88,14 @@ class AudioTextDataset(_ManifestDataset):
         n = self.segment
         if wav.shape[-1] < n:
             return torch.nn.functional.pad(wav, (0, n - wav.shape[-1]))
-        start = int(torch.randint(0, wav.shape[-1] - n + 1, ())) if self.random_crop else 0
+        start = int(torch.randint(0, wav.shape[-1] - n + 1, (), device="cpu")) if self.random_crop else 0
         return wav[start : start + n]
 
 
 def collate_audio(items: list[dict]) -> dict:
     """Pad waveforms to ``[B, T]`` with ``audio_lengths`` ``[B]``; other fields become lists."""
-    lengths = torch.tensor([it["audio"].shape[-1] for it in items], dtype=torch.int64)
-    audio = torch.zeros(len(items), int(lengths.max()), dtype=items[0]["audio"].dtype)
+    lengths = torch.tensor([it["audio"].shape[-1] for it in items], dtype=torch.int64, device="cpu")
+    audio = torch.zeros(len(items), int(lengths.max()), dtype=items[0]["audio"].dtype, device="cpu")
     for b, it in enumerate(items):
         audio[b, : it["audio"].shape[-1]] = it["audio"]
     out = {k: [it[k] for it in items] for k in items[0] if k != "audio"}
@@ -160,7 +160,7 @@ class SpeakerTokenDataset(Dataset):
         return tokens.codes[0, :, : int(tokens.lengths[0])], tokens.frame_rate
 
     def rng(self, i: int) -> random.Random:
-        return random.Random(int(torch.randint(2**62, ())) if self.train else self.seed * 1_000_003 + i)
+        return random.Random(int(torch.randint(2**62, (), device="cpu")) if self.train else self.seed * 1_000_003 + i)
 
     def others(self, i: int) -> list[int]:
         """The other utterances of utterance ``i``'s speaker."""

@@ -93,8 +93,8 @@ def ddim_sample(model: Callable, schedule: CosineSchedule, shape: tuple, steps: 
     every device)."""
     if not 1 <= steps <= schedule.steps:
         raise ValueError(f"steps must be in 1 … {schedule.steps}, got {steps}")
-    ts = torch.linspace(schedule.steps - 1, 0, steps).round().long().tolist()
-    x = torch.randn(shape, generator=generator).to(device)
+    ts = torch.linspace(schedule.steps - 1, 0, steps, device="cpu").round().long().tolist()
+    x = torch.randn(shape, generator=generator, device="cpu").to(device)
     for i, t in enumerate(ts):
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
         x0, eps = schedule.to_x0_eps(x, tt, model(x, tt), prediction)
@@ -106,7 +106,7 @@ def ddim_sample(model: Callable, schedule: CosineSchedule, shape: tuple, steps: 
         sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
         x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
         if sigma > 0:
-            x = x + sigma * torch.randn(shape, generator=generator).to(device)
+            x = x + sigma * torch.randn(shape, generator=generator, device="cpu").to(device)
     return x
 
 
@@ -121,7 +121,7 @@ class DDPM:
         self.schedule = CosineSchedule(steps)
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(0, self.steps, (n,), generator=generator)
+        return torch.randint(0, self.steps, (n,), generator=generator, device="cpu")
 
     def noisy(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.schedule.q_sample(x0, t, noise)
@@ -153,7 +153,7 @@ class RectifiedFlow:
         self.steps, self.solver = steps, solver
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.rand(n, generator=generator)
+        return torch.rand(n, generator=generator, device="cpu")
 
     def _t(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return t.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
@@ -178,8 +178,8 @@ class RectifiedFlow:
         Noise is drawn on the CPU from ``generator`` (reproducible on every device)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        x = torch.randn(shape, generator=generator).to(device)
-        ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
+        x = torch.randn(shape, generator=generator, device="cpu").to(device)
+        ts = torch.linspace(1.0, 0.0, steps + 1, device="cpu").tolist()
 
         def velocity(x, t):
             return model(x, torch.full((shape[0],), t * self.steps, device=device))

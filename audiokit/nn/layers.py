@@ -178,7 +178,7 @@ def guard_reduced_precision(model: nn.Module, dtype: torch.dtype, tol: float = 0
             if key not in verdict:
                 device = c.weight.device
                 length = 4 * ((c.kernel_size[0] - 1) * c.dilation[0] + 1) + 4 * c.stride[0]
-                x = torch.randn(1, c.in_channels, length, generator=torch.Generator().manual_seed(0)).to(device)
+                x = torch.randn(1, c.in_channels, length, generator=torch.Generator().manual_seed(0), device="cpu").to(device)
                 if use_channels_last(x):
                     x = to_channels_last(x)
                 m.full_precision = False

@@ -1,5 +1,6 @@
 """The optimizer every transformer family trains with: AdamW (no decay on gains and biases), linear warm-up,
-then linear decay to a fraction of the peak over the run's estimated steps."""
+then linear decay to a fraction of the peak over the run's estimated steps — or over its wall-clock budget
+(``trainer.max_time``), whichever ends first, so a run stopped by the clock ends its schedule too."""
 from __future__ import annotations
 
 import math
@@ -18,14 +19,34 @@ def adamw_warmup_linear(model: nn.Module, trainer, lr: float, betas: Sequence[fl
                             lr=lr, betas=tuple(betas), eps=eps)
     total = trainer.estimated_stepping_batches if trainer is not None else 0
     total = int(total) if total and math.isfinite(total) else 0
+    clock = time_progress(trainer)
 
     def schedule(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        if total <= warmup_steps:
-            return 1.0
-        frac = min(1.0, (step - warmup_steps) / (total - warmup_steps))
+        frac = min(1.0, (step - warmup_steps) / (total - warmup_steps)) if total > warmup_steps else 0.0
+        frac = max(frac, clock())
         return 1.0 - (1.0 - final_lr_fraction) * frac
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def time_progress(trainer):
+    """A function giving the share of ``trainer.max_time`` spent in training so far (0 to 1; always 0 without a
+    wall-clock budget). It reads Lightning's Timer callback, which a resumed run restores from its checkpoint."""
+    from lightning.pytorch.callbacks import Timer
+
+    timers = [cb for cb in getattr(trainer, "callbacks", None) or [] if isinstance(cb, Timer)]
+    if not timers:
+        return lambda: 0.0
+    timer = timers[0]
+
+    def progress() -> float:
+        left = timer.time_remaining("train")
+        if left is None:  # no max_time
+            return 0.0
+        elapsed = timer.time_elapsed("train")
+        return min(1.0, elapsed / (elapsed + left)) if elapsed + left > 0 else 0.0
+
+    return progress

@@ -46,7 +46,7 @@ def append_step(out: list[list[int]], rows: torch.Tensor, tokens: torch.Tensor, 
     """Bookkeeping of a batched decoding step: live row ``i`` is original row ``rows[i]``; its new token joins
     ``out[rows[i]]`` unless it is ``stop``. Returns which live rows are finished (stop token, or
     ``limits[row]`` tokens reached)."""
-    done = torch.zeros(len(rows), dtype=torch.bool)
+    done = torch.zeros(len(rows), dtype=torch.bool, device="cpu")
     for i, (r, t) in enumerate(zip(rows.tolist(), tokens.tolist())):
         if t == stop:
             done[i] = True

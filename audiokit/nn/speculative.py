@@ -52,7 +52,7 @@ def make_drafts(histories: list[list[int]], leftovers: list[list[int]], k: int, 
         if len(d) < k:
             d = d + [d[-1] if d else hist[-1]] * (k - len(d))
         rows.append(d[:k])
-    return torch.tensor(rows, dtype=torch.long).reshape(len(histories), k)
+    return torch.tensor(rows, dtype=torch.long, device="cpu").reshape(len(histories), k)
 
 
 def accepted(drafts: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:

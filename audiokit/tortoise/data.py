@@ -63,11 +63,11 @@ class TortoiseDataset(SpeakerTokenDataset):
             c = codes if (j := rng.choice(others)) == i else self.codes(j)[0]
             s = rng.randrange(c.shape[1] - P + 1) if c.shape[1] > P else 0
             clips.append(c[:, s : s + P])
-        frames = torch.tensor([c.shape[1] for c in clips])
-        voice = torch.zeros(len(clips), codes.shape[0], int(frames.max()), dtype=torch.long)
+        frames = torch.tensor([c.shape[1] for c in clips], device="cpu")
+        voice = torch.zeros(len(clips), codes.shape[0], int(frames.max()), dtype=torch.long, device="cpu")
         for v, c in enumerate(clips):
             voice[v, :, : c.shape[1]] = c
-        return {"id": self.entries[i]["id"], "text": torch.tensor(self.text[i]), "codes": codes, "voice": voice,
+        return {"id": self.entries[i]["id"], "text": torch.tensor(self.text[i], device="cpu"), "codes": codes, "voice": voice,
                 "voice_frames": frames}
 
 
@@ -76,12 +76,12 @@ def collate_tortoise(items: list[dict]) -> dict:
     ``voice_frames`` (clip ``b·V + v`` is item b's v-th), ``voice_clips`` = V."""
     B, V = len(items), items[0]["voice"].shape[0]
     Q = items[0]["codes"].shape[0]
-    text_lens = torch.tensor([len(it["text"]) for it in items])
-    code_lens = torch.tensor([it["codes"].shape[1] for it in items])
-    text = torch.zeros(B, int(text_lens.max()), dtype=torch.long)
-    codes = torch.zeros(B, Q, int(code_lens.max()), dtype=torch.long)
+    text_lens = torch.tensor([len(it["text"]) for it in items], device="cpu")
+    code_lens = torch.tensor([it["codes"].shape[1] for it in items], device="cpu")
+    text = torch.zeros(B, int(text_lens.max()), dtype=torch.long, device="cpu")
+    codes = torch.zeros(B, Q, int(code_lens.max()), dtype=torch.long, device="cpu")
     P = max(it["voice"].shape[-1] for it in items)
-    voice = torch.zeros(B * V, Q, P, dtype=torch.long)
+    voice = torch.zeros(B * V, Q, P, dtype=torch.long, device="cpu")
     for b, it in enumerate(items):
         text[b, : len(it["text"])] = it["text"]
         codes[b, :, : it["codes"].shape[1]] = it["codes"]

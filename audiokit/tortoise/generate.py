@@ -21,14 +21,14 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
     max_frames = min(max_frames, model.dims.max_speech)
     device = next(model.parameters()).device
     t, tv = framed([text] * n, model.start_text, model.stop_text)
-    speech = torch.full((n, 1), model.start_speech, dtype=torch.long)
+    speech = torch.full((n, 1), model.start_speech, dtype=torch.long, device="cpu")
     cond = voice.to(device).expand(n, -1)
     x, valid = model.embed(cond, t.to(device), tv.to(device), speech.to(device), torch.ones_like(speech, dtype=torch.bool, device=device))
     cache = KVCache() if use_cache else None
     h = model(x, padded_causal_mask(valid), cache=cache)[:, -1]
     gen = options.generator()
     out: list[list[int]] = [[] for _ in range(n)]
-    rows = torch.arange(n)
+    rows = torch.arange(n, device="cpu")
     while True:
         logits = model.speech_head(h).float()
         logits[:, model.start_speech] = float("-inf")
@@ -51,7 +51,7 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
         else:
             x = torch.cat([x[keep.to(device)], new], 1)
             h = model(x, padded_causal_mask(torch.ones(x.shape[:2], dtype=torch.bool, device=device)))[:, -1]
-    return [torch.tensor(o, dtype=torch.long) for o in out]
+    return [torch.tensor(o, dtype=torch.long, device="cpu") for o in out]
 
 
 @torch.inference_mode()

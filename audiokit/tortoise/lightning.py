@@ -274,8 +274,8 @@ class DiffusionModule(_TortoiseModule):
         x0 = self.model.normalize(z)
         B = x0.shape[0]
         t = self.process.draw(B, generator).to(self.device)
-        noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        drop = (torch.rand(B, generator=generator) < self.hparams.cond_drop).to(self.device) if split == "train" else None
+        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(self.device)
+        drop = (torch.rand(B, generator=generator, device="cpu") < self.hparams.cond_drop).to(self.device) if split == "train" else None
         voice = batch_voice(self.model.voice_encoder, batch, self.device)
         x_t = self.process.noisy(x0, t, noise)
         out = self.model(x_t, self.process.net_time(t), self.conditioning(batch), voice, valid=valid, drop=drop)

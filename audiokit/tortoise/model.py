@@ -56,11 +56,11 @@ class TortoiseDims:
 def framed(seqs: list[torch.Tensor], start: int | None, stop: int | None, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``[B, L]`` ids with ``start``/``stop`` around each sequence (either may be None), and the
     validity mask."""
-    rows = [torch.cat([torch.tensor([start] if start is not None else [], dtype=torch.long), s.long().cpu(),
-                       torch.tensor([stop] if stop is not None else [], dtype=torch.long)]) for s in seqs]
+    rows = [torch.cat([torch.tensor([start] if start is not None else [], dtype=torch.long, device="cpu"), s.long().cpu(),
+                       torch.tensor([stop] if stop is not None else [], dtype=torch.long, device="cpu")]) for s in seqs]
     L = max(len(r) for r in rows)
-    ids = torch.full((len(rows), L), pad, dtype=torch.long)
-    valid = torch.zeros(len(rows), L, dtype=torch.bool)
+    ids = torch.full((len(rows), L), pad, dtype=torch.long, device="cpu")
+    valid = torch.zeros(len(rows), L, dtype=torch.bool, device="cpu")
     for b, r in enumerate(rows):
         ids[b, : len(r)] = r
         valid[b, : len(r)] = True

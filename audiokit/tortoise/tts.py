@@ -200,8 +200,8 @@ class TortoiseTTS(TTSModel):
     @torch.inference_mode()
     def voice_latents(self, clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(AR conditioning latent ``[d]``, diffusion voice latent ``[voice_dim]``): means over the clips."""
-        frames = torch.tensor([c.shape[1] for c in clips])
-        codes = torch.zeros(len(clips), clips[0].shape[0], int(frames.max()), dtype=torch.long)
+        frames = torch.tensor([c.shape[1] for c in clips], device="cpu")
+        codes = torch.zeros(len(clips), clips[0].shape[0], int(frames.max()), dtype=torch.long, device="cpu")
         for i, c in enumerate(clips):
             codes[i, :, : c.shape[1]] = c
         codes, frames = codes.to(self.device), frames.to(self.device)
@@ -221,7 +221,7 @@ class TortoiseTTS(TTSModel):
             limit = min(self.ar.dims.max_text, self.clvp.dims.max_text)
             if len(ids) > limit:
                 raise TextError(f"sentence {s[:60]!r}… is {len(ids)} text tokens; the model takes at most {limit}")
-            out.append((s, torch.tensor(ids)))
+            out.append((s, torch.tensor(ids, device="cpu")))
         if not out:
             raise TextError(f"the text has nothing to pronounce: {text[:80]!r}")
         return out
@@ -230,7 +230,7 @@ class TortoiseTTS(TTSModel):
     @torch.inference_mode()
     def rank(self, text: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
         """CLVP score of each candidate for ``text`` (empty candidates score −inf)."""
-        scores = torch.full((len(candidates),), float("-inf"))
+        scores = torch.full((len(candidates),), float("-inf"), device="cpu")
         live = [i for i, c in enumerate(candidates) if len(c) > 0]
         if live:
             t, tv = framed([text] * len(live), None, None)
@@ -331,10 +331,10 @@ class TortoiseTTS(TTSModel):
 
     def _join(self, latents: list[torch.Tensor], sentence_pause: float) -> torch.Tensor:
         """Decode one latent sequence per sentence (one codec batch) and join them with pauses."""
-        pause = torch.zeros(int(sentence_pause * self.sample_rate))
+        pause = torch.zeros(int(sentence_pause * self.sample_rate), device="cpu")
         if not latents:
             return pause
-        lengths = torch.tensor([z.shape[1] for z in latents])
+        lengths = torch.tensor([z.shape[1] for z in latents], device="cpu")
         z = torch.zeros(len(latents), latents[0].shape[0], int(lengths.max()), device=self.device)
         for i, x in enumerate(latents):
             z[i, :, : x.shape[1]] = x

@@ -107,7 +107,7 @@ class ValleDataset(SpeakerTokenDataset):
         else:
             n = min(P, max(1, int(T * rng.uniform(0.25, 0.5)))) if T >= 2 else 0
             prompt, target, scored = codes[:, :n], codes[:, n:], True
-        return {"id": self.entries[i]["id"], "text": torch.tensor(self.text[i]), "prompt": prompt, "target": target,
+        return {"id": self.entries[i]["id"], "text": torch.tensor(self.text[i], device="cpu"), "prompt": prompt, "target": target,
                 "prompt_scored": scored}
 
 
@@ -116,9 +116,9 @@ def collate_valle(items: list[dict]) -> dict:
     B, Q = len(items), items[0]["target"].shape[0]
 
     def pad(key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        lens = torch.tensor([it[key].shape[-1] for it in items])
+        lens = torch.tensor([it[key].shape[-1] for it in items], device="cpu")
         shape = (B, int(lens.max())) if key == "text" else (B, Q, int(lens.max()))
-        out = torch.zeros(shape, dtype=torch.long)
+        out = torch.zeros(shape, dtype=torch.long, device="cpu")
         for b, it in enumerate(items):
             out[b, ..., : it[key].shape[-1]] = it[key]
         return out, lens
@@ -128,17 +128,17 @@ def collate_valle(items: list[dict]) -> dict:
     target, target_lens = pad("target")
     return {"id": [it["id"] for it in items], "text": text, "text_lens": text_lens, "prompt": prompt,
             "prompt_lens": prompt_lens, "target": target, "target_lens": target_lens,
-            "prompt_scored": torch.tensor([it["prompt_scored"] for it in items])}
+            "prompt_scored": torch.tensor([it["prompt_scored"] for it in items], device="cpu")}
 
 
 def _text_section(batch: dict, S: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     B = batch["text"].shape[0]
     Lx = batch["text"].shape[1]
-    tokens = torch.zeros(B, S, dtype=torch.long)
-    kind = torch.zeros(B, S, dtype=torch.long)
-    pos = torch.zeros(B, S, dtype=torch.long)
+    tokens = torch.zeros(B, S, dtype=torch.long, device="cpu")
+    kind = torch.zeros(B, S, dtype=torch.long, device="cpu")
+    pos = torch.zeros(B, S, dtype=torch.long, device="cpu")
     tokens[:, :Lx] = batch["text"]
-    ar = torch.arange(Lx)
+    ar = torch.arange(Lx, device="cpu")
     kind[:, :Lx] = torch.where(ar[None] < batch["text_lens"][:, None], TEXT, 0)
     pos[:, :Lx] = ar
     return tokens, kind, pos, Lx
@@ -156,11 +156,11 @@ def ar_inputs(batch: dict, bos: int, eos: int, ignore_index: int = -100) -> dict
         p, t = int(P[b]), int(T[b])
         c1 = torch.cat([batch["prompt"][b, 0, :p], batch["target"][b, 0, :t]])
         n = 1 + p + t
-        tokens[b, o : o + n] = torch.cat([torch.tensor([bos]), c1])
+        tokens[b, o : o + n] = torch.cat([torch.tensor([bos], device="cpu"), c1])
         kind[b, o : o + n] = AUDIO
-        pos[b, o : o + n] = torch.arange(n)
+        pos[b, o : o + n] = torch.arange(n, device="cpu")
         start = 0 if batch["prompt_scored"][b] else p
-        targets[b, o + start : o + n] = torch.cat([c1, torch.tensor([eos])])[start:]
+        targets[b, o + start : o + n] = torch.cat([c1, torch.tensor([eos], device="cpu")])[start:]
     return {"tokens": tokens, "kind": kind, "pos": pos, "targets": targets}
 
 
@@ -172,15 +172,15 @@ def nar_inputs(batch: dict, stage: torch.Tensor, ignore_index: int = -100) -> di
     S = batch["text"].shape[1] + int((P + T).max())
     tokens, kind, pos, o = _text_section(batch, S)
     B = tokens.shape[0]
-    codes = torch.zeros(B, Q, S, dtype=torch.long)
-    n_sum = torch.zeros(B, S, dtype=torch.long)
+    codes = torch.zeros(B, Q, S, dtype=torch.long, device="cpu")
+    n_sum = torch.zeros(B, S, dtype=torch.long, device="cpu")
     targets = torch.full_like(tokens, ignore_index)
     for b in range(B):
         p, t = int(P[b]), int(T[b])
         codes[b, :, o : o + p] = batch["prompt"][b, :, :p]
         codes[b, :, o + p : o + p + t] = batch["target"][b, :, :t]
         kind[b, o : o + p + t] = AUDIO
-        pos[b, o : o + p + t] = torch.arange(p + t)
+        pos[b, o : o + p + t] = torch.arange(p + t, device="cpu")
         n_sum[b, o : o + p] = Q
         n_sum[b, o + p : o + p + t] = stage[b]
         targets[b, o + p : o + p + t] = batch["target"][b, stage[b], :t]

@@ -69,18 +69,18 @@ def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos:
     B = len(texts)
     Lx = max(len(t) for t in texts)
     W = 1 + max(len(p) for p in prompts)
-    tokens = torch.zeros(B, Lx + W, dtype=torch.long)
+    tokens = torch.zeros(B, Lx + W, dtype=torch.long, device="cpu")
     kind = torch.zeros_like(tokens)
     pos = torch.zeros_like(tokens)
     for b, (t, p) in enumerate(zip(texts, prompts)):
         tokens[b, : len(t)] = t
         kind[b, : len(t)] = TEXT
-        pos[b, : len(t)] = torch.arange(len(t))
-        a = torch.cat([torch.tensor([bos]), p.cpu()])
+        pos[b, : len(t)] = torch.arange(len(t), device="cpu")
+        a = torch.cat([torch.tensor([bos], device="cpu"), p.cpu()])
         tokens[b, Lx + W - len(a):] = a
         kind[b, Lx + W - len(a):] = AUDIO
-        pos[b, Lx + W - len(a):] = torch.arange(len(a))
-    next_pos = torch.tensor([1 + len(p) for p in prompts])
+        pos[b, Lx + W - len(a):] = torch.arange(len(a), device="cpu")
+    next_pos = torch.tensor([1 + len(p) for p in prompts], device="cpu")
     return tokens.to(device), kind.to(device), pos.to(device), next_pos.to(device)
 
 
@@ -107,8 +107,8 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
     tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
     B = len(texts)
     out: list[list[int]] = [[] for _ in range(B)]
-    rows = torch.arange(B)  # original row of each live batch row
-    limit = torch.tensor(max_frames)
+    rows = torch.arange(B, device="cpu")  # original row of each live batch row
+    limit = torch.tensor(max_frames, device="cpu")
     shortest = [options.min_frames(m) for m in max_frames]
     cache = KVCache() if use_cache else None
     hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True), cache=cache)[:, -1]
@@ -142,7 +142,7 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
             tokens, pos = torch.cat([tokens, new], 1), torch.cat([pos, new_pos], 1)
             hidden = model(tokens, kind, pos, mask=attention_mask(kind, causal_audio=True))[:, -1]
     stats["frames"] = sum(len(o) for o in out)
-    return [torch.tensor(o, dtype=torch.long) for o in out]
+    return [torch.tensor(o, dtype=torch.long, device="cpu") for o in out]
 
 
 def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: SamplingOptions, suppress_eos: bool,
@@ -155,8 +155,8 @@ def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: Sampl
     B = len(texts)
     out: list[list[int]] = [[] for _ in range(B)]
     history = [p.tolist() for p in prompts]
-    rows = torch.arange(B)
-    limit = torch.tensor(max_frames)
+    rows = torch.arange(B, device="cpu")
+    limit = torch.tensor(max_frames, device="cpu")
     shortest = [options.min_frames(m) for m in max_frames]
     K = model.eos  # codes are 0 … K-1
     k = options.draft_tokens  # drafts in the next pass: up to draft_tokens, fewer while drafts miss
@@ -203,7 +203,7 @@ def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: Sampl
         kind = torch.cat([kind, feed_kind[:, : 1 + n]], 1)
         next_pos = next_pos + 1 + n
     stats["frames"] = sum(len(o) for o in out)
-    return [torch.tensor(o, dtype=torch.long) for o in out]
+    return [torch.tensor(o, dtype=torch.long, device="cpu") for o in out]
 
 
 @torch.inference_mode()
@@ -215,15 +215,15 @@ def generate_nar(model: ValleNAR, texts: list[torch.Tensor], prompts: list[torch
     Q = model.dims.n_codebooks
     B = len(texts)
     Lx, P, T = max(len(t) for t in texts), max(p.shape[1] for p in prompts), max(max(len(f) for f in first), 1)
-    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long)  # noqa: E731
+    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long, device="cpu")  # noqa: E731
     batch = {"text": zeros(B, Lx), "prompt": zeros(B, Q, P), "target": zeros(B, Q, T),
-             "text_lens": torch.tensor([len(t) for t in texts]), "prompt_lens": torch.tensor([p.shape[1] for p in prompts]),
-             "target_lens": torch.tensor([len(f) for f in first])}
+             "text_lens": torch.tensor([len(t) for t in texts], device="cpu"), "prompt_lens": torch.tensor([p.shape[1] for p in prompts], device="cpu"),
+             "target_lens": torch.tensor([len(f) for f in first], device="cpu")}
     for b in range(B):
         batch["text"][b, : len(texts[b])] = texts[b].cpu()
         batch["prompt"][b, :, : prompts[b].shape[1]] = prompts[b].cpu()
         batch["target"][b, 0, : len(first[b])] = first[b].cpu()
-    stage = torch.ones(B, dtype=torch.long)
+    stage = torch.ones(B, dtype=torch.long, device="cpu")
     x = {k: v.to(device) for k, v in nar_inputs(batch, stage).items()}
     where = x["targets"] != -100  # the target's frames
     mask = attention_mask(x["kind"], causal_audio=False)

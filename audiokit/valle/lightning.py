@@ -128,12 +128,12 @@ class ValleNARModule(_ValleModule):
     def training_step(self, batch, batch_idx):
         batch = self._cut(batch)
         B, Q = len(batch["id"]), self.dims.n_codebooks
-        loss = self._stage_loss(batch, torch.randint(1, Q, (B,)), "train")
+        loss = self._stage_loss(batch, torch.randint(1, Q, (B,), device="cpu"), "train")
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         return loss
 
     def validation_step(self, batch, batch_idx):
         batch = self._cut(batch)
         B, Q = len(batch["id"]), self.dims.n_codebooks
-        losses = [self._stage_loss(batch, torch.full((B,), k), "val") for k in range(1, Q)]  # every stage
+        losses = [self._stage_loss(batch, torch.full((B,), k, device="cpu"), "val") for k in range(1, Q)]  # every stage
         self.log("val/loss", torch.stack(losses).mean(), batch_size=B, sync_dist=True)

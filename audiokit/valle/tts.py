@@ -118,11 +118,12 @@ class ValleTTS(TTSModel):
         ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         from ..asr.transcriber import Transcriber
+        from ..pretrained import component
 
         if isinstance(asr, (str, os.PathLike)):
             asr = Transcriber.load(asr)
-        elif asr is None and (folder / "asr").is_dir():
-            asr = Transcriber.load(folder / "asr")
+        elif asr is None and (bundled := component(folder, "asr", TTSLoadError)) is not None:
+            asr = Transcriber.load(bundled)
         tts = cls(ar, nar, codec, asr=asr, name=meta.get("name", folder.name), languages=meta.get("languages", ["en"]),
                   max_prompt_seconds=meta.get("max_prompt_seconds", 6.0), min_prompt_seconds=meta.get("min_prompt_seconds", 1.0))
         return tts.to(device)
@@ -185,7 +186,7 @@ class ValleTTS(TTSModel):
         fr = self.codec.frame_rate
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
-            texts = [torch.tensor(ids) for ids, _, _ in chunk]
+            texts = [torch.tensor(ids, device="cpu") for ids, _, _ in chunk]
             prompts = [p for _, _, p in chunk]
             with stage_timer(timings, "ar", self.device):
                 first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk],
@@ -218,7 +219,7 @@ class ValleTTS(TTSModel):
         for s, c in zip(sentences, generated):
             if c.shape[1] == 0:
                 notices.append(f"the model ended {s!r} at once; it is left out")
-        pause = torch.zeros(int(sentence_pause * self.sample_rate))
+        pause = torch.zeros(int(sentence_pause * self.sample_rate), device="cpu")
         pieces = []
         with stage_timer(timings, "codec", self.device):
             if spoken:

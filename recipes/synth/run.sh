@@ -5,7 +5,12 @@
 # Other options: --out DIR (corpus root [data/synth]), --exp DIR (runs root [exp]; runs go to $exp/$tag-$size),
 #   --max-steps N (every training stage), --hours H (stage 0's corpus size), --pretrained DIR (stage 19's
 #   destination), --corpus DIR (use a corpus already prepared there, train/valid/test.jsonl, instead of stage 0's;
-#   recipes/libritts/run.sh does this), --tag NAME (names of the runs and exported models [synth]).
+#   recipes/libritts/run.sh does this), --tag NAME (names of the runs and exported models [synth]),
+#   --max-time DD:HH:MM:SS (a wall-clock budget for each training stage run: Lightning's max_time stops it cleanly
+#   and the learning-rate schedule ends with it), --device DEV (where the eval stages run [cpu]),
+#   --int8 (export ASR, VALL-E and Tortoise with int8 weight matrices instead of float16: a quarter of float32),
+#   --tts-items N (held-out utterances each TTS evaluation speaks [tiny 8, oneshot 40, small 200]).
+# Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
@@ -27,7 +32,8 @@
 #  17  export Tortoise                    ($exp/tortoise-export: AR + CLVP + diffusion + codec, one folder)
 #  18  evaluate Tortoise on held-out speakers: WER (stage-7 ASR), similarity, RTF, CLVP vs random ($exp/tortoise_eval.json)
 #  19  the bundle: codec/, asr/, valle/, tortoise/ copied to $exp/pretrained (or --pretrained DIR: give --pretrained
-#      pretrained to replace the bundled models), their model cards refreshed and every file verified
+#      pretrained to replace the bundled models), VALL-E's and Tortoise's copies of the codec and ASR replaced by
+#      links to the bundle's own (each model stored once), their model cards refreshed and every file verified
 # Exports write a model card (model.json + README.md: data, steps, machine); each eval stage adds its table to the
 # card of the model it measured (--card). ASR, VALL-E and Tortoise are exported in float16; the codec stays float32,
 # because the token store and every TTS model were made with its exact weights.
@@ -44,6 +50,10 @@ corpus=""
 corpus_given=""
 hours_arg=""
 tag=synth
+max_time=""
+tts_items_arg=""
+device=cpu
+export_dtype=--fp16
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -56,23 +66,30 @@ while [ $# -gt 0 ]; do
     --pretrained) pretrained=$2; shift 2 ;;
     --corpus) corpus=$2; corpus_given=1; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
+    --max-time) max_time=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --int8) export_dtype=--int8; shift ;;
+    --tts-items) tts_items_arg=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 case "$size" in
   tiny) hours=0.1; speakers=12; test_speakers=2; rate=16000; tts_items=8 ;;
+  oneshot) hours=8; speakers=80; test_speakers=6; rate=16000; tts_items=40 ;;
   small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
-  *) echo "--size must be tiny or small" >&2; exit 2 ;;
+  *) echo "--size must be tiny, oneshot or small" >&2; exit 2 ;;
 esac
 hours=${hours_arg:-$hours}
+tts_items=${tts_items_arg:-$tts_items}
 corpus=${corpus:-$out/$size}
 exp=$exp_root/$tag-$size
 steps_arg=()
 [ -n "$max_steps" ] && steps_arg=(--trainer.max_steps "$max_steps")
+[ -n "$max_time" ] && steps_arg+=(--trainer.max_time "$max_time")
 pretrained=${pretrained:-$exp/pretrained}
 machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
-notes="Trained by ${RECIPE:-recipes/synth/run.sh} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
+notes="Trained by ${RECIPE_NOTE:-${RECIPE:-recipes/synth/run.sh}} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
   echo "stage 0: synthetic corpus -> $corpus"
@@ -112,7 +129,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
-  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --json "$exp/codec_eval.json" --card
+  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --device "$device" --json "$exp/codec_eval.json" --card
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -127,12 +144,12 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   echo "stage 7: export the ASR model -> $exp/asr-export"
-  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "$tag-$size-asr" --fp16 --notes "$notes"
+  audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "$tag-$size-asr" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   echo "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
-  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --json "$exp/asr_eval.json" --card
+  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --device "$device" --json "$exp/asr_eval.json" --card
 fi
 
 for part in ar nar; do
@@ -151,13 +168,14 @@ done
 
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   echo "stage 11: export VALL-E -> $exp/valle-export"
+  asr=(); [ -f "$exp/asr-export/config.json" ] && asr=(--asr "$exp/asr-export")  # bundled for prompt transcripts
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --asr "$exp/asr-export" --name "$tag-$size-valle" --fp16 --notes "$notes"
+    --codec "$exp/codec-export" "${asr[@]}" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
-  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --json "$exp/tts_eval.json" --card
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --device "$device" --json "$exp/tts_eval.json" --card
 fi
 
 tortoise_stage() {  # n family config run-dir [extra args...]
@@ -184,13 +202,13 @@ if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
   echo "stage 17: export Tortoise -> $exp/tortoise-export"
   audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
     --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --name "$tag-$size-tortoise" --fp16 --notes "$notes"
+    --codec "$exp/codec-export" --name "$tag-$size-tortoise" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
   echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
   audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset fast \
-    --max-items "$tts_items" --json "$exp/tortoise_eval.json" --card
+    --max-items "$tts_items" --device "$device" --json "$exp/tortoise_eval.json" --card
 fi
 
 if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
@@ -201,5 +219,5 @@ if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
     rm -rf "${pretrained:?}/.$name.new" && cp -r "$exp/${pair#*:}" "$pretrained/.$name.new"
     rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
   done
-  audiokit models "$pretrained"/{codec,asr,valle,tortoise} --refresh --verify
+  audiokit models "$pretrained"/{codec,asr,valle,tortoise} --refresh --share --verify
 fi
