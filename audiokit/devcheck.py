@@ -3,7 +3,8 @@
 Code that has only ever run on a CPU meets a GPU for the first time in a short, paid-for window; a tensor left on
 the CPU or a dtype that bf16 autocast breaks must show in the first half-minute, not after ten. This runs the same
 CLI paths a recipe runs — ``audiokit train`` (a couple of optimizer steps and a validation batch, in the precision
-asked for), ``audiokit export`` and the family's inference command on the device — at the CI-sized configs, on a
+asked for), ``audiokit export``, the family's inference command and ``audiokit eval`` (one or two held-out items)
+on the device — at the CI-sized configs, on a
 corpus of a few seconds it makes itself. A family's failure is caught, written down with its traceback and the
 line that names it, and the next family runs anyway::
 
@@ -39,12 +40,18 @@ def _cli(*argv: str, quiet: bool = True) -> None:
     from .cli import main
 
     out = io.StringIO()
+    before = os.environ.get("AUDIOKIT_DEBUG")
     os.environ["AUDIOKIT_DEBUG"] = "1"
     try:
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
             rc = main(list(argv))
     except SystemExit as e:  # LightningCLI / argparse exit on bad arguments
         rc = e.code if isinstance(e.code, int) else 2
+    finally:  # the caller's setting back: later commands in this process report errors in one line again
+        if before is None:
+            os.environ.pop("AUDIOKIT_DEBUG", None)
+        else:
+            os.environ["AUDIOKIT_DEBUG"] = before
     if rc:
         raise CheckFailed(f"audiokit {' '.join(argv[:2])} exited with {rc}: {out.getvalue().strip()[-400:]}")
 
@@ -107,7 +114,9 @@ class Check:
         _cli("encode", self._test_wav(), str(akc), "--codec", str(self.codec), "--device", self.device)
         _cli("decode", str(akc), str(self.work / "codec.wav"), "--codec", str(self.codec), "--device", self.device,
              "--dtype", "bfloat16" if "bf16" in self.precision else "float32")
-        return "trained, exported, encode/decode"
+        _cli("eval", "codec", "--manifest", str(self.corpus / "test.jsonl"), "--codec", str(self.codec), "--device",
+             self.device, "--max-items", "2", "--json", str(self.work / "codec_eval.json"))
+        return "trained, exported, encode/decode, evaluated"
 
     def tokens(self) -> str:
         codec = self.codec
@@ -126,7 +135,9 @@ class Check:
                            "--data.val_manifest", str(self.corpus / "valid.jsonl"))
         _cli("export", str(ckpt), str(self.work / "asr-export"), "--fp16")
         _cli("transcribe", self._test_wav(), "--model", str(self.work / "asr-export"), "--device", self.device)
-        return "trained, exported, transcribed"
+        _cli("eval", "asr", "--manifest", str(self.corpus / "test.jsonl"), "--model", str(self.work / "asr-export"),
+             "--device", self.device, "--max-items", "2", "--json", str(self.work / "asr_eval.json"))
+        return "trained, exported, transcribed, evaluated"
 
     def valle(self) -> str:
         ar = self._train("valle-ar", "valle/tiny_ar.yaml", "valle-ar", *self._tokens_args())
@@ -135,7 +146,14 @@ class Check:
         _cli("export", str(ar), str(out), "--nar", str(nar), "--codec", str(self.codec), "--fp16")
         _cli("tts", "--model", str(out), "--text", "One two three.", "--prompt", self._test_wav(), "--prompt-text",
              "a prompt", "--out", str(self.work / "valle.wav"), "--seed", "0", "--device", self.device)
-        return "AR + NAR trained, exported, synthesized"
+        self._eval_tts(out, "valle")
+        return "AR + NAR trained, exported, synthesized, evaluated"
+
+    def _eval_tts(self, model: Path, name: str, *extra: str) -> None:
+        asr = self.work / "asr-export"
+        _cli("eval", "tts", "--manifest", str(self.corpus / "test.jsonl"), "--model", str(model), "--device", self.device,
+             "--max-items", "1", *(["--asr", str(asr)] if (asr / "config.json").is_file() else []), *extra,
+             "--json", str(self.work / f"{name}_eval.json"))
 
     def tortoise(self) -> str:
         common = [*self._tokens_args(), "--data.tokenizer", str(self.corpus / "bpe.json")]
@@ -149,11 +167,14 @@ class Check:
         _cli("export", str(ar), str(out), "--clvp", str(clvp), "--diffusion", str(diff_ar), "--codec", str(self.codec), "--fp16")
         _cli("tts", "--model", str(out), "--text", "One two three.", "--voice", self._test_wav(), "--preset", "ultra_fast",
              "--out", str(self.work / "tortoise.wav"), "--seed", "0", "--device", self.device)
-        return "AR, CLVP, diffusion (both stages) trained, exported, synthesized"
+        self._eval_tts(out, "tortoise", "--preset", "ultra_fast")
+        return "AR, CLVP, diffusion (both stages) trained, exported, synthesized, evaluated"
 
-    def run(self, families=FAMILIES, log=sys.stdout) -> dict:
+    def run(self, families=FAMILIES, log=None) -> dict:
         """Run ``families`` in order; returns ``{family: {"ok", "seconds", "what" | "error"}}``. A family that needs one
-        that failed (everything needs ``data``; the TTS families need ``tokens``) is reported as skipped."""
+        that failed (everything needs ``data``; the TTS families need ``tokens``) is reported as skipped. ``log``: where
+        the progress lines and tracebacks go [sys.stdout, as it is at the call]."""
+        log = log if log is not None else sys.stdout
         results: dict = {}
         needs = {"codec": "data", "tokens": "data", "asr": "data", "valle": "tokens", "tortoise": "tokens"}
         for family in families:

@@ -120,7 +120,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     out_seconds = sum(it["model"].shape[-1] for it in items) / sr
     n_q = getattr(tts, "n_codebooks", tts.codec.info.n_codebooks)
     for it in items:
-        it["codec"] = tts.codec.decode(tts.codec.encode(it["real"], sr, n_q=n_q))[0]
+        it["codec"] = tts.codec.decode(tts.codec.encode(it["real"], sr, n_q=n_q))[0].float().cpu()
     systems = [("ground truth", "real"), ("codec resynthesis", "codec"), *systems]
 
     sphinx = _optional(_Pocketsphinx, "pocketsphinx WER")
@@ -174,7 +174,9 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
     codes = tts.generate(rows_in, options, batch_size)
     for it, c in zip(items, codes):
-        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0] if c.shape[1] else torch.zeros(sr // 10, device="cpu")
+        # outputs are judged on the CPU (resemblyzer, pocketsphinx and the metrics take host arrays)
+        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0].float().cpu() if c.shape[1] \
+            else torch.zeros(sr // 10, device="cpu")
     return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start
 
 
@@ -187,12 +189,12 @@ def _tortoise_outputs(tts, items: list[dict], seed: int, temperature: float | No
     start = time.perf_counter()
     for it in items:
         out = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, **sampling, **kw)
-        it["model"] = out.audio
+        it["model"] = torch.as_tensor(out.audio, device="cpu").float()
         it["timings"] = out.timings
     seconds = time.perf_counter() - start
     for it in items:
-        it["random"] = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, rerank=False,
-                                      **sampling, **kw).audio
+        it["random"] = torch.as_tensor(tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, rerank=False,
+                                                      **sampling, **kw).audio, device="cpu").float()
     name = tts.name or "model"
     return [(f"Tortoise ({name}, {preset}, CLVP best of N)", "model"),
             (f"Tortoise ({name}, {preset}, random candidate)", "random")], seconds

@@ -51,6 +51,17 @@ def test_the_dry_run_runs_every_step_and_returns_what_fits(dry_run):
     # the CUDA smoke (here on the CPU, in bf16-mixed): every family trained, exported and ran inference
     assert fig["check"]["ok"] and fig["check"]["precision"] == "bf16-mixed"
     assert set(fig["check"]["families"]) == {"data", "codec", "tokens", "asr", "valle", "tortoise"}
+    check = work / "check"  # every training stage, export, inference output and evaluation of the check
+    for run in ("codec", "asr", "valle-ar", "valle-nar", "tortoise-ar", "tortoise-clvp", "tortoise-diffusion",
+                "tortoise-diffusion-ar"):
+        ck = torch.load(check / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert ck["global_step"] == (4 if run == "codec" else 2), run
+    for wav in ("codec.wav", "valle.wav", "tortoise.wav"):
+        assert (check / wav).stat().st_size > 1000
+    for name in ("codec", "asr", "valle", "tortoise"):
+        assert json.loads((check / f"{name}_eval.json").read_text()), name
+    # each of the 8 training runs in bf16 autocast (Lightning says so when it sets the precision up)
+    assert (work / "logs" / "check.log").read_text().count("Using bfloat16 Automatic Mixed Precision") >= 8
     assert set(fig["steps"]) == STEPS and all(s["rc"] == 0 for s in fig["steps"].values()), fig["steps"]
     assert fig["steps"]["asr"]["steps"] == 4 and fig["steps"]["asr"]["stopped_by"] == "max_steps"
     for name in STEPS:
@@ -102,8 +113,8 @@ def test_the_dry_run_trained_every_stage_of_the_recipe(dry_run):
         ck = step(run)
         assert ck["global_step"] == 4 and ck["tortoise"]["codec"]["fingerprint"] == codec.info.fingerprint
     rows = json.loads((exp / "tortoise_eval.json").read_text())["rows"]
-    assert [r["system"] for r in rows][2:] == ["Tortoise (oneshot-tiny-tortoise, fast, CLVP best of N)",
-                                               "Tortoise (oneshot-tiny-tortoise, fast, random candidate)"]
+    assert [r["system"] for r in rows][2:] == ["Tortoise (oneshot-tiny-tortoise, ultra_fast, CLVP best of N)",
+                                               "Tortoise (oneshot-tiny-tortoise, ultra_fast, random candidate)"]
     assert all("wer_asr" in r for r in rows) and rows[2]["rtf"] > 0 and rows[0]["utterances"] == 2
     # the recipe's stage 0 keeps a corpus that is already there
     again = _bash("recipes/synth/run.sh", "--size", "tiny", "--out", work / "data", "--stage", "0", "--stop-stage", "0")
@@ -133,7 +144,7 @@ def test_adopt_installs_the_returned_bundle_and_its_figures(dry_run, tmp_path):
     for name in ("codec", "asr", "valle", "tortoise"):
         card = read_card(pre / name)
         check_files(pre / name, card, hashes=True)
-        assert "recipes/gpu/oneshot.sh --budget-minutes 9 --hours 0.03 --dry-run --size tiny --max-steps 4" in card["notes"]
+        assert "recipes/gpu/oneshot.sh --budget-minutes 30 --hours 0.03 --dry-run --size tiny --max-steps 4" in card["notes"]
     assert (pre / "valle" / "codec.link").is_file() and not (pre / "valle" / "codec").exists()
     tts = audiokit.load(pre / "valle")
     assert tts.asr is not None and tts.codec.info == audiokit.load(pre / "codec").info
@@ -231,6 +242,8 @@ def test_a_family_that_fails_does_not_stop_the_others(tmp_path, monkeypatch):
     VALL-E still trains, exports and speaks; the exit status says something failed."""
     from audiokit import devcheck
 
+    monkeypatch.delenv("AUDIOKIT_DEBUG", raising=False)
+
     def broken(self):
         raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices")
 
@@ -242,3 +255,4 @@ def test_a_family_that_fails_does_not_stop_the_others(tmp_path, monkeypatch):
     rc = devcheck.main("cpu", "bf16-mixed", str(tmp_path / "again"), str(tmp_path / "c.json"), ["data", "codec"])
     record = json.loads((tmp_path / "c.json").read_text())
     assert rc == 1 and not record["ok"] and record["families"]["data"]["ok"]
+    assert "AUDIOKIT_DEBUG" not in os.environ  # later commands in this process still answer in one line

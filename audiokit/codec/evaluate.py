@@ -17,13 +17,10 @@ from .losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from .metrics import pesq_wb, si_sdr, stoi
 
 
-def _judges_available() -> bool:
-    try:
-        import pesq  # noqa: F401
-        import pystoi  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 @torch.inference_mode()
@@ -33,7 +30,7 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
         raise ValueError(f"{manifest}: no utterances to evaluate")
     sr = codec.sample_rate
     mel, stft = MultiScaleMelLoss(sr), MultiScaleSTFTLoss()
-    judges = _judges_available()
+    has_pesq, has_stoi = _available("pesq"), _available("pystoi")  # each judge where its package is installed
     n_qs = sorted({codec.n_q_for(bandwidth=b) for b in bandwidths}) if bandwidths else \
         sorted({codec.n_q_for(bandwidth=b) for b in codec.bandwidths()})
     audio = [read_audio(e["audio"], sample_rate=sr)[0] for e in entries]
@@ -44,16 +41,17 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
         counts = torch.zeros(n_q, codec.info.codebook_size, device="cpu")
         for x, tokens in zip(audio, full):
             t = tokens.keep_codebooks(n_q)
-            y = codec.decode(t)[0, : x.shape[-1]]
+            y = codec.decode(t)[0, : x.shape[-1]].float().cpu()  # measured on the host, whatever the codec's device
             ref, est = x[None, None], y[None, None]
             acc["mel_distance"] += float(mel(est, ref))
             acc["stft_distance"] += float(stft(est, ref))
             acc["si_sdr"] += float(si_sdr(y, x))
-            if judges:
+            if has_pesq:
                 acc["pesq"] += pesq_wb(y.numpy(), x.numpy(), sr)
+            if has_stoi:
                 acc["stoi"] += stoi(y.numpy(), x.numpy(), sr)
             for q in range(n_q):
-                counts[q] += torch.bincount(t.codes[0, q], minlength=codec.info.codebook_size).float()
+                counts[q] += torch.bincount(t.codes[0, q].cpu(), minlength=codec.info.codebook_size).float()
         n = len(audio)
         p = counts / counts.sum(1, keepdim=True)
         perplexity = torch.exp(-(p * (p + 1e-12).log()).sum(1))
@@ -61,8 +59,10 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
                **{k: round(v / n, 4) for k, v in acc.items()},
                "codebook_usage": round(float((counts > 0).float().mean()), 4),
                "codebook_perplexity": round(float(perplexity.mean()), 1)}
-        if not judges:
-            row["pesq"] = row["stoi"] = None
+        if not has_pesq:
+            row["pesq"] = None
+        if not has_stoi:
+            row["stoi"] = None
         rows.append(row)
     return rows
 

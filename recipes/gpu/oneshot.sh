@@ -12,9 +12,10 @@
 # Steps (recipes/synth/run.sh stages, each a process of its own, so one family's failure leaves the others running;
 # the log names each step with its start, its end, its exit status and its last lines when it failed):
 #   setup     the carried wheels (.whl/*.whl, fetched by recipes/gpu/fetch_wheels.sh) into a private site folder
-#   check     `audiokit check`: two training steps, an export and an inference call of every family on the GPU in
-#             bf16 (a tensor left on the CPU or a dtype autocast breaks shows in the first half-minute) ...
-#   corpus    ... while the synthetic corpus is made on every core, then its BPE (stages 0-1)
+#   check     `audiokit check`: two training steps, an export, an inference call and an evaluation of every family on
+#             the GPU in bf16 (a tensor left on the CPU or a dtype autocast breaks shows in the first minute) ...
+#   corpus    ... while the synthetic corpus is made on every core, then its BPE (stages 0-1); training starts when
+#             the corpus is there, the check going on beside it
 #   codec     the codec (stage 2)                     || asr: the ASR (stage 6, the longest budget)
 #   tokens    codec export + tokenize on the GPU (3-4) || codec-eval (5)
 #   tts       VALL-E AR, NAR, Tortoise AR, CLVP, diffusion (9, 10, 13, 14, 15), all at once on the one GPU; then the
@@ -37,6 +38,7 @@ cd "$(dirname "$0")/../.."
 
 COMMAND="bash recipes/gpu/oneshot.sh${*:+ $*}"
 budget_minutes=9
+budget_given=""
 hours=""
 size=oneshot
 work=exp/oneshot
@@ -45,7 +47,7 @@ device=cuda
 dry=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --budget-minutes) budget_minutes=$2; shift 2 ;;
+    --budget-minutes) budget_minutes=$2; budget_given=1; shift 2 ;;
     --hours) hours=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
@@ -59,6 +61,7 @@ done
 case "$size" in tiny|oneshot|small) ;; *) echo "oneshot: --size must be tiny, oneshot or small" >&2; exit 2 ;; esac
 if [ -n "$dry" ]; then  # the rehearsal: the same steps, tiny configs, a few optimizer steps each, on the CPU
   size=tiny; device=cpu; hours=${hours:-0.03}
+  [ -z "$budget_given" ] && budget_minutes=30  # max_steps ends the stages here; the clock only keeps its code path
   export CUDA_VISIBLE_DEVICES=""
 fi
 out=${out:-$work/out}
@@ -72,6 +75,7 @@ RECIPE_ARGS=(--size "$size" --out "$work/data" --exp "$work/exp" --tag oneshot -
 [ -n "$hours" ] && RECIPE_ARGS+=(--hours "$hours")
 [ -n "$dry" ] && RECIPE_ARGS+=(--max-steps 4)
 TTS_ITEMS=24; [ -n "$dry" ] && TTS_ITEMS=2  # held-out utterances each TTS evaluation speaks
+TTS_PRESET=fast; [ -n "$dry" ] && TTS_PRESET=ultra_fast  # Tortoise's evaluation preset
 export RECIPE_NOTE="recipes/gpu/oneshot.sh --budget-minutes $budget_minutes${hours:+ --hours $hours}${dry:+ --dry-run}"
 export PYTHONUNBUFFERED=1
 
@@ -167,7 +171,7 @@ STARTUP=25  # seconds a training process spends before its clock starts (imports
 # ---------------------------------------------------------------------------------------------- check + corpus
 launch check audiokit check --device "$device" --precision bf16-mixed --work "$work/check" --json "$work/check.json"
 launch corpus recipe --stage 0 --stop-stage 1
-finish corpus check
+finish corpus  # training starts with the corpus; the check goes on beside it and is reported when it ends
 if ! ok corpus; then
   say "the corpus failed: nothing can train; stopping"
   exit 1
@@ -184,6 +188,7 @@ end_train=$(( now + avail ))
 say "training: ${avail} s from +${now}s (codec to +${end_codec}s, TTS to +${end_train}s, reserve ${reserve} s)"
 launch asr recipe --stage 6 --stop-stage 6 --max-time "$(maxtime "$end_train")"
 launch codec recipe --stage 2 --stop-stage 2 --max-time "$(maxtime "$end_codec")"
+finish check
 finish codec
 if ok codec; then
   launch tokens recipe --stage 3 --stop-stage 4
@@ -252,7 +257,8 @@ say "evaluations: ${eval_secs} s"
 ok asr-export && launch asr-eval within "$eval_secs" "${RECIPE[@]}" --stage 8 --stop-stage 8
 ok valle-export && launch valle-eval within "$eval_secs" "${RECIPE[@]}" --stage 12 --stop-stage 12 --tts-items "$TTS_ITEMS"
 ok tortoise-export && ok asr-export && \
-  launch tortoise-eval within "$eval_secs" "${RECIPE[@]}" --stage 18 --stop-stage 18 --tts-items "$TTS_ITEMS"
+  launch tortoise-eval within "$eval_secs" "${RECIPE[@]}" --stage 18 --stop-stage 18 --tts-items "$TTS_ITEMS" \
+    --tts-preset "$TTS_PRESET"
 if ok tokens && ok asr-export; then
   launch throughput within "$eval_secs" python3 recipes/gpu/throughput.py --codec "$exp_dir/codec-export" \
     --asr "$exp_dir/asr-export" --manifest "$work/data/$size/test.jsonl" --device "$device" \

@@ -9,7 +9,8 @@
 #   --max-time DD:HH:MM:SS (a wall-clock budget for each training stage run: Lightning's max_time stops it cleanly
 #   and the learning-rate schedule ends with it), --device DEV (where the eval stages run [cpu]),
 #   --int8 (export ASR, VALL-E and Tortoise with int8 weight matrices instead of float16: a quarter of float32),
-#   --tts-items N (held-out utterances each TTS evaluation speaks [tiny 8, oneshot 40, small 200]).
+#   --tts-items N (held-out utterances each TTS evaluation speaks [tiny 8, oneshot 40, small 200]),
+#   --tts-preset P (Tortoise's preset in its evaluation [fast]).
 # Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
@@ -52,6 +53,7 @@ hours_arg=""
 tag=synth
 max_time=""
 tts_items_arg=""
+tts_preset=fast
 device=cpu
 export_dtype=--fp16
 while [ $# -gt 0 ]; do
@@ -70,6 +72,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --int8) export_dtype=--int8; shift ;;
     --tts-items) tts_items_arg=$2; shift 2 ;;
+    --tts-preset) tts_preset=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -207,7 +210,7 @@ fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
   echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
-  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset fast \
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset "$tts_preset" \
     --max-items "$tts_items" --device "$device" --json "$exp/tortoise_eval.json" --card
 fi
 
