@@ -182,9 +182,11 @@ def _add_codec_commands(sub) -> None:
 
     p = sub.add_parser("convert", help="convert an official DAC, EnCodec or Whisper checkpoint to an audiokit folder")
     p.add_argument("kind", choices=["dac", "encodec", "whisper"])
-    p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec, .pt for Whisper)")
+    p.add_argument("src", help="official checkpoint (.pth for DAC, .th for EnCodec); Whisper: an OpenAI .pt, a CTranslate2 "
+                               "(faster-whisper) folder or a Hugging Face transformers folder, detected from what is there")
     p.add_argument("dst", help="folder to write (config.json + model.safetensors [+ vocab.tiktoken])")
-    p.add_argument("--vocab", default=None, help="Whisper: its multilingual.tiktoken or gpt2.tiktoken [looked for beside src]")
+    p.add_argument("--vocab", default=None, help="Whisper .pt: its multilingual.tiktoken or gpt2.tiktoken [looked for beside src]")
+    p.add_argument("--fp16", action="store_true", help="Whisper: store the weights in float16 (half the size)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", help="write inference weights + config of a trained codec, ASR, VALL-E or Tortoise model to a folder",
@@ -590,18 +592,52 @@ def _eval_tts(args) -> int:
     return 0
 
 
+def _write_whole_folder(dst: str, write) -> None:
+    """``write(tmp)`` into a temporary folder beside ``dst``, renamed onto ``dst`` only when it succeeded: a failed
+    conversion leaves no half-written folder."""
+    import shutil
+    import tempfile
+
+    dst_path = Path(dst)
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.", dir=dst_path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders; give the usual permissions
+    old = None
+    try:
+        write(tmp)
+        if dst_path.exists():  # replaced whole, once the new folder is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.old.", dir=dst_path.parent))
+            dst_path.rename(old / "x")
+        tmp.rename(dst_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def cmd_convert(args) -> int:
+    import torch
+
     from .pretrained import write_card
 
     if args.kind == "whisper":
         from .asr.transcriber import Transcriber
 
+        from .asr.layouts import detect_layout
+
+        layout = detect_layout(args.src)  # refuses anything else with the reason, before a folder is written
         t = Transcriber.load(args.src, vocab=args.vocab)
-        t.export(args.dst, card={"source": f"converted from the official Whisper checkpoint {os.path.basename(args.src)}"})
-        write_card(args.dst)
+        what = {"openai": "the official Whisper checkpoint", "ctranslate2": "the CTranslate2 (faster-whisper) folder",
+                "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}[layout]
+        _write_whole_folder(args.dst, lambda tmp: (
+            t.export(tmp, dtype=torch.float16 if args.fp16 else torch.float32,
+                     card={"source": f"converted from {what} {os.path.basename(os.path.normpath(args.src))}"}),
+            write_card(tmp)))
         d = t.model.dims
         print(f"{args.dst}: Whisper {d.n_audio_layer}+{d.n_text_layer} layers, width {d.n_audio_state}, "
-              f"{d.n_vocab} tokens, {'multilingual' if t.tokenizer.multilingual else 'English-only'}")
+              f"{d.n_vocab} tokens, {'multilingual' if t.tokenizer.multilingual else 'English-only'} (from {what})")
         return 0
     from .codec.codec import Codec
     from .codec.convert import ConversionError, convert_dac, convert_encodec

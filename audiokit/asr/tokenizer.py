@@ -5,8 +5,9 @@ transcribe, start-of-LM, start-of-previous, no-speech, no-timestamps, then 1501 
 ``<|30.00|>`` in 20 ms steps. With the multilingual ranks (50257 entries) that puts end-of-text at 50257 and the
 first timestamp at 50364, as in the official models.
 
-The ranks come from a local tiktoken-format file (``base64-token rank`` per line; openai-whisper ships
-``gpt2.tiktoken`` and ``multilingual.tiktoken`` in its ``assets`` folder); nothing is downloaded.
+The ranks come from a local tiktoken-format file (``base64-token rank`` per line, plain or gzip-compressed);
+audiokit ships openai-whisper's ``gpt2.tiktoken`` and ``multilingual.tiktoken`` (MIT, see
+``audiokit/assets/WHISPER_LICENSE``), so an official ``.pt`` needs no rank file of its own. Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -41,8 +42,17 @@ def load_ranks(path: str | os.PathLike) -> dict[bytes, int]:
     path = Path(path)
     if not path.exists():
         raise TokenizerError(f"{path}: no such vocabulary file")
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            text = gzip.decompress(path.read_bytes()).decode()
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise TokenizerError(f"{path}: not a gzip-compressed rank file ({e})") from None
+    else:
+        text = path.read_text()
     ranks = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -142,14 +142,20 @@ class Transcriber:
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", vocab: str | os.PathLike | None = None,
              name: str | None = None) -> "Transcriber":
-        """Load an exported folder, a Lightning ``.ckpt``, or an official Whisper ``.pt`` (+ its rank file)."""
+        """Load an exported folder, a Lightning ``.ckpt``, an official Whisper ``.pt`` (+ its rank file), a
+        CTranslate2 (faster-whisper) folder or a Hugging Face transformers Whisper folder."""
         path = Path(path)
         if not path.exists():
             raise CheckpointError(f"{path}: no such model file or folder")
         if path.is_dir():
-            if not (path / "config.json").exists():
-                raise CheckpointError(f"{path}: not an exported ASR model (no config.json)")
-            t = cls._load_export(path, name)
+            from .layouts import detect_layout, load_ctranslate2, load_transformers
+
+            layout = detect_layout(path)
+            if layout == "audiokit":
+                t = cls._load_export(path, name)
+            else:
+                model, tok = (load_ctranslate2 if layout == "ctranslate2" else load_transformers)(path)
+                t = cls(model, tok, name=name or path.name)
         elif path.suffix == ".ckpt":
             t = cls._load_lightning(path, name)
         else:
@@ -186,7 +192,9 @@ class Transcriber:
 def _official_tokenizer(path: Path, model: ASRModel, vocab) -> WhisperTokenizer:
     multilingual = model.is_multilingual
     fname = "multilingual.tiktoken" if multilingual else "gpt2.tiktoken"
-    candidates = [Path(vocab)] if vocab else [path.parent / fname, path.parent / "assets" / fname]
+    from ..assets import ASSETS_DIR
+
+    candidates = [Path(vocab)] if vocab else [path.parent / fname, path.parent / "assets" / fname, ASSETS_DIR / (fname + ".gz")]
     for c in candidates:
         if c.exists():
             try:
