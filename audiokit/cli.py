@@ -50,6 +50,22 @@ def _add_data_commands(sub) -> None:
                                                   "need ids of their own) ['']")
     p.set_defaults(func=cmd_data_synth)
 
+    p = dsub.add_parser("transcribe", help="pseudo-label untranscribed audio with an ASR: a training manifest, resumable",
+                        description="Transcribe the audio of folders and/or manifests in batches and append a manifest line "
+                                    "per utterance (text, language, and the ASR's confidence: avg_logprob, no_speech_prob, "
+                                    "compression_ratio) as each batch ends; run it again to resume. Utterances that fail "
+                                    "the thresholds go to OUT.rejected.jsonl with the reason.")
+    p.add_argument("inputs", nargs="+", help="folders of audio files and/or JSONL manifests")
+    p.add_argument("--model", required=True, help="the ASR: an exported folder, Whisper .pt, CTranslate2 or HF folder")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl; appended to when resuming)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--language", default="en", help="language code, or 'auto' to detect it [en]")
+    p.add_argument("--min-avg-logprob", type=float, default=-1.0, help="keep utterances at least this sure [-1.0]")
+    p.add_argument("--max-no-speech", type=float, default=0.6, help="and at most this likely silent [0.6]")
+    p.add_argument("--max-compression", type=float, default=2.4, help="and not more repetitive than this [2.4]")
+    p.set_defaults(func=cmd_data_transcribe)
+
     p = dsub.add_parser("manifest", help="build a JSONL manifest from a LibriTTS, LJSpeech or LibriSpeech folder",
                         description="Build a manifest from a corpus folder laid out as the public corpus is.")
     p.add_argument("layout", choices=["libritts", "ljspeech", "librispeech"])
@@ -628,7 +644,7 @@ def cmd_convert(args) -> int:
         from .asr.layouts import detect_layout
 
         layout = detect_layout(args.src)  # refuses anything else with the reason, before a folder is written
-        t = Transcriber.load(args.src, vocab=args.vocab)
+        t = Transcriber.load(args.src, vocab=args.vocab, name=Path(args.dst).name)
         what = {"openai": "the official Whisper checkpoint", "ctranslate2": "the CTranslate2 (faster-whisper) folder",
                 "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}[layout]
         _write_whole_folder(args.dst, lambda tmp: (
@@ -742,6 +758,24 @@ def cmd_data_synth(args) -> int:
           f"per second on {summary['workers']} workers")
     for split in ("train", "valid", "test"):
         print(f"  {os.path.join(args.out, split + '.jsonl')}: {summary['utterances'][split]} utterances, {summary['hours'][split]:.3f} h")
+    return 0
+
+
+def cmd_data_transcribe(args) -> int:
+    from .asr.transcriber import Transcriber
+    from .data.pseudolabel import Thresholds, label
+
+    asr = Transcriber.load(args.model, device=args.device)
+    thresholds = Thresholds(min_avg_logprob=args.min_avg_logprob, max_no_speech_prob=args.max_no_speech,
+                            max_compression_ratio=args.max_compression)
+
+    def progress(done, total):
+        print(f"{done}/{total} utterances", file=sys.stderr, flush=True)
+
+    c = label(args.inputs, asr, args.out, batch_size=args.batch_size, thresholds=thresholds,
+              language=None if args.language == "auto" else args.language, progress=progress)
+    print(f"{args.out}: {c['kept']} kept, {c['rejected']} rejected (see the .rejected.jsonl beside it), "
+          f"{c['skipped']} already there, of {c['total']} utterances")
     return 0
 
 

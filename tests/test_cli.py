@@ -14,7 +14,8 @@ SUBCOMMANDS = ["data", "train", "encode", "decode", "tokenize", "eval", "convert
                "check", *PENDING]
 
 
-@pytest.mark.parametrize("cmd", SUBCOMMANDS + ["data synth", "data manifest", "data validate", "data bpe", "data phonemize", "data sentences"])
+@pytest.mark.parametrize("cmd", SUBCOMMANDS + ["data synth", "data manifest", "data validate", "data bpe", "data phonemize", "data sentences",
+                                             "data transcribe"])
 def test_every_subcommand_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd.split(), "--help"])

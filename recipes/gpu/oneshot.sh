@@ -74,7 +74,7 @@ LOG=$out/oneshot.log
 RECIPE_ARGS=(--size "$size" --out "$work/data" --exp "$work/exp" --tag oneshot --device "$device" --int8)
 [ -n "$hours" ] && RECIPE_ARGS+=(--hours "$hours")
 [ -n "$dry" ] && RECIPE_ARGS+=(--max-steps 4)
-TTS_ITEMS=24; [ -n "$dry" ] && TTS_ITEMS=2  # held-out utterances each TTS evaluation speaks
+TTS_ITEMS=24; [ -n "$dry" ] && TTS_ITEMS=1  # held-out utterances each TTS evaluation speaks
 TTS_PRESET=fast; [ -n "$dry" ] && TTS_PRESET=ultra_fast  # Tortoise's evaluation preset
 export RECIPE_NOTE="recipes/gpu/oneshot.sh --budget-minutes $budget_minutes${hours:+ --hours $hours}${dry:+ --dry-run}"
 export PYTHONUNBUFFERED=1
