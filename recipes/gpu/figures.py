@@ -97,6 +97,9 @@ def main() -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".figures.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(fig, f, indent=1)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; the usual permissions
     os.replace(tmp, out)
 
 
