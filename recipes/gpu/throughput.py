@@ -41,49 +41,47 @@ def _timed(fn, device: str, repeats: int):
     return out, statistics.median(times)
 
 
-def codec_rows(folder: str, wavs: list, device: str, repeats: int) -> list[dict]:
+def dtype_rows(model: str, load, run, compare, wavs: list, device: str, repeats: int) -> list[dict]:
+    """One row per dtype: ``run(load(dtype))`` timed; ``compare(out, float32_out)`` adds how far it is from float32."""
     rows, ref = [], None
     seconds = sum(w.shape[-1] for w in wavs) / 16000
     for name, dtype in DTYPES.items():
         if device == "cpu" and dtype is torch.float16:
             continue
-        codec = Codec.load(folder, device=device).to(dtype=dtype)
-
-        def run():
-            tokens = codec.encode(wavs, 16000)
-            return tokens, codec.decode(tokens).float().cpu()
-
-        (tokens, audio), t = _timed(run, device, repeats)
-        row = {"model": "codec", "dtype": name, "batch": len(wavs), "audio_seconds": round(seconds, 2),
-               "seconds": round(t, 4), "audio_s_per_s": round(seconds / t, 1)}
-        if ref is None:
-            ref = (tokens.codes.cpu(), audio, t)
-        else:
-            row["speedup_vs_float32"] = round(ref[2] / t, 2)
-            row["codes_identical"] = round(float((tokens.codes.cpu() == ref[0]).float().mean()), 4)
-            row["decode_rel_error"] = round(float((audio - ref[1]).norm() / ref[1].norm().clamp_min(1e-12)), 4)
-        rows.append(row)
-    return rows
-
-
-def asr_rows(folder: str, wavs: list, device: str, repeats: int) -> list[dict]:
-    rows, ref = [], None
-    seconds = sum(w.shape[-1] for w in wavs) / 16000
-    for name, dtype in DTYPES.items():
-        if device == "cpu" and dtype is torch.float16:
-            continue
-        asr = Transcriber.load(folder, device=device).to(dtype=dtype)
-        out, t = _timed(lambda: [r.text for r in asr.transcribe(wavs, 16000, temperature=0.0, batch_size=len(wavs))],
-                        device, repeats)
-        row = {"model": "asr", "dtype": name, "batch": len(wavs), "audio_seconds": round(seconds, 2),
+        m = load(dtype)
+        out, t = _timed(lambda: run(m), device, repeats)
+        row = {"model": model, "dtype": name, "batch": len(wavs), "audio_seconds": round(seconds, 2),
                "seconds": round(t, 4), "audio_s_per_s": round(seconds / t, 1)}
         if ref is None:
             ref = (out, t)
         else:
             row["speedup_vs_float32"] = round(ref[1] / t, 2)
-            row["transcripts_identical"] = round(sum(a == b for a, b in zip(out, ref[0])) / len(out), 4)
+            row.update(compare(out, ref[0]))
         rows.append(row)
     return rows
+
+
+def codec_rows(folder: str, wavs: list, device: str, repeats: int) -> list[dict]:
+    def run(codec):
+        tokens = codec.encode(wavs, 16000)
+        return tokens.codes.cpu(), codec.decode(tokens).float().cpu()
+
+    def compare(out, ref):
+        return {"codes_identical": round(float((out[0] == ref[0]).float().mean()), 4),
+                "decode_rel_error": round(float((out[1] - ref[1]).norm() / ref[1].norm().clamp_min(1e-12)), 4)}
+
+    return dtype_rows("codec", lambda dt: Codec.load(folder, device=device).to(dtype=dt), run, compare, wavs, device, repeats)
+
+
+def asr_rows(folder: str, wavs: list, device: str, repeats: int) -> list[dict]:
+    def run(asr):
+        return [r.text for r in asr.transcribe(wavs, 16000, temperature=0.0, batch_size=len(wavs))]
+
+    def compare(out, ref):
+        return {"transcripts_identical": round(sum(a == b for a, b in zip(out, ref)) / len(out), 4)}
+
+    return dtype_rows("asr", lambda dt: Transcriber.load(folder, device=device).to(dtype=dt), run, compare, wavs, device,
+                      repeats)
 
 
 def main() -> None:
