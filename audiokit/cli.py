@@ -608,31 +608,6 @@ def _eval_tts(args) -> int:
     return 0
 
 
-def _write_whole_folder(dst: str, write) -> None:
-    """``write(tmp)`` into a temporary folder beside ``dst``, renamed onto ``dst`` only when it succeeded: a failed
-    conversion leaves no half-written folder."""
-    import shutil
-    import tempfile
-
-    dst_path = Path(dst)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.", dir=dst_path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders; give the usual permissions
-    old = None
-    try:
-        write(tmp)
-        if dst_path.exists():  # replaced whole, once the new folder is complete
-            old = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.old.", dir=dst_path.parent))
-            dst_path.rename(old / "x")
-        tmp.rename(dst_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def cmd_convert(args) -> int:
     import torch
 
@@ -642,12 +617,13 @@ def cmd_convert(args) -> int:
         from .asr.transcriber import Transcriber
 
         from .asr.layouts import detect_layout
+        from .fileio import write_folder
 
         layout = detect_layout(args.src)  # refuses anything else with the reason, before a folder is written
         t = Transcriber.load(args.src, vocab=args.vocab, name=Path(args.dst).name)
         what = {"openai": "the official Whisper checkpoint", "ctranslate2": "the CTranslate2 (faster-whisper) folder",
                 "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}[layout]
-        _write_whole_folder(args.dst, lambda tmp: (
+        write_folder(args.dst, lambda tmp: (
             t.export(tmp, dtype=torch.float16 if args.fp16 else torch.float32,
                      card={"source": f"converted from {what} {os.path.basename(os.path.normpath(args.src))}"}),
             write_card(tmp)))

