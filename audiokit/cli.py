@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .pretrained import DEFAULT_ASR
 
 # Subcommands whose model family has not landed yet: name -> (what it will do, what it needs).
 PENDING: dict[str, tuple[str, str]] = {}
@@ -56,7 +57,8 @@ def _add_data_commands(sub) -> None:
                                     "compression_ratio) as each batch ends; run it again to resume. Utterances that fail "
                                     "the thresholds go to OUT.rejected.jsonl with the reason.")
     p.add_argument("inputs", nargs="+", help="folders of audio files and/or JSONL manifests")
-    p.add_argument("--model", required=True, help="the ASR: an exported folder, Whisper .pt, CTranslate2 or HF folder")
+    p.add_argument("--model", default=DEFAULT_ASR, help="the ASR: an exported folder, Whisper .pt, CTranslate2 or HF folder "
+                   "[asr: the default, Whisper tiny.en]")
     p.add_argument("--out", required=True, help="manifest to write (.jsonl; appended to when resuming)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
@@ -179,7 +181,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--codec", help="the codec to evaluate")
     p.add_argument("--model", help="asr: the ASR model (exported folder, .ckpt, or Whisper .pt); tts: the TTS folder")
-    p.add_argument("--asr", default=None, help="tts: the ASR that judges WER [the one bundled with the TTS model]")
+    p.add_argument("--asr", default=DEFAULT_ASR, help="tts: the ASR that judges WER (and transcribes VALL-E's prompts) "
+                   "[asr: the default, Whisper tiny.en]")
     p.add_argument("--seed", type=int, default=0, help="tts: prompt choice and sampling seed [0]")
     p.add_argument("--no-prompt-text", dest="prompt_text", action="store_false",
                    help="tts: use prompts as voice references only [their ASR transcripts make the model continue them]")
@@ -249,7 +252,8 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--prompt", default=None, help="VALL-E voice prompt: an audio file, or a .akc bitstream of the model's codec")
     p.add_argument("--voice", nargs="+", default=None, help="Tortoise reference clips of the voice (audio files or .akc)")
     p.add_argument("--prompt-text", default=None, help="the prompt's transcript ['' = none; default: ask the ASR]")
-    p.add_argument("--asr", default=None, help="ASR model for the prompt's transcript [the bundled one]")
+    p.add_argument("--asr", default=None, help="ASR model for the prompt's transcript [the one bundled with the model, else "
+                   "asr: the default, Whisper tiny.en]")
     p.add_argument("--out", required=True, help="audio file to write (wav, flac, ogg)")
     p.add_argument("--language", default="en")
     p.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
@@ -266,8 +270,9 @@ def _add_tts_commands(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("models", help="list the bundled models (pretrained/) with their eval figures, or check their files",
-                       description="List the model folders under pretrained/ (or the folders given) from their model cards; "
-                                   "--verify also checks every file's SHA-256 against its card.")
+                       description="List the model folders under pretrained/ and the default ASR (Whisper tiny.en, in the "
+                                   "user cache), or the folders given, from their model cards; --verify also checks every "
+                                   "file's SHA-256 against its card.")
     p.add_argument("folders", nargs="*", help="model folders [every bundled one]")
     p.add_argument("--verify", action="store_true", help="check each file's size and SHA-256 against the card")
     p.add_argument("--refresh", action="store_true",
@@ -297,7 +302,8 @@ def _add_asr_commands(sub) -> None:
                                    "any length: 30-second windows, seeking on timestamps, several files decoded as one batch. "
                                    "Without --output-dir the transcripts go to standard output.")
     p.add_argument("files", nargs="+", help="audio files or .akc bitstreams")
-    p.add_argument("--model", required=True, help="exported ASR folder, training .ckpt, or official Whisper .pt")
+    p.add_argument("--model", default=DEFAULT_ASR, help="exported ASR folder, training .ckpt, official Whisper .pt, CTranslate2 "
+                   "(faster-whisper) or Hugging Face folder [asr: the default, Whisper tiny.en]")
     p.add_argument("--vocab", default=None, help="tokenizer ranks of an official Whisper .pt (multilingual.tiktoken or gpt2.tiktoken)")
     p.add_argument("--codec", default=None, help="the codec that made .akc inputs")
     p.add_argument("--format", default="txt", choices=["txt", "srt", "vtt", "json", "all"], help="output format [txt]")
@@ -422,9 +428,17 @@ def cmd_demo(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .pretrained import PRETRAINED_DIR, available, check_files, read_card, share_components, write_card
+    from .pretrained import (PRETRAINED_DIR, NoDefaultASR, available, check_files, default_asr, read_card,
+                             share_components, write_card)
 
     folders = [Path(f) for f in args.folders] or [PRETRAINED_DIR / n for n in available()]
+    labels = {}
+    if not args.folders:  # the default ASR lives in the user cache, not in pretrained/
+        try:
+            folders.append(default_asr(convert=False))
+            labels[folders[-1]] = DEFAULT_ASR
+        except NoDefaultASR as e:
+            print(f"{DEFAULT_ASR:<12} asr       {e}")
     if not folders:
         print(f"no bundled models in {PRETRAINED_DIR}")
         return 0
@@ -451,7 +465,7 @@ def cmd_models(args) -> int:
             if rows and rows[0].get("similarity") is not None:
                 figures.append(f"similarity {rows[0]['similarity']:.3f}")
         size = sum(f["bytes"] for f in card["files"].values()) / 1e6
-        print(f"{folder.name:<12} {card['family']:<9} {card['name']:<22} {card['parameters'] / 1e6:6.2f} M  {size:6.1f} MB  "
+        print(f"{labels.get(folder, folder.name):<12} {card['family']:<9} {card['name']:<22} {card['parameters'] / 1e6:6.2f} M  {size:6.1f} MB  "
               f"{card['sample_rate']} Hz  {'; '.join(figures) or 'not evaluated'}" + ("  [files verified]" if args.verify else ""))
     return 0
 
@@ -590,18 +604,16 @@ def _eval_tts(args) -> int:
     from .tts import TTS
     from .tts_eval import evaluate_tts, format_table
 
-    judge = None
-    if args.asr:
-        from .asr.transcriber import Transcriber
+    from .asr.transcriber import Transcriber
 
-        judge = Transcriber.load(args.asr).to(args.device)
+    judge = Transcriber.load(args.asr, device=args.device)  # "asr": the default, Whisper tiny.en
     tts = TTS.load(args.model, device=args.device, asr=judge)
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
     print(format_table(rows))
-    judge_name = args.asr or ("the ASR bundled with the model" if getattr(tts, "asr", None) is not None else None)
+    judge_name = f"{judge.name} ({'the default ASR' if args.asr == DEFAULT_ASR else args.asr})"
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
                  {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed,
                   **({"options": options} if tts.family == "tortoise" else {})})
@@ -609,24 +621,13 @@ def _eval_tts(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    import torch
-
     from .pretrained import write_card
 
     if args.kind == "whisper":
-        from .asr.transcriber import Transcriber
+        from .asr.layouts import LAYOUT_WORDS, convert_whisper
 
-        from .asr.layouts import detect_layout
-        from .fileio import write_folder
-
-        layout = detect_layout(args.src)  # refuses anything else with the reason, before a folder is written
-        t = Transcriber.load(args.src, vocab=args.vocab, name=Path(args.dst).name)
-        what = {"openai": "the official Whisper checkpoint", "ctranslate2": "the CTranslate2 (faster-whisper) folder",
-                "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}[layout]
-        write_folder(args.dst, lambda tmp: (
-            t.export(tmp, dtype=torch.float16 if args.fp16 else torch.float32,
-                     card={"source": f"converted from {what} {os.path.basename(os.path.normpath(args.src))}"}),
-            write_card(tmp)))
+        t, layout = convert_whisper(args.src, args.dst, fp16=args.fp16, vocab=args.vocab)
+        what = LAYOUT_WORDS[layout]
         d = t.model.dims
         print(f"{args.dst}: Whisper {d.n_audio_layer}+{d.n_text_layer} layers, width {d.n_audio_state}, "
               f"{d.n_vocab} tokens, {'multilingual' if t.tokenizer.multilingual else 'English-only'} (from {what})")
@@ -668,7 +669,7 @@ def cmd_export(args) -> int:
         tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name or "valle")
         parts = {"ar": args.checkpoint, "nar": args.nar}
         model = tts
-        summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.asr is not None else "")
+        summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.own_asr is not None else "")
     elif kind == "tortoise-ar":
         if not (args.clvp and args.diffusion and args.codec):
             raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")
@@ -846,6 +847,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiokit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `audiokit models | head`: the reader has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

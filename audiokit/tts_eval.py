@@ -89,7 +89,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
 
     ``transcribe_prompts`` (VALL-E): the prompts' transcripts come from the TTS's ASR (continuation, the
     paper's inference); False uses every prompt as a voice reference only. ``options`` go to Tortoise's
-    ``synthesize`` (``preset``, ``candidates``, …)."""
+    ``synthesize`` (``preset``, ``candidates``, …). ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
+    the TTS model's own ASR]."""
     from .data.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.get("text")]
@@ -100,7 +101,15 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         pairs = pairs[:max_items]
     if not pairs:
         raise ValueError(f"{manifest}: no utterance has another utterance of its speaker to take a prompt from")
-    asr = asr if asr is not None else getattr(tts, "asr", None)
+    if asr is None:  # the default judge, Whisper tiny.en; else the TTS model's own ASR, if it has one
+        from .asr.convert import CheckpointError
+        from .asr.transcriber import Transcriber
+        from .pretrained import DEFAULT_ASR
+
+        try:
+            asr = Transcriber.load(DEFAULT_ASR, device=getattr(tts, "device", "cpu"))
+        except CheckpointError:
+            asr = getattr(tts, "asr", None)
     sr = tts.sample_rate
     rng = random.Random(seed)
     items = []

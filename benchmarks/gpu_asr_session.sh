@@ -36,7 +36,7 @@ case "$phase" in
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
     for dt in float16 bfloat16; do
       extra=(); [ "$dt" = bfloat16 ] && extra=(--ref-dtype float16 --skip longform)  # openai-whisper: its own GPU mode
-      python3 benchmarks/asr_speed.py --device "$DEVICE" --dtype "$dt" --repeats 3 --tokens 200 --draft-tokens 8 "${extra[@]}" 2>&1 \
+      python3 benchmarks/asr_decode_random.py --device "$DEVICE" --dtype "$dt" --repeats 3 --tokens 200 --draft-tokens 8 "${extra[@]}" 2>&1 \
         | tee -a "$OUT/bench.log"
     done
     ;;

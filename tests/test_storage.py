@@ -92,15 +92,32 @@ def test_export_int8_from_the_cli_and_its_card(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def _small_asr(folder):
+    """A small Whisper-layout ASR export (an ASR a user bundles with VALL-E; the default one never is)."""
+    from audiokit.asr.model import ASRModel, ModelDimensions
+    from audiokit.asr.tokenizer import WhisperTokenizer, load_ranks
+    from audiokit.asr.transcriber import Transcriber
+    from audiokit.assets import ASSETS_DIR
+    from audiokit.pretrained import write_card
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2, n_audio_layer=1, n_vocab=51864,
+                           n_text_ctx=32, n_text_state=16, n_text_head=2, n_text_layer=1)
+    tok = WhisperTokenizer(load_ranks(ASSETS_DIR / "gpt2.tiktoken.gz"), multilingual=False, language=None)
+    Transcriber(ASRModel(dims), tok, name="small-asr").export(folder, dtype=torch.float16)
+    write_card(folder)
+
+
 def test_a_bundle_holds_each_model_once(tmp_path):
     bundle = tmp_path / "pretrained"
-    for name in ("codec", "asr", "valle", "tortoise"):
+    for name in ("codec", "valle", "tortoise"):
         shutil.copytree(PRETRAINED_DIR / name, bundle / name, symlinks=False)
-    # make the copies the export writes: each TTS folder with its own codec (and VALL-E with its ASR)
+    _small_asr(bundle / "asr")
+    # make the copies the export writes: each TTS folder with its own codec (and VALL-E with the ASR given to it)
     for name, parts in (("valle", ("codec", "asr")), ("tortoise", ("codec",))):
         for part in parts:
             (bundle / name / f"{part}.link").unlink(missing_ok=True)
-            shutil.copytree(PRETRAINED_DIR / part, bundle / name / part)
+            shutil.copytree(bundle / part, bundle / name / part)
     (bundle / "valle" / "codec" / "config.json").write_text(
         (bundle / "valle" / "codec" / "config.json").read_text().replace('"name"', '"source": "bundled", "name"', 1))
     before = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
@@ -114,7 +131,7 @@ def test_a_bundle_holds_each_model_once(tmp_path):
     assert card["shared"] == {"asr": "../asr", "codec": "../codec"} and "codec.link" in card["files"]
     assert "Shares its asr with `../asr`" in (bundle / "valle" / "README.md").read_text()
     tts = audiokit.load(bundle / "valle")
-    assert tts.asr is not None and tts.codec.info == audiokit.load(bundle / "codec").info
+    assert tts.own_asr.name == "small-asr" and tts.codec.info == audiokit.load(bundle / "codec").info
     # a different model is not shared: change the bundle's ASR weights and VALL-E's copy stays
     assert share_components([bundle / "valle"]) == []
     # a TTS folder moved away from the folder it shares names what is missing

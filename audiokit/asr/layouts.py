@@ -367,3 +367,60 @@ def load_transformers(folder: str | os.PathLike) -> tuple[ASRModel, WhisperToken
     dims, mapped = hf_to_whisper(state, config, str(folder))
     model = build_model(dims, mapped, str(folder)).eval()
     return model, tokenizer_for(folder, model)
+
+
+# ---------------------------------------------------------------------------------------------- conversion
+KNOWN_MODELS = "known_whisper.json"  # in audiokit/assets: figures measured on exact weight files, by their SHA-256
+LAYOUT_WORDS = {"openai": "the official Whisper checkpoint", "ctranslate2": "the CTranslate2 (faster-whisper) folder",
+                 "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}
+
+
+def _weights_file(src: Path, layout: str) -> Path | None:
+    if layout == "openai":
+        return src
+    for name in {"ctranslate2": ("model.bin",), "transformers": ("model.safetensors", "pytorch_model.bin"),
+                 "audiokit": ("model.safetensors",)}[layout]:
+        if (src / name).is_file():
+            return src / name
+    return None
+
+
+def known_model(src: str | os.PathLike) -> dict | None:
+    """What audiokit has measured on these exact weights (``assets/known_whisper.json``, keyed by the SHA-256 of the
+    weight file): name, licence, where they come from and the eval tables; None for weights it has not measured."""
+    from ..assets import ASSETS_DIR
+    from ..pretrained import _sha256
+
+    src = Path(src)
+    weights = _weights_file(src, detect_layout(src))
+    known = json.loads((ASSETS_DIR / KNOWN_MODELS).read_text())
+    return known.get(_sha256(weights)) if weights is not None else None
+
+
+def convert_whisper(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False, vocab: str | os.PathLike | None = None,
+                    name: str | None = None, load_as: str | None = None, command: str | None = None):
+    """Any Whisper model (OpenAI ``.pt``, CTranslate2 or Hugging Face folder, audiokit export) as an audiokit ASR
+    folder with its card — source, licence, the conversion command and, for weights audiokit has measured, their eval
+    tables. Written whole or not at all. ``load_as`` (the README's ``audiokit.load`` argument) defaults to ``dst`` as
+    given; ``command`` (the conversion, as the card records it) to this conversion's. Returns the
+    :class:`Transcriber` and the layout it came from."""
+    from ..fileio import write_folder
+    from ..pretrained import add_eval, write_card
+    from .transcriber import Transcriber
+
+    src, dst = Path(src), Path(dst)
+    layout = detect_layout(src)  # refuses anything else with the reason, before a folder is written
+    known = known_model(src) or {}
+    t = Transcriber.load(src, vocab=vocab, name=name or known.get("name") or dst.name)
+    card = {"source": f"converted from {LAYOUT_WORDS[layout]} {known.get('source') or src.name}",
+            "conversion": command or f"audiokit convert whisper {src} {dst}{' --fp16' if fp16 else ''}",
+            **({"license": known["license"]} if known.get("license") else {})}
+
+    def write(tmp: Path) -> None:
+        t.export(tmp, dtype=torch.float16 if fp16 else torch.float32, card=card)
+        write_card(tmp, notes=known.get("notes"), load_as=load_as or str(dst))
+        for kind, result in (known.get("eval") or {}).items():
+            add_eval(tmp, kind, result)
+
+    write_folder(dst, write)
+    return t, layout

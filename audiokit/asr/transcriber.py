@@ -42,6 +42,7 @@ class Transcriber:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
+        self.source_folder: Path | None = None  # set by load()
 
     @property
     def device(self) -> torch.device:
@@ -145,8 +146,13 @@ class Transcriber:
         """Load an exported folder, a Lightning ``.ckpt``, an official Whisper ``.pt`` (+ its rank file), a
         CTranslate2 (faster-whisper) folder or a Hugging Face transformers Whisper folder."""
         path = Path(path)
-        if not path.exists():
-            raise CheckpointError(f"{path}: no such model file or folder")
+        if not path.exists():  # a registry name: "asr" (the default, Whisper tiny.en) or a bundled folder
+            from ..pretrained import resolve
+
+            try:
+                path = resolve(path)
+            except FileNotFoundError as e:
+                raise CheckpointError(str(e)) from None
         if path.is_dir():
             from .layouts import detect_layout, load_ctranslate2, load_transformers
 
@@ -161,6 +167,7 @@ class Transcriber:
         else:
             model = load_whisper_checkpoint(path)
             t = cls(model, _official_tokenizer(path, model, vocab), name=name or path.stem)
+        t.source_folder = path  # where it came from (a VALL-E export does not copy the default ASR it resolved)
         return t.to(device)
 
     @classmethod

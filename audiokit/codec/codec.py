@@ -268,8 +268,13 @@ class Codec:
         """Load an exported folder, a ``model.safetensors`` beside its ``config.json``, a Lightning ``.ckpt``,
         or an official DAC ``.pth`` / EnCodec ``.th`` checkpoint."""
         path = Path(path)
-        if not path.exists():
-            raise CodecLoadError(f"{path}: no such codec file or folder")
+        if not path.exists():  # the name of a bundled codec ("codec")
+            from ..pretrained import resolve
+
+            try:
+                path = resolve(path)
+            except FileNotFoundError:
+                raise CodecLoadError(f"{path}: no such codec file or folder") from None
         if path.is_dir():
             path = path / "model.safetensors"
             if not path.exists():

@@ -39,12 +39,21 @@ def _read_checkpoint(path: Path, stage: str) -> tuple[ValleDims, dict, CodecInfo
     return ValleDims.from_dict(meta["dims"]), state, codec
 
 
+def _is_default(asr) -> bool:
+    """Whether a Transcriber is the default ASR (it is resolved by name on every machine, never copied into exports)."""
+    from ..pretrained import DEFAULT_ASR_FOLDER, cache_dir
+
+    src = getattr(asr, "source_folder", None)
+    return src is not None and Path(src).resolve() == (cache_dir() / DEFAULT_ASR_FOLDER).resolve()
+
+
 class ValleTTS(TTSModel):
     """Zero-shot TTS with VALL-E. Load with :meth:`load` (an exported folder) or :meth:`from_checkpoints`.
 
     Args:
         ar, nar: the two models; codec: the :class:`~audiokit.Codec` their tokens come from.
-        asr: a :class:`~audiokit.Transcriber` for prompts given without a transcript (optional).
+        asr: a :class:`~audiokit.Transcriber` for prompts given without a transcript; ``None`` (the default): the
+            default ASR (``"asr"``, Whisper tiny.en), loaded on first use; ``False``: none.
         languages: the manifest languages the models were trained on (``"en"``).
         max_prompt_seconds: longer prompts are trimmed to this, with a notice.
     """
@@ -57,7 +66,11 @@ class ValleTTS(TTSModel):
             if dims.codebook_size != codec.info.codebook_size or dims.n_codebooks > codec.info.n_codebooks:
                 raise CodecMismatchError(f"the {what} model expects {dims.n_codebooks} codebooks of {dims.codebook_size} "
                                          f"codes, but the codec is {codec.info.describe()}")
-        self.ar, self.nar, self.codec, self.asr = ar, nar, codec, asr
+        self.ar, self.nar, self.codec = ar, nar, codec
+        self._asr = asr or None  # the ASR given or bundled; the default one is loaded when a prompt first needs it
+        self._asr_default = asr is None
+        self._asr_missing: str | None = None  # why there is no ASR, when the default one could not be loaded
+        self._device = torch.device("cpu")
         self.name, self.languages = name, tuple(languages)
         self.max_prompt_seconds, self.min_prompt_seconds, self.max_chars = max_prompt_seconds, min_prompt_seconds, max_chars
 
@@ -65,12 +78,37 @@ class ValleTTS(TTSModel):
     def n_codebooks(self) -> int:
         return self.nar.dims.n_codebooks
 
+    @property
+    def asr(self):
+        """The ASR that transcribes prompts given without a transcript (None: none); the default one loads here."""
+        if self._asr is None and self._asr_default:
+            self._asr_default = False
+            from ..asr.convert import CheckpointError
+            from ..asr.transcriber import Transcriber
+            from ..pretrained import DEFAULT_ASR
+
+            try:
+                self._asr = Transcriber.load(DEFAULT_ASR, device=self._device)
+            except CheckpointError as e:
+                self._asr_missing = str(e)
+        return self._asr
+
+    @asr.setter
+    def asr(self, asr) -> None:
+        self._asr, self._asr_default = asr or None, False
+
+    @property
+    def own_asr(self):
+        """The ASR given to (or bundled with) this model, which an export copies; None when it uses the default one."""
+        return self._asr if self._asr is not None and not _is_default(self._asr) else None
+
     def to(self, device) -> "ValleTTS":
         self.ar.to(device)
         self.nar.to(device)
         self.codec.to(device)
-        if self.asr is not None:
-            self.asr.to(device)
+        self._device = torch.device(device)
+        if self._asr is not None:
+            self._asr.to(device)
         return self
 
     # ------------------------------------------------------------------ loading and saving
@@ -95,23 +133,26 @@ class ValleTTS(TTSModel):
 
     def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
         """Write ``config.json``, ``ar.safetensors``, ``nar.safetensors``, the codec in ``codec/`` and the ASR
-        (if any) in ``asr/``: one self-contained folder."""
+        given to this model (if any; not the default one, which every installation resolves itself) in ``asr/``:
+        one self-contained folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         # the codec is written in float32 whatever ``dtype`` is: its fingerprint (the tokens the models learned)
         # depends on its exact weights, and float32 holds them exactly however they were stored
         self.codec.export(folder / "codec", card={"source": "bundled with a VALL-E model"})
-        if self.asr is not None:
-            self.asr.export(folder / "asr", dtype=dtype, card={"source": "bundled with a VALL-E model"})
+        bundled = self.own_asr
+        if bundled is not None:
+            bundled.export(folder / "asr", dtype=dtype, card={"source": "bundled with a VALL-E model"})
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(),
                 "codec": self.codec.info.to_dict(), "languages": list(self.languages),
                 "max_prompt_seconds": self.max_prompt_seconds, "min_prompt_seconds": self.min_prompt_seconds,
-                "asr": self.asr is not None, **(card or {})}
+                "asr": bundled is not None, **(card or {})}
         return save_export(folder, {"ar": self.ar, "nar": self.nar}, meta, dtype)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "ValleTTS":
-        """Load an exported folder. ``asr`` (a path or Transcriber) replaces the bundled ASR, if any."""
+        """Load an exported folder. ``asr`` (a path or Transcriber) replaces the bundled ASR, if any; without
+        either, prompts are transcribed by the default ASR (Whisper tiny.en), loaded when first needed."""
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec = load_bundled_codec(folder, meta)
@@ -154,10 +195,12 @@ class ValleTTS(TTSModel):
         tokens = tokens.keep_codebooks(self.n_codebooks) if tokens.n_q > self.n_codebooks else tokens
         if prompt_text is None and self.asr is not None:
             prompt_text = self.asr.transcribe(wav, sr, temperature=0.0).text.strip()
-            notices.append(f"prompt transcribed by the ASR: {prompt_text!r}")
+            notices.append(f"prompt transcribed by the ASR: {prompt_text!r}" if prompt_text else
+                           "the ASR heard no words in the prompt: it is used as a voice reference only")
         if not prompt_text:
             if prompt_text is None:
-                notices.append("no transcript for the prompt (and no ASR): it is used as a voice reference only")
+                why = f" ({self._asr_missing})" if self._asr_missing else ""
+                notices.append(f"no transcript for the prompt, and no ASR{why}: it is used as a voice reference only")
             prompt_text = None
         return tokens.cpu(), prompt_text
 

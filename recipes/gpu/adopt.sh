@@ -40,7 +40,7 @@ if compgen -G "$src/bundle.tgz.*" >/dev/null; then
   tar -xzf "$tmp/bundle.tgz" -C "$tmp" || { echo "adopt: the bundle parts do not unpack (a part missing or cut short?)" >&2; exit 1; }
   models=$(cd "$tmp/pretrained" && ls -d */ 2>/dev/null | tr -d / | tr '\n' ' ')
   echo "adopt: the bundle holds: $models"
-  for m in codec asr valle tortoise; do
+  for m in codec valle tortoise; do
     [ -d "$tmp/pretrained/$m" ] || { [ -n "$force" ] || { echo "adopt: the bundle lacks $m; --force to install the rest" >&2; exit 1; }; }
   done
   # the returned cards must verify before anything is installed (links inside the bundle resolve there)
@@ -53,7 +53,7 @@ if compgen -G "$src/bundle.tgz.*" >/dev/null; then
   done
   for m in $models; do rm -rf "${pretrained:?}/.$m.old"; done
   folders=()
-  for m in codec asr valle tortoise; do [ -d "$pretrained/$m" ] && folders+=("$pretrained/$m"); done
+  for m in codec valle tortoise; do [ -d "$pretrained/$m" ] && folders+=("$pretrained/$m"); done
   audiokit models "${folders[@]}" --refresh --share --verify
 else
   echo "adopt: no bundle parts in $src (the run returned figures only); pretrained/ left as it is"

