@@ -319,8 +319,9 @@ def _add_asr_commands(sub) -> None:
     p.add_argument("--initial-prompt", default=None, help="text that precedes the audio (names, spelling, style)")
     p.add_argument("--no-condition-on-previous-text", dest="condition", action="store_false")
     p.add_argument("--batch-size", type=int, default=8, help="files decoded together [8]")
-    p.add_argument("--draft-tokens", type=int, default=8,
-                   help="greedy decoding checks this many drafted tokens per pass; same result, fewer passes; 0 = off [8]")
+    p.add_argument("--draft-tokens", type=int, default=0,
+                   help="greedy decoding checks this many drafted tokens per pass: the same result in fewer passes, "
+                        "faster only where the text repeats (with real weights on speech it is slower) [0: off]")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="model precision; bfloat16 is fast on CPUs with AMX/AVX-512 BF16 and on GPUs [float32]")

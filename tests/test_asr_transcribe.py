@@ -386,3 +386,25 @@ def test_screen_follows_the_weights():
         model.decoder.token_embedding.weight[3] *= 2
     second = screen_for(model.decoder, 1500)
     assert second is not first and torch.equal(second.low_t[:, 3], model.decoder.token_embedding.weight[3].bfloat16())
+
+
+def test_screen_is_used_only_where_it_pays(monkeypatch):
+    """screen_vocab=None (auto) drops a screen whose bfloat16 product did not beat float32 when it was measured;
+    screen_vocab=True keeps it; either layout the measurement picks is the same [D, split] operand."""
+    from audiokit.asr import screen as screen_mod
+    from audiokit.asr.decoding import DecodingOptions, _Search
+    from audiokit.asr.tokenizer import WhisperTokenizer, load_ranks
+    from audiokit.assets import ASSETS_DIR
+
+    tok = WhisperTokenizer(load_ranks(ASSETS_DIR / "gpt2.tiktoken.gz"), multilingual=False, language=None)
+    model = ASRModel(ModelDimensions(n_mels=80, n_audio_ctx=10, n_audio_state=8, n_audio_head=2, n_audio_layer=1,
+                                     n_vocab=tok.n_vocab, n_text_ctx=8, n_text_state=8, n_text_head=2, n_text_layer=1))
+    weight = model.decoder.token_embedding.weight.detach()
+    low = weight[: tok.timestamp_begin].bfloat16()
+    layout, _ = screen_mod._fastest_layout(low, weight)
+    assert layout.shape == (8, tok.timestamp_begin) and torch.equal(layout, low.T)
+    for worth_it, option, kept in ((False, None, False), (True, None, True), (False, True, True)):
+        monkeypatch.setattr(screen_mod, "_fastest_layout", lambda low, weight, w=worth_it: (low.T.contiguous(), w))
+        model.decoder.__dict__.pop("_vocab_screen", None)
+        search = _Search(model, tok, DecodingOptions(temperature=0.0, screen_vocab=option, language=None))
+        assert (search.screen is not None) == kept, (worth_it, option)

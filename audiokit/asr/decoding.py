@@ -267,6 +267,8 @@ class _Search:
             screen = weight.device.type == "cpu" and self.tb >= 16384
         screen = screen and options.temperature == 0 and weight.dtype == torch.float32
         self.screen = screen_for(model.decoder, self.tb) if screen else None
+        if self.screen is not None and options.screen_vocab is None and not self.screen.worth_it:
+            self.screen = None  # on this CPU the bfloat16 product does not pay for itself (measured once)
         self.generator = None
         if options.temperature > 0 and options.seed is not None:
             self.generator = torch.Generator(device="cpu").manual_seed(options.seed)

@@ -91,13 +91,15 @@ class Transcriber:
                    compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                    no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -50.0,
                    batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1",
-                   draft_tokens: int = 8) -> Transcript | list[Transcript]:
+                   draft_tokens: int = 0) -> Transcript | list[Transcript]:
         """Transcribe one input (→ :class:`Transcript`) or a list (→ list, decoded ``batch_size`` at a time).
 
         Inputs: a path, a waveform with ``sample_rate`` (resampled to 16 kHz), or :class:`CodecTokens` with
         ``codec``. ``language=None`` detects each file's language (models with language tokens).
         ``draft_tokens``: greedy passes check this many drafted tokens per decoder pass (the same result in
-        fewer passes; 0 = one pass per token; see :class:`~audiokit.asr.decoding.DecodingOptions`).
+        fewer passes; see :class:`~audiokit.asr.decoding.DecodingOptions`). Default 0, one pass per token: with
+        Whisper tiny.en's real weights on speech few drafts are accepted and 8 cost 1.7x the time on a 2-core CPU
+        (benchmarks/asr_speed.py); drafting pays where text repeats (its gains in RESULTS came from random weights).
         """
         single = not isinstance(audio, (list, tuple))
         items = [audio] if single else list(audio)

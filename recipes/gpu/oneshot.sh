@@ -75,6 +75,9 @@ LOG=$out/oneshot.log
 RECIPE_ARGS=(--size "$size" --out "$work/data" --exp "$work/exp" --tag oneshot --device "$device" --int8)
 [ -n "$hours" ] && RECIPE_ARGS+=(--hours "$hours")
 [ -n "$dry" ] && RECIPE_ARGS+=(--max-steps 4)
+# the TTS evaluations' judge: the default ASR (Whisper tiny.en) where installed — not on a lent GPU, whose 64 MiB
+# of carried files cannot hold its 75 MB — else the ASR this run trained; the rehearsal judges as the GPU run will
+[ -n "$dry" ] && RECIPE_ARGS+=(--judge "$work/exp/oneshot-$size/asr-export")
 TTS_ITEMS=24; [ -n "$dry" ] && TTS_ITEMS=1  # held-out utterances each TTS evaluation speaks
 TTS_PRESET=fast; [ -n "$dry" ] && TTS_PRESET=ultra_fast  # Tortoise's evaluation preset
 export RECIPE_NOTE="recipes/gpu/oneshot.sh --budget-minutes $budget_minutes${hours:+ --hours $hours}${dry:+ --dry-run}"
