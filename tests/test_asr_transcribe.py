@@ -286,11 +286,16 @@ def test_drafted_greedy_decoding_up_to_the_context_limit(tok):
 
 
 # ---------------------------------------------------------------- screened vocabulary projection (asr/screen.py)
-def test_screen_error_bound_holds_and_is_tight_enough_to_screen():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_screen_error_bound_holds_and_is_tight_enough_to_screen(dtype, monkeypatch):
     """The bound every screened decision rests on: |exact - approximate| <= half-width + 2^-7 |approximate| for
     every text logit (exact in float64), at several state scales and with rows of very different norms; the
-    timestamp rows are float32-exact. And the bound is not vacuous (errors reach a good part of it)."""
+    timestamp rows are float32-exact. And the bound is not vacuous (errors reach a good part of it). For either
+    half-precision type the screen may pick (bfloat16, or float16 where the CPU multiplies it faster)."""
+    from audiokit.asr import screen as screen_mod
     from audiokit.asr.screen import OUTPUT_ROUNDING, VocabScreen
+
+    monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight: (text.to(dtype).T, 1 << 30))
 
     g = torch.Generator().manual_seed(0)
     V, D, split = 6000, 384, 4500
@@ -385,12 +390,14 @@ def test_screen_follows_the_weights():
     with torch.no_grad():
         model.decoder.token_embedding.weight[3] *= 2
     second = screen_for(model.decoder, 1500)
-    assert second is not first and torch.equal(second.low_t[:, 3], model.decoder.token_embedding.weight[3].bfloat16())
+    w3 = model.decoder.token_embedding.weight[3]
+    assert second is not first and torch.equal(second.low_t[:, 3], w3.to(second.low_t.dtype))
 
 
 def test_screen_is_used_only_where_it_pays(monkeypatch):
-    """screen_vocab=None (auto) drops a screen whose bfloat16 product did not beat float32 when it was measured;
-    screen_vocab=True keeps it; either layout the measurement picks is the same [D, split] operand."""
+    """screen_vocab=None (auto) screens only products of at most as many states as paid when the screen was built
+    (0: none); screen_vocab=True screens every product; the measurement's operand is the [D, split] text rows in
+    bfloat16 or float16."""
     from audiokit.asr import screen as screen_mod
     from audiokit.asr.decoding import DecodingOptions, _Search
     from audiokit.asr.tokenizer import WhisperTokenizer, load_ranks
@@ -400,11 +407,14 @@ def test_screen_is_used_only_where_it_pays(monkeypatch):
     model = ASRModel(ModelDimensions(n_mels=80, n_audio_ctx=10, n_audio_state=8, n_audio_head=2, n_audio_layer=1,
                                      n_vocab=tok.n_vocab, n_text_ctx=8, n_text_state=8, n_text_head=2, n_text_layer=1))
     weight = model.decoder.token_embedding.weight.detach()
-    low = weight[: tok.timestamp_begin].bfloat16()
-    layout, _ = screen_mod._fastest_layout(low, weight)
-    assert layout.shape == (8, tok.timestamp_begin) and torch.equal(layout, low.T)
-    for worth_it, option, kept in ((False, None, False), (True, None, True), (False, True, True)):
-        monkeypatch.setattr(screen_mod, "_fastest_layout", lambda low, weight, w=worth_it: (low.T.contiguous(), w))
+    operand, states = screen_mod._fastest_operand(weight[: tok.timestamp_begin], weight)
+    assert operand.shape == (8, tok.timestamp_begin) and operand.dtype in (torch.bfloat16, torch.float16)
+    assert torch.equal(operand, weight[: tok.timestamp_begin].to(operand.dtype).T) and states in (0, 1, 9)
+    for measured, option, screened in ((0, None, {1: False, 4: False}), (1, None, {1: True, 4: False}),
+                                       (9, None, {1: True, 4: True}), (0, True, {1: True, 4: True})):
+        monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight, m=measured: (text.bfloat16().T, m))
         model.decoder.__dict__.pop("_vocab_screen", None)
         search = _Search(model, tok, DecodingOptions(temperature=0.0, screen_vocab=option, language=None))
-        assert (search.screen is not None) == kept, (worth_it, option)
+        for n, want in screened.items():
+            _, half = search._project(torch.randn(n, 8))
+            assert (half is not None) == want, (measured, option, n)

@@ -267,8 +267,9 @@ class _Search:
             screen = weight.device.type == "cpu" and self.tb >= 16384
         screen = screen and options.temperature == 0 and weight.dtype == torch.float32
         self.screen = screen_for(model.decoder, self.tb) if screen else None
-        if self.screen is not None and options.screen_vocab is None and not self.screen.worth_it:
-            self.screen = None  # on this CPU the bfloat16 product does not pay for itself (measured once)
+        # auto: screen only products of as few states as pay on this CPU (measured once per screen); forced: all
+        self.screen_states = (self.screen.max_states if self.screen is not None and options.screen_vocab is None
+                              else 1 << 30)
         self.generator = None
         if options.temperature > 0 and options.seed is not None:
             self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
@@ -306,7 +307,7 @@ class _Search:
     def _project(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Final decoder states ``[..., D]`` → (logits ``[..., V]``, None), or with the screen (approximate text
         logits, their half-widths ``[...]``) for :meth:`_filtered` to refine."""
-        if self.screen is None or h.dtype != torch.float32:
+        if self.screen is None or h.dtype != torch.float32 or h.numel() // h.shape[-1] > self.screen_states:
             return self.model.decoder.project(h), None
         logits, half = self.screen.approx(h.reshape(-1, h.shape[-1]))
         return logits.view(*h.shape[:-1], -1), half.view(h.shape[:-1])

@@ -4,7 +4,8 @@ On a CPU, a decoding step of a small Whisper is bound by reading the output embe
 float32 = 80 MB per pass, most of the pass). The decisions of greedy and beam search only need the exact
 logits of the few tokens that can win. So:
 
-1. **screen**: multiply by a bfloat16 copy of the text rows (half the bytes, AMX/AVX-512 kernels), with a
+1. **screen**: multiply by a bfloat16 (or float16, whichever the CPU multiplies faster) copy of the text rows
+   (half the bytes), with a
    guaranteed bound on each approximate logit's error (below); the 1,501 timestamp rows stay float32 (they
    are small, and the timestamp rule sums their probabilities);
 2. **refine**: every text token whose approximate logit could still reach the best token's lower bound is
@@ -31,6 +32,8 @@ import torch
 
 #: relative error of a float32 value rounded to bfloat16 (8 significant bits: 2⁻⁸), with margin
 OUTPUT_ROUNDING = 2.0 ** -7
+#: absolute rounding of a float16 output in its subnormal range (2⁻²⁴ is its spacing there), with margin
+SUBNORMAL = 2.0 ** -23
 #: float32 accumulation error allowed, relative to ‖ĥ‖·‖ê‖
 ACCUMULATION = 1e-4
 #: columns per block when looking for the tokens to refine
@@ -48,16 +51,17 @@ class VocabScreen:
             raise ValueError(f"screening refines to float32 logits; the embedding is {weight.dtype}")
         self.weight, self.split = weight, split
         text = weight[:split]
-        low = text.to(torch.bfloat16)
-        # the [D, split] operand: a transposed copy (oneDNN's fast bfloat16 layout for few rows on CPUs with
-        # AVX-512 BF16 / AMX) or a view of the [split, D] rows (16x faster on an AVX2-only EPYC: 2.9 against 46 ms
-        # for 2 x 384 x 50,257); which one, and whether screening beats the plain float32 product at all, is
-        # measured once here (a few products), since it depends on the CPU's kernels
-        self.low_t, self.worth_it = _fastest_layout(low, weight)
+        # the [D, split] half-precision operand: bfloat16 or float16, a transposed copy (oneDNN's fast layout for
+        # few rows on CPUs with AVX-512 BF16 / AMX) or a view of the [split, D] rows (16x faster for bfloat16 on an
+        # AVX2-only EPYC: 2.9 against 46 ms for 2 x 384 x 50,257; float16 there: 2.2 ms); which one, and whether
+        # screening beats the plain float32 product at all, is measured once here (a few products), since it
+        # depends on the CPU's kernels. The bound below holds for either type (float16 rounds more finely).
+        self.low_t, self.max_states = _fastest_operand(text, weight)  # where screening pays: up to this many states
         self.exact_t = weight[split:].T.contiguous()  # [D, V - split] float32
+        low = self.low_t.T.float()
         self.row_max = float(text.norm(dim=1).max())
-        self.low_row_max = float(low.float().norm(dim=1).max())
-        self.err_row_max = float((text - low.float()).norm(dim=1).max())
+        self.low_row_max = float(low.norm(dim=1).max())
+        self.err_row_max = float((text - low).norm(dim=1).max())
         self.key = _key(weight)
         self.refined = 0  # text logits computed exactly so far (a diagnostic: the screen's selectivity)
 
@@ -69,9 +73,10 @@ class VocabScreen:
         # represented to ~16 bits. Rounding h to one bfloat16 would shift every logit by (h - hi)·e, an error
         # coherent across the vocabulary that biases the log-sum-exp (1e-4 per step measured); the output
         # roundings left are independent per token and average out in it.
-        hi = h.to(torch.bfloat16)
-        lo = (h - hi.float()).to(torch.bfloat16)
-        both = torch.mm(torch.cat([hi, lo]), self.low_t)  # [2N, split] bfloat16
+        dtype = self.low_t.dtype
+        hi = h.to(dtype)
+        lo = (h - hi.float()).to(dtype)
+        both = torch.mm(torch.cat([hi, lo]), self.low_t)  # [2N, split] in bfloat16 / float16
         out = h.new_empty(N, self.weight.shape[0])
         text = out[:, : self.split]
         text.copy_(both[:N])
@@ -82,7 +87,10 @@ class VocabScreen:
         half = ((h - hi_f - lo_f).norm(dim=1) * self.row_max  # what hi + lo leave of h
                 + (hi_f + lo_f).norm(dim=1) * self.err_row_max  # the embedding's rounding
                 + (hi_f.norm(dim=1) + lo_norm) * ACCUMULATION * self.low_row_max  # float32 accumulation
-                + 2 * OUTPUT_ROUNDING * lo_norm * self.low_row_max)  # lo's output rounding (hi's: 2⁻⁷|a| in refine)
+                + 2 * OUTPUT_ROUNDING * lo_norm * self.low_row_max  # lo's output rounding (hi's: 2⁻⁷|a| in refine)
+                + 2 * SUBNORMAL)  # float16 outputs below its normal range round absolutely (both products)
+        if dtype == torch.float16 and not bool(torch.isfinite(hi).all()):  # beyond float16's range: no bound
+            half = torch.full_like(half, float("inf"))
         return out, half
 
     def exact(self, h: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -121,15 +129,16 @@ class VocabScreen:
         return logits
 
 
-def _fastest_layout(low: torch.Tensor, weight: torch.Tensor, repeats: int = 3) -> tuple[torch.Tensor, bool]:
-    """The faster [D, split] bfloat16 operand for products with 2 and 18 rows (greedy; a drafted pass), and whether
-    it beats the float32 product with the whole embedding."""
+def _fastest_operand(text: torch.Tensor, weight: torch.Tensor, repeats: int = 3) -> tuple[torch.Tensor, int]:
+    """The fastest [D, split] half-precision operand (bfloat16 or float16; a transposed copy or a view of the rows)
+    for one state (2 rows: hi and lo), and the most states per product for which screening beats the float32
+    product with the whole embedding by 20 % (measured at 1 and 9 states; 0: never). Off the CPU: the bfloat16
+    copy, always."""
     import time
 
-    D = low.shape[1]
-    candidates = [low.T.contiguous(), low.T]
     if weight.device.type != "cpu":
-        return candidates[0], True
+        return text.to(torch.bfloat16).T.contiguous(), 1 << 30
+    D = text.shape[1]
 
     def cost(fn) -> float:
         best = float("inf")
@@ -139,12 +148,17 @@ def _fastest_layout(low: torch.Tensor, weight: torch.Tensor, repeats: int = 3) -
             best = min(best, time.perf_counter() - t)
         return best
 
-    xs = [torch.zeros(n, D, dtype=torch.bfloat16, device="cpu") for n in (2, 18)]
+    options = []
     with torch.no_grad():
-        times = [sum(cost(lambda m=m, x=x: torch.mm(x, m)) for x in xs) for m in candidates]
-        plain = sum(cost(lambda x=x: x[: len(x) // 2].float() @ weight.T) for x in xs)
-    best = min(range(len(candidates)), key=times.__getitem__)
-    return candidates[best], times[best] < 0.8 * plain
+        for dtype in (torch.bfloat16, torch.float16):
+            low = text.to(dtype)
+            for m in (low.T.contiguous(), low.T):
+                x = torch.zeros(2, D, dtype=dtype, device="cpu")
+                options.append((cost(lambda m=m, x=x: torch.mm(x, m)), m))
+        best, m = min(options, key=lambda o: o[0])
+        many = cost(lambda: torch.mm(torch.zeros(18, D, dtype=m.dtype, device="cpu"), m))
+        plain = [cost(lambda n=n: torch.zeros(n, D, device="cpu") @ weight.T) for n in (1, 9)]
+    return m, 9 if many < 0.8 * plain[1] else 1 if best < 0.8 * plain[0] else 0
 
 
 def _key(weight: torch.Tensor) -> tuple:
