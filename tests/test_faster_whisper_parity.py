@@ -10,7 +10,7 @@ import torch
 
 from audiokit.asr.transcriber import Transcriber
 
-from conftest import reference
+from conftest import reference, system_voices_or_skip
 
 N_CLIPS = 12
 
@@ -19,15 +19,9 @@ N_CLIPS = 12
 def clips(tmp_path_factory, tiny_en):
     """12 utterances of flite and festival voices (the voices tiny.en understands), and one long-form file."""
     from audiokit.data.manifest import read_manifest
-    from audiokit.data.engines import FestivalEngine, FliteEngine
     from audiokit.data.synth import SynthConfig, synthesize_corpus
 
-    if not (FliteEngine.voices() and FestivalEngine.voices()):
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("CI installs flite and festival voices (.ci/run); they are missing")
-        pytest.skip("flite/festival not installed here")
+    system_voices_or_skip()
     out = tmp_path_factory.mktemp("parity")
     synthesize_corpus(SynthConfig(out=str(out / "c"), utterances=N_CLIPS, espeak_speakers=0, test_speakers=1,
                                   engines=("flite", "festival"), sample_rate=16000, workers=2, seed=3))

@@ -9,6 +9,7 @@ import soundfile as sf
 from audiokit.audio import loudness, read_audio
 from audiokit.data import read_manifest
 from audiokit.data.engines import EngineError, FestivalEngine, FliteEngine
+from conftest import system_voices_or_skip
 from audiokit.data.synth import (
     SynthConfig,
     clean_sentence,
@@ -96,16 +97,8 @@ def test_hours_target_is_met_approximately(tmp_path):
     assert 40 < len(jobs) < 120  # 180 s of speech at ~2-4 s per utterance
 
 
-def _system_voices_or_skip():
-    have = FliteEngine.voices() and FestivalEngine.voices()
-    if not have:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs flite and festival voices (.ci/run); they are missing")
-        pytest.skip("flite/festival not installed here (apt-get install flite festival festvox-kallpc16k)")
-
-
 def test_flite_and_festival_voices_join_the_corpus(tmp_path):
-    _system_voices_or_skip()
+    system_voices_or_skip()
     n = len(FliteEngine.voices()) + len(FestivalEngine.voices())
     summary = synthesize_corpus(SynthConfig(out=str(tmp_path / "c"), utterances=n, espeak_speakers=0, test_speakers=1,
                                             engines=("flite", "festival"), sample_rate=16000, workers=2))

@@ -375,7 +375,7 @@ LAYOUT_WORDS = {"openai": "the official Whisper checkpoint", "ctranslate2": "the
                  "transformers": "the Hugging Face transformers folder", "audiokit": "the audiokit folder"}
 
 
-def _weights_file(src: Path, layout: str) -> Path | None:
+def weights_file(src: Path, layout: str) -> Path | None:
     if layout == "openai":
         return src
     for name in {"ctranslate2": ("model.bin",), "transformers": ("model.safetensors", "pytorch_model.bin"),
@@ -392,7 +392,7 @@ def known_model(src: str | os.PathLike) -> dict | None:
     from ..pretrained import _sha256
 
     src = Path(src)
-    weights = _weights_file(src, detect_layout(src))
+    weights = weights_file(src, detect_layout(src))
     known = json.loads((ASSETS_DIR / KNOWN_MODELS).read_text())
     return known.get(_sha256(weights)) if weights is not None else None
 
