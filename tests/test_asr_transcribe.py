@@ -286,22 +286,32 @@ def test_drafted_greedy_decoding_up_to_the_context_limit(tok):
 
 
 # ---------------------------------------------------------------- screened vocabulary projection (asr/screen.py)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_screen_error_bound_holds_and_is_tight_enough_to_screen(dtype, monkeypatch):
-    """The bound every screened decision rests on: |exact - approximate| <= half-width + 2^-7 |approximate| for
-    every text logit (exact in float64), at several state scales and with rows of very different norms; the
-    timestamp rows are float32-exact. And the bound is not vacuous (errors reach a good part of it). For either
-    half-precision type the screen may pick (bfloat16, or float16 where the CPU multiplies it faster)."""
-    from audiokit.asr import screen as screen_mod
-    from audiokit.asr.screen import OUTPUT_ROUNDING, VocabScreen
+SCREEN_KINDS = ["bfloat16", "float16", "int8"]
 
-    monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight: (text.to(dtype).T, 1 << 30))
+
+@pytest.fixture(params=SCREEN_KINDS)
+def screen_kind(request, monkeypatch):
+    """Screens built in the test use this operand (the CPU's fastest is otherwise chosen by timing)."""
+    from audiokit.asr import screen as screen_mod
+
+    pick = screen_mod._fastest_operand
+    monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight, kind=None: pick(text, weight, request.param))
+    return request.param
+
+
+def test_screen_error_bound_holds_and_is_tight_enough_to_screen(screen_kind):
+    """The bound every screened decision rests on: |exact - approximate| <= half-width + relative |approximate|
+    for every text logit (exact in float64), at several state scales and with rows of very different norms; the
+    timestamp rows are float32-exact. And the bound is not vacuous (errors reach a good part of it). For each
+    operand the screen may pick (bfloat16, float16, or the two int8 products)."""
+    from audiokit.asr.screen import VocabScreen
 
     g = torch.Generator().manual_seed(0)
     V, D, split = 6000, 384, 4500
     E = torch.nn.functional.normalize(torch.randn(V, D, generator=g), dim=1) * (0.5 + 0.5 * torch.rand(V, 1, generator=g))
     longest = E[:split].norm(dim=1).topk(32).indices
     screen = VocabScreen(E, split)
+    assert screen.operand.kind == screen_kind
     worst = 0.0
     for scale in (1.0, 20.0, 300.0):
         # random states, and states along the longest rows: their logits are as large as logits get, where the
@@ -310,11 +320,32 @@ def test_screen_error_bound_holds_and_is_tight_enough_to_screen(dtype, monkeypat
         approx, half = screen.approx(h)
         exact = h.double() @ E.double().T
         err = (approx.double() - exact).abs()
-        bound = half.double()[:, None] + OUTPUT_ROUNDING * approx.double().abs()
+        bound = half.double()[:, None] + screen.relative * approx.double().abs()
         assert (err[:, :split] <= bound[:, :split]).all(), scale
         assert (err[:, split:] <= 1e-5 * exact[:, split:].abs().max()).all()
         worst = max(worst, float((err[:, :split] / bound[:, :split]).max()))
     assert worst > 0.05
+
+
+def test_int8_screen_declines_what_it_cannot_bound_and_is_not_trusted_unchecked(monkeypatch):
+    """States of one sign leave no room in their own range for the residual rows: the int8 operand declines
+    and the screen returns exact float32 logits (half-width 0). A kernel that quantizes otherwise than
+    assumed (the check at build fails) is not used: the half-precision operands are timed instead."""
+    from audiokit.asr import screen as screen_mod
+
+    g = torch.Generator().manual_seed(2)
+    E = torch.randn(3000, 64, generator=g) / 8
+    screen = screen_mod.VocabScreen(E, 2500, kind="int8")
+    h = torch.rand(2, 64, generator=g) + 1.0  # all positive
+    logits, half = screen.approx(h)
+    assert torch.equal(half, torch.zeros(2)) and torch.allclose(logits, h @ E.T, atol=1e-6)
+    h = torch.randn(2, 64, generator=g)
+    logits, half = screen.approx(h)
+    assert (half > 0).all() and not torch.equal(logits[:, :2500], h @ E[:2500].T)
+    monkeypatch.setattr(screen_mod._Int8Operand, "check", lambda self, h: False)
+    assert screen_mod._fastest_operand(E[:2500], E)[0].kind in ("bfloat16", "float16")
+    with pytest.raises(RuntimeError, match="int8"):
+        screen_mod.VocabScreen(E, 2500, kind="int8")
 
 
 def _screened(opts, screen):
@@ -323,10 +354,10 @@ def _screened(opts, screen):
     return replace(opts, screen_vocab=screen)
 
 
-def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
-    """Pairs of tokens whose float32 logits differ by 2e-5 (far below bfloat16's resolution, so the screen sees
-    them equal and would pick the lower id): the screened rules still pick the float32 winner, greedy and
-    top-k (beam), and compute only a few logits exactly."""
+def test_screened_choice_is_the_float32_choice_on_ties_the_screen_cannot_see(tok, screen_kind):
+    """Pairs of tokens whose float32 logits differ by 2e-5 (far below the screen's resolution: bfloat16 sees
+    them equal and would pick the lower id; every operand's error bound is wider than the gap): the screened
+    rules still pick the float32 winner, greedy and top-k (beam), and compute only a few logits exactly."""
     from audiokit.asr.decoding import _Search
 
     t = _transcriber(tok)
@@ -346,7 +377,9 @@ def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
     assert screened.screen is not None and plain.screen is None
     state = screened._seq_state(torch.full((4, 3), 5))
     approx, half = screened._project(h)
-    assert approx[:, :tb].max(-1).indices.tolist() == [a for a, _, _ in pairs]  # bfloat16 alone: the lower id
+    assert (half > 2e-5).all()  # the approximation alone cannot order the pairs
+    if screen_kind == "bfloat16":
+        assert approx[:, :tb].max(-1).indices.tolist() == [a for a, _, _ in pairs]  # it sees them equal: lower id
     before = screened.screen.refined
     got = screened._filtered(h, approx, half, *state)
     want = plain._filtered(h, *plain._project(h), *state)
@@ -362,7 +395,7 @@ def test_screened_choice_is_the_float32_choice_on_ties_bfloat16_cannot_see(tok):
 
 @pytest.mark.parametrize("case", [dict(), dict(without_timestamps=True), dict(beam_size=3), dict(draft_tokens=4),
                                   dict(draft_tokens=4, prompt="the quick brown fox")])
-def test_screened_decoding_equals_float32_decoding(tok, case):
+def test_screened_decoding_equals_float32_decoding(tok, case, screen_kind):
     """Whole decodes (greedy, beam, drafted, timestamps, a batch of windows) with the screen forced on equal
     those with the float32 projection: tokens, and log-probabilities to 5e-4: the normaliser takes approximate
     values for the tokens far from the top, whose errors average out over 51,865 tokens (1e-5, the openai-whisper
@@ -390,14 +423,18 @@ def test_screen_follows_the_weights():
     with torch.no_grad():
         model.decoder.token_embedding.weight[3] *= 2
     second = screen_for(model.decoder, 1500)
-    w3 = model.decoder.token_embedding.weight[3]
-    assert second is not first and torch.equal(second.low_t[:, 3], w3.to(second.low_t.dtype))
+    assert second is not first
+    h = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    want = (h @ model.decoder.token_embedding.weight.detach().T)[:, 3]
+    for screen, close in ((second, True), (first, False)):
+        approx, half = screen.approx(h)
+        assert bool(((approx[:, 3] - want).abs() <= half + 1e-2 * want.abs()).all()) == close
 
 
 def test_screen_is_used_only_where_it_pays(monkeypatch):
     """screen_vocab=None (auto) screens only products of at most as many states as paid when the screen was built
-    (0: none); screen_vocab=True screens every product; the measurement's operand is the [D, split] text rows in
-    bfloat16 or float16."""
+    (0: none); screen_vocab=True screens every product; the measured operand (int8, or bfloat16 / float16 where
+    this PyTorch has no int8 kernel) approximates the text rows' logits within its bound."""
     from audiokit.asr import screen as screen_mod
     from audiokit.asr.decoding import DecodingOptions, _Search
     from audiokit.asr.tokenizer import WhisperTokenizer, load_ranks
@@ -408,11 +445,15 @@ def test_screen_is_used_only_where_it_pays(monkeypatch):
                                      n_vocab=tok.n_vocab, n_text_ctx=8, n_text_state=8, n_text_head=2, n_text_layer=1))
     weight = model.decoder.token_embedding.weight.detach()
     operand, states = screen_mod._fastest_operand(weight[: tok.timestamp_begin], weight)
-    assert operand.shape == (8, tok.timestamp_begin) and operand.dtype in (torch.bfloat16, torch.float16)
-    assert torch.equal(operand, weight[: tok.timestamp_begin].to(operand.dtype).T) and states in (0, 1, 9)
+    assert operand.kind in ("int8", "bfloat16", "float16") and states in (0, 1, 9)
+    h = torch.randn(3, 8)
+    text = torch.empty(3, tok.timestamp_begin)
+    half = operand.text_logits(h, text)
+    assert (((h @ weight[: tok.timestamp_begin].T) - text).abs() <= half[:, None] + operand.relative * text.abs()).all()
     for measured, option, screened in ((0, None, {1: False, 4: False}), (1, None, {1: True, 4: False}),
                                        (9, None, {1: True, 4: True}), (0, True, {1: True, 4: True})):
-        monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight, m=measured: (text.bfloat16().T, m))
+        monkeypatch.setattr(screen_mod, "_fastest_operand", lambda text, weight, kind=None, m=measured:
+                            (screen_mod._HalfOperand(text, text.bfloat16().T), m))
         model.decoder.__dict__.pop("_vocab_screen", None)
         search = _Search(model, tok, DecodingOptions(temperature=0.0, screen_vocab=option, language=None))
         for n, want in screened.items():

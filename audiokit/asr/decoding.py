@@ -55,10 +55,11 @@ class DecodingOptions:
             decoder pass — n-gram lookup in the prompt and the text so far, else Jacobi leftovers
             (``draft``; :mod:`audiokit.nn.speculative`). Same tokens and scores as one pass per token;
             0 turns it off.
-        screen_vocab: temperature 0, float32 weights: screen the vocabulary with a bfloat16 copy of the output
-            embedding and compute exactly only the tokens that can win (:mod:`audiokit.asr.screen`): the same
-            decisions as the float32 projection at about half its memory traffic. None [default]: on a CPU for
-            vocabularies of 16k+ text tokens (where reading the embedding dominates a step); False: off.
+        screen_vocab: temperature 0, float32 weights: screen the vocabulary with an int8 (or half-precision)
+            copy of the output embedding and compute exactly only the tokens that can win
+            (:mod:`audiokit.asr.screen`): the same decisions as the float32 projection at a quarter to half its
+            memory traffic. None [default]: on a CPU for vocabularies of 16k+ text tokens (where reading the
+            embedding dominates a step), for as many states per step as it pays (measured once); False: off.
     """
 
     task: str = "transcribe"
