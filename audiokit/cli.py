@@ -49,6 +49,9 @@ def _add_data_commands(sub) -> None:
                         "when both corpora are trained on")
     p.add_argument("--id-prefix", default="", help="put before every utterance id (corpora trained on together "
                                                   "need ids of their own) ['']")
+    p.add_argument("--hold-out", default="", metavar="SPEAKERS",
+                   help="comma-separated speaker ids to hold out as well (e.g. flite-rms,festival-ked_diphone: "
+                        "held-out voices of every engine) ['']")
     p.set_defaults(func=cmd_data_synth)
 
     p = dsub.add_parser("transcribe", help="pseudo-label untranscribed audio with an ASR: a training manifest, resumable",
@@ -728,7 +731,8 @@ def cmd_data_synth(args) -> int:
     cfg = SynthConfig(out=args.out, utterances=args.utterances, hours=args.hours, espeak_speakers=args.speakers,
                       test_speakers=args.test_speakers, valid_fraction=args.valid_fraction, sample_rate=args.sample_rate,
                       engines=engines, max_sentences=args.max_sentences, seed=args.seed, workers=args.workers,
-                      sentences=args.sentences, exclude=args.exclude, id_prefix=args.id_prefix)
+                      sentences=args.sentences, exclude=args.exclude, id_prefix=args.id_prefix,
+                      hold_out=tuple(x.strip() for x in args.hold_out.split(",") if x.strip()))
     summary = synthesize_corpus(cfg, progress=args.verbose)
     hours = sum(summary["hours"].values())
     print(f"{args.out}: {sum(summary['utterances'].values())} utterances, {hours:.3f} h, {summary['speakers']} speakers "

@@ -111,6 +111,23 @@ def test_flite_and_festival_voices_join_the_corpus(tmp_path):
         assert sr == 16000 and wav.abs().max() > 0.05
 
 
+def test_hold_out_keeps_named_voices_of_every_engine_out_of_training(tmp_path):
+    """--hold-out: the named voices (a flite and a festival one here) are test-only, beside the espeak ones
+    drawn; a name the corpus does not have, or holding out every speaker, is refused with the names there."""
+    system_voices_or_skip()
+    base = dict(utterances=60, espeak_speakers=4, test_speakers=1, seed=3)
+    speakers, test, jobs = plan(SynthConfig(out=str(tmp_path / "a"), hold_out=("flite-rms", "festival-ked_diphone"), **base))
+    assert {"flite-rms", "festival-ked_diphone"} <= test and len(test) == 3
+    assert sum(s.startswith("espeak") for s in test) == 1
+    by_split = {j.speaker for j in jobs}
+    assert {"flite-rms", "festival-ked_diphone"} <= by_split  # they still speak, in the test split only
+    with pytest.raises(ValueError, match="flite-nobody.*non-espeak speakers here: .*flite-rms"):
+        plan(SynthConfig(out=str(tmp_path / "b"), hold_out=("flite-nobody",), **base))
+    every = tuple(s.speaker_id for s in speakers)
+    with pytest.raises(ValueError, match="leave no training speaker"):
+        plan(SynthConfig(out=str(tmp_path / "c"), hold_out=every, **base))
+
+
 # ----------------------------------------------------------------------------- sentences
 def test_clean_sentence():
     assert clean_sentence('"he gave the child a pat on the head"') == "He gave the child a pat on the head."

@@ -191,6 +191,7 @@ class SynthConfig:
     sentences: str | None = None  # None: the bundled WordNet sentences
     exclude: str | None = None  # a corpus folder whose held-out voices and test sentences this one must not use
     id_prefix: str = ""  # put before every utterance id: corpora trained on together need ids of their own
+    hold_out: tuple[str, ...] = ()  # speaker ids held out besides the test_speakers drawn (e.g. a flite voice)
 
     def __post_init__(self):
         if (self.utterances is None) == (self.hours is None):
@@ -234,8 +235,16 @@ def plan(cfg: SynthConfig) -> tuple[list[Voice], set[str], list[_Job]]:
         raise ValueError(f"{len(speakers)} speakers cannot hold {cfg.test_speakers} held-out test speakers and a training set")
     rng = random.Random(cfg.seed + 1)
     # held-out speakers: drawn from espeak speakers first (there are many), so every engine keeps training voices
+    ids = {s.speaker_id for s in speakers}
+    unknown = sorted(set(cfg.hold_out) - ids)
+    if unknown:
+        raise ValueError(f"hold_out names speakers this corpus does not have: {', '.join(unknown)} "
+                         f"(non-espeak speakers here: {', '.join(sorted(i for i in ids if not i.startswith('espeak')))})")
     pool = [s.speaker_id for s in speakers if s.engine == "espeak"] or [s.speaker_id for s in speakers]
-    test = set(rng.sample(pool, min(cfg.test_speakers, len(pool))))
+    pool = [i for i in pool if i not in cfg.hold_out]
+    test = set(rng.sample(pool, min(cfg.test_speakers, len(pool)))) | set(cfg.hold_out)
+    if len(test) >= len(speakers):
+        raise ValueError(f"{len(test)} held-out speakers leave no training speaker of {len(speakers)}")
     sentences = load_sentences(cfg.sentences)
     if avoid_texts:
         joined = "\n".join(avoid_texts)
