@@ -705,13 +705,15 @@ def cmd_export(args) -> int:
 def _checkpoint_kind(path: str) -> str | None:
     """"asr", "valle-ar", "valle-nar", "tortoise-STAGE" for those training checkpoints; None otherwise (the codec loader then
     reports what is wrong with the file)."""
-    import torch
+    from .fileio import RefusedPickle, load_torch_file
 
     if not path.endswith(".ckpt") or not os.path.isfile(path):
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:
+        ckpt = load_torch_file(path, UserError, mmap=True)
+    except RefusedPickle:  # pickled code: refused here, with its one line
+        raise
+    except UserError:
         return None
     if not isinstance(ckpt, dict):
         return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -77,13 +78,39 @@ def read_json_file(path: str | os.PathLike, error: type[Exception], expected_for
     return data
 
 
-def load_torch_file(path: str | os.PathLike, error: type[Exception], weights_only: bool = False,
-                    what: str = "corrupt or truncated checkpoint"):
-    """``torch.load`` onto the CPU; an unreadable file raises ``error``: "PATH: WHAT (the reason)"."""
+class RefusedPickle(Exception):
+    """Marks the error :func:`load_torch_file` raises for a pickle that asks for code (a subclass of the
+    caller's error type too, so callers that catch that still catch it)."""
+
+
+_REFUSED: dict[type, type] = {}
+
+
+def _refused(error: type[Exception]) -> type[Exception]:
+    if error not in _REFUSED:
+        _REFUSED[error] = type(error.__name__, (error, RefusedPickle), {"__module__": error.__module__})
+    return _REFUSED[error]
+
+
+def load_torch_file(path: str | os.PathLike, error: type[Exception], what: str = "corrupt or truncated checkpoint",
+                    mmap: bool = False):
+    """``torch.load`` onto the CPU with ``weights_only=True``, always: tensors and plain data (dicts, lists,
+    numbers, strings) load; a pickle that asks for anything else (a class, a function — the way a shared
+    checkpoint runs code) is refused before any of it runs: "PATH: refusing to load ... (GLOBAL name)". An
+    unreadable file raises ``error``: "PATH: WHAT (the reason)"."""
+    import pickle
+
     import torch
 
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:[Uu]nsupported (?:global|class):? )?GLOBAL ([\w.]+)", str(e))
+        if found or "weights_only" in str(e):
+            detail = f"it asks for {found.group(1)}" if found else str(e).splitlines()[0][:160]
+            raise _refused(error)(f"{path}: refusing to load: the file holds Python objects besides tensors and "
+                                  f"plain data ({detail}); audiokit never runs code from a checkpoint") from None
+        raise error(f"{path}: {what} ({type(e).__name__}: {e})") from None
     except Exception as e:
         raise error(f"{path}: {what} ({type(e).__name__}: {e})") from None
 

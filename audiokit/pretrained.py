@@ -109,9 +109,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 def training_summary(checkpoint: str | os.PathLike) -> dict:
     """How a Lightning checkpoint was trained, from what it stores: optimizer steps, epochs, the training
     manifest and, when the manifest sits in (or beside) a synthetic corpus, that corpus's size and voices."""
-    import torch
+    from .fileio import load_torch_file
 
-    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False, mmap=True)
+    ckpt = load_torch_file(checkpoint, ValueError, mmap=True)
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     out = {"checkpoint": os.path.basename(str(checkpoint)), "steps": int(ckpt.get("global_step", 0)),
            "epochs": int(ckpt.get("epoch", 0)) + 1}

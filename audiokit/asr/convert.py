@@ -17,7 +17,7 @@ def load_whisper_checkpoint(path: str | os.PathLike, device="cpu") -> ASRModel:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
-    ckpt = load_torch_file(path, CheckpointError, weights_only=True, what="corrupt, truncated or not a PyTorch checkpoint")
+    ckpt = load_torch_file(path, CheckpointError, what="corrupt, truncated or not a PyTorch checkpoint")
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a Whisper checkpoint (expected 'dims' and 'model_state_dict')")
     names = {f.name for f in fields(ModelDimensions)}

@@ -363,7 +363,7 @@ def load_transformers(folder: str | os.PathLike) -> tuple[ASRModel, WhisperToken
     if (folder / "model.safetensors").is_file():
         state = load_safetensors_file(folder / "model.safetensors", CheckpointError)
     else:
-        state = load_torch_file(folder / "pytorch_model.bin", CheckpointError, weights_only=True)
+        state = load_torch_file(folder / "pytorch_model.bin", CheckpointError)
     dims, mapped = hf_to_whisper(state, config, str(folder))
     model = build_model(dims, mapped, str(folder)).eval()
     return model, tokenizer_for(folder, model)

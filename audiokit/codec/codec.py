@@ -325,10 +325,9 @@ class Codec:
 
     @classmethod
     def _load_lightning(cls, path: Path, name: str | None, **kw) -> "Codec":
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise CodecLoadError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
+        from ..fileio import load_torch_file
+
+        ckpt = load_torch_file(path, CodecLoadError)
         hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
         if "generator" not in hp:
             raise CodecLoadError(f"{path}: not a codec training checkpoint (no generator hyper-parameters)")
