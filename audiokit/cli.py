@@ -325,6 +325,8 @@ def _add_asr_commands(sub) -> None:
     p.add_argument("--draft-tokens", type=int, default=0,
                    help="greedy decoding checks this many drafted tokens per pass: the same result in fewer passes, "
                         "faster only where the text repeats (with real weights on speech it is slower) [0: off]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the temperature fallback's sampling: the same "
+                   "input gives the same transcript on every run; -1 draws fresh randomness [0]")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="model precision; bfloat16 is fast on CPUs with AMX/AVX-512 BF16 and on GPUs [float32]")
@@ -365,7 +367,7 @@ def cmd_transcribe(args) -> int:
                                length_penalty=args.length_penalty, best_of=args.best_of,
                                without_timestamps=args.without_timestamps, initial_prompt=args.initial_prompt,
                                condition_on_previous_text=args.condition, batch_size=args.batch_size,
-                               draft_tokens=args.draft_tokens, **kw)
+                               draft_tokens=args.draft_tokens, seed=None if args.seed < 0 else args.seed, **kw)
     formats = FORMATS if args.format == "all" else (args.format,)
     for f, r in zip(args.files, results):
         if args.output_dir:

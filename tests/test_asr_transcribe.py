@@ -207,6 +207,43 @@ def test_temperature_fallback(tok):
         DecodingOptions(patience=2.0)
 
 
+def test_default_transcription_is_the_same_every_run(tok):
+    """The fallback samples (a random model's log-probabilities stay below the threshold, so every window
+    falls back to temperature 1.0); its sampler is seeded by default: two runs give the same transcript, and
+    other seeds give other samples."""
+    t = _transcriber(tok, seed=4)
+    audio = [_voice(2.0, seed=i) for i in range(2)]
+    kw = dict(sample_rate=16000, logprob_threshold=10.0, no_speech_threshold=None, silence_threshold_db=None)
+    first, again = t.transcribe(audio, **kw), t.transcribe(audio, **kw)
+    assert all(s.temperature == 1.0 for r in first for s in r.segments) and any(r.segments for r in first)
+    assert [_key(r) for r in first] == [_key(r) for r in again]
+    others = [[_key(r) for r in t.transcribe(audio, seed=s, **kw)] for s in (1, 2, 3)]
+    assert any(o != [_key(r) for r in first] for o in others)
+
+
+def test_a_character_split_by_a_timestamp_joins_the_next_segment():
+    """Byte-level tokens: "é" is two bytes, and a timestamp pair may fall between them. The segments' text is
+    decoded across segments: no U+FFFD, the character joins the next segment; bytes that never make a
+    character are dropped (as openai-whisper drops them), not replaced."""
+    from audiokit.asr.decoding import DecodingResult
+    from audiokit.asr.tokenizer import load_ranks
+    from audiokit.asr.transcribe import _advance, _File
+    from audiokit.assets import ASSETS_DIR
+
+    tok = WhisperTokenizer(load_ranks(ASSETS_DIR / "gpt2.tiktoken.gz"), multilingual=False, language=None)
+    byte = {v: k for k, v in tok.decoder.items()}
+    ids = lambda b: [byte[bytes([x])] for x in b]  # noqa: E731  one token per byte
+    tb = tok.timestamp_begin
+    pieces = [ids(" caf".encode() + b"\xc3"), ids(b"\xa9 ok"), ids(b" bad\xff end")]
+    tokens = [tb] + pieces[0] + [tb + 50, tb + 50] + pieces[1] + [tb + 100, tb + 100] + pieces[2] + [tb + 150]
+    f = _File(audio=torch.zeros(16000 * 30), mel=torch.zeros(80, 6000), content_frames=3000, loud=None, language="en")
+    r = DecodingResult(tokens=tokens, text="", avg_logprob=-0.1, no_speech_prob=0.0)
+    _advance(f, r, 3000, tok, 0.02, 0.6, -1.0, True)
+    assert [s.text for s in f.segments] == [" caf", "é ok", " bad end"]
+    assert [(s.start, s.end) for s in f.segments] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    assert tok.decode(pieces[0]).endswith("\ufffd")  # what decoding each segment alone gave
+
+
 def test_formats():
     r = Transcript(text="Hello there. General Kenobi.", language="en", duration=3725.5,
                    segments=[Segment(0.0, 1.5, " Hello there."), Segment(3723.25, 3725.5, " General Kenobi.")])

@@ -100,3 +100,35 @@ def test_valle_without_any_asr_says_why_in_its_notice(no_default_asr, tmp_path):
     _, text = tts.prepare_prompt(str(wav), notices=notices)
     assert text is None
     assert any("no ASR" in n and "pip install 'audiokit[asr]'" in n for n in notices)
+
+
+def test_segments_cover_the_speech_of_a_long_clip(tiny_en, tmp_path):
+    """Three sentences with known silences between them (2 s of silence first, 1.5 s between, 1 s after):
+    each sentence lies inside the segments (to Whisper's timestamp precision, 0.5 s here), and no segment
+    sits in a silence."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from audiokit.asr.transcriber import Transcriber
+
+    sentences = ["Turn out the lights before you leave the house.", "We bought fresh bread and milk on the way home.",
+                 "Seven eight nine, the train leaves at ten."]
+    parts, spans, t = [np.zeros(32000, dtype=np.float32)], [], 2.0
+    for i, s in enumerate(sentences):
+        wav, sr = sf.read(flite_wav(tmp_path / f"{i}.wav", s), dtype="float32")
+        loud = np.flatnonzero(np.abs(wav) > 0.02)
+        spans.append((t + loud[0] / sr, t + loud[-1] / sr))
+        parts += [wav, np.zeros(24000 if i < 2 else 16000, dtype=np.float32)]
+        t += len(wav) / sr + (1.5 if i < 2 else 1.0)
+    audio = np.concatenate(parts)
+    r = Transcriber.load(tiny_en).transcribe(torch.from_numpy(audio), 16000)
+    segs = [(s.start, s.end) for s in r.segments]
+    assert segs and all(b > a for a, b in segs)
+    for a, b in spans:  # every sentence is covered by the segments, up to 0.5 s at either end
+        covered = sum(max(0.0, min(b, e) - max(a, s)) for s, e in segs)
+        assert covered >= (b - a) - 1.0, (a, b, segs)
+    silences = [(0.0, spans[0][0]), (spans[0][1], spans[1][0]), (spans[1][1], spans[2][0])]
+    for s, e in segs:  # no segment lies wholly in a silence (with 0.5 s of slack)
+        assert not any(s >= a - 0.5 and e <= b + 0.5 and e - s > 0.3 for a, b in silences if b - a > 1.0), (s, e, segs)
+    assert "bread" in r.text.lower() and "lights" in r.text.lower(), r.text

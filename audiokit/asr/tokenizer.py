@@ -217,6 +217,10 @@ class WhisperTokenizer:
 
     def decode(self, ids, skip_special: bool = True) -> str:
         """Ids → text; special tokens (timestamps included) are dropped unless ``skip_special`` is False."""
+        return self.decode_bytes(ids, skip_special).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids, skip_special: bool = True) -> bytes:
+        """Ids → the UTF-8 bytes they stand for (byte-level tokens may split a character between them)."""
         out = bytearray()
         for i in ids:
             i = int(i)
@@ -226,7 +230,7 @@ class WhisperTokenizer:
                 out += self.special_decoder[i].encode()
             elif i >= self.n_vocab or i < 0:
                 raise TokenizerError(f"token id {i} is outside the vocabulary of {self.n_vocab}")
-        return out.decode("utf-8", errors="replace")
+        return bytes(out)
 
     def timestamp(self, token: int) -> float:
         """Seconds of a timestamp token."""

@@ -12,6 +12,7 @@ audio gives an empty transcript rather than invented text.
 """
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
@@ -122,6 +123,9 @@ class _File:
     prompt_reset: int = 0
     segments: list[Segment] = field(default_factory=list)
     initial_prompt: list[int] = field(default_factory=list)
+    # segments' text: UTF-8 decoded across segments, so a character whose byte tokens a timestamp splits joins
+    # the next segment (no U+FFFD); bytes that never form a character are dropped
+    text: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("ignore"))
 
 
 def transcribe(model: ASRModel, tok: WhisperTokenizer, audios: Sequence[torch.Tensor], options: DecodingOptions = DecodingOptions(),
@@ -246,8 +250,7 @@ def _advance(f: _File, r: DecodingResult, size: int, tok: WhisperTokenizer, prec
     duration = f.audio.shape[-1] / SAMPLE_RATE
     for start, end, piece in new:
         end = min(end, duration)  # the window is padded with silence past the end of the file
-        text_ids = [t for t in piece if t < tok.eot]
-        text = tok.decode(text_ids)
+        text = f.text.decode(tok.decode_bytes([t for t in piece if t < tok.eot]))
         if end <= start or not text.strip():
             continue
         f.segments.append(Segment(start=round(start, 3), end=round(end, 3), text=text, tokens=piece,

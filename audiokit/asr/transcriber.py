@@ -91,7 +91,7 @@ class Transcriber:
                    compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                    no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -50.0,
                    batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1",
-                   draft_tokens: int = 0) -> Transcript | list[Transcript]:
+                   draft_tokens: int = 0, seed: int | None = 0) -> Transcript | list[Transcript]:
         """Transcribe one input (→ :class:`Transcript`) or a list (→ list, decoded ``batch_size`` at a time).
 
         Inputs: a path, a waveform with ``sample_rate`` (resampled to 16 kHz), or :class:`CodecTokens` with
@@ -100,6 +100,8 @@ class Transcriber:
         fewer passes; see :class:`~audiokit.asr.decoding.DecodingOptions`). Default 0, one pass per token: with
         Whisper tiny.en's real weights on speech few drafts are accepted and 8 cost 1.7x the time on a 2-core CPU
         (benchmarks/asr_speed.py); drafting pays where text repeats (its gains in RESULTS came from random weights).
+        ``seed``: the sampler of the temperature fallback (and of ``temperature`` > 0) is seeded, so the same
+        input gives the same transcript on every run [0]; None draws fresh randomness each time.
         """
         single = not isinstance(audio, (list, tuple))
         items = [audio] if single else list(audio)
@@ -112,7 +114,7 @@ class Transcriber:
         options = DecodingOptions(task=task, language=language, beam_size=beam_size, patience=patience,
                                   length_penalty=length_penalty, best_of=best_of if temps[0] > 0 else None,
                                   without_timestamps=without_timestamps, suppress_tokens=suppress_tokens,
-                                  temperature=temps[0], draft_tokens=draft_tokens)
+                                  temperature=temps[0], draft_tokens=draft_tokens, seed=seed)
         if language is not None:
             self.tokenizer.with_options(language, task)  # an unknown language is an error here, not mid-way
         out = transcribe(self.model, self.tokenizer, waves, options, temps, compression_ratio_threshold,
