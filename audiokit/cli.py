@@ -156,7 +156,8 @@ def _add_codec_commands(sub) -> None:
     p = sub.add_parser("decode", help="decode a codec bitstream (.akc) back to audio")
     p.add_argument("input", help=".akc file")
     p.add_argument("output", help="audio file to write (.wav, .flac, .ogg)")
-    p.add_argument("--codec", required=True, help="the codec that made the file")
+    p.add_argument("--codec", default=None, help="the codec that made the file [found from the file's fingerprint: "
+                   "a bundled codec, or one used here before]")
     p.add_argument("--device", default="cpu")
     _add_codec_dtype(p)
     p.set_defaults(func=cmd_decode)
@@ -308,7 +309,7 @@ def _add_asr_commands(sub) -> None:
     p.add_argument("--model", default=DEFAULT_ASR, help="exported ASR folder, training .ckpt, official Whisper .pt, CTranslate2 "
                    "(faster-whisper) or Hugging Face folder [asr: the default, Whisper tiny.en]")
     p.add_argument("--vocab", default=None, help="tokenizer ranks of an official Whisper .pt (multilingual.tiktoken or gpt2.tiktoken)")
-    p.add_argument("--codec", default=None, help="the codec that made .akc inputs")
+    p.add_argument("--codec", default=None, help="the codec that made .akc inputs [found from their fingerprint]")
     p.add_argument("--format", default="txt", choices=["txt", "srt", "vtt", "json", "all"], help="output format [txt]")
     p.add_argument("--output-dir", default=None, help="write FILE-STEM.FORMAT here instead of printing")
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect it [en]")
@@ -345,11 +346,10 @@ def cmd_transcribe(args) -> int:
     for f in args.files:
         if f.endswith(".akc"):
             if codec is None:
-                if not args.codec:
-                    raise UserError(f"{f}: a codec bitstream needs --codec (the codec that made it)")
+                from .codec.bitstream import codec_for
                 from .codec.codec import Codec
 
-                codec = Codec.load(args.codec, device=args.device)
+                codec = Codec.load(codec_for(f, args.codec), device=args.device)
             from .codec.bitstream import read_akc
 
             tokens, _ = read_akc(f, expected=codec.info)
@@ -526,10 +526,10 @@ def cmd_decode(args) -> int:
     import torch
 
     from .audio import write_audio
-    from .codec.bitstream import read_akc
+    from .codec.bitstream import codec_for, read_akc
     from .codec.codec import Codec
 
-    codec = Codec.load(args.codec, device=args.device).to(dtype=getattr(torch, args.dtype))
+    codec = Codec.load(codec_for(args.input, args.codec), device=args.device).to(dtype=getattr(torch, args.dtype))
     tokens, num_samples = read_akc(args.input, expected=codec.info)
     audio = codec.decode(tokens)[0, :num_samples]
     write_audio(args.output, audio, codec.sample_rate)

@@ -106,6 +106,50 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- provenance
+# ---------------------------------------------------------------------------------------------- codecs by fingerprint
+def _codec_index() -> Path:
+    return cache_dir() / "codecs.json"
+
+
+def remember_codec(folder: str | os.PathLike, fingerprint: str, name: str = "") -> None:
+    """Note an exported codec folder under its fingerprint in the user cache (``codecs.json``), so that an
+    ``.akc`` file it made decodes without ``--codec``. Best effort: an unwritable cache is no error."""
+    from .fileio import atomic_path
+
+    folder = Path(folder).resolve()
+    if folder.parent == PRETRAINED_DIR:  # bundled: found without the index
+        return
+    try:
+        index = json.loads(_codec_index().read_text()) if _codec_index().is_file() else {}
+        if index.get(fingerprint, {}).get("path") == str(folder):
+            return
+        index[fingerprint] = {"path": str(folder), "name": name}
+        _codec_index().parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(_codec_index()) as tmp:
+            tmp.write_text(json.dumps(index, indent=1))
+    except (OSError, ValueError):
+        pass
+
+
+def find_codec(fingerprint: str) -> Path | None:
+    """The codec folder with this fingerprint: a bundled one, else one used here before (:func:`remember_codec`)
+    that still exists; None if neither."""
+    for d in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []:
+        try:
+            config = json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if config.get("family") == "codec" and (config.get("codec") or {}).get("fingerprint") == fingerprint:
+            return d
+    try:
+        entry = json.loads(_codec_index().read_text()).get(fingerprint) if _codec_index().is_file() else None
+    except (OSError, ValueError):
+        entry = None
+    if entry and (Path(entry["path"]) / "model.safetensors").is_file():
+        return Path(entry["path"])
+    return None
+
+
 def training_summary(checkpoint: str | os.PathLike) -> dict:
     """How a Lightning checkpoint was trained, from what it stores: optimizer steps, epochs, the training
     manifest and, when the manifest sits in (or beside) a synthetic corpus, that corpus's size and voices."""

@@ -290,7 +290,8 @@ def test_export_and_load(tmp_path, codec):
 def test_akc_round_trip_and_refusals(tmp_path, codec):
     t = codec.encode(torch.randn(3000) * 0.1, 16000, n_q=3)
     path = write_akc(tmp_path / "a.akc", t, 3000)
-    assert path.stat().st_size == 54 + math.ceil(75 * 3 * 6 / 8) + 4  # header + 6 bits per code + CRC
+    name = len(codec.info.name.encode())
+    assert path.stat().st_size == 54 + 1 + name + math.ceil(75 * 3 * 6 / 8) + 4  # header, name, 6 bits per code, CRC
     back, n = read_akc(path, expected=codec.info)
     assert back == t and n == 3000
     data = path.read_bytes()

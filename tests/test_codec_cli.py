@@ -106,3 +106,38 @@ def test_eval_codec(tmp_path, exported, synth_corpus, capsys):
     assert rows[0]["kbps"] == pytest.approx(2.4)
     assert main(["eval", "tts", "--manifest", "x.jsonl"]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+def test_akc_names_its_codec_and_decodes_without_codec(tmp_path, exported, synth_corpus, capsys, monkeypatch):
+    """An .akc file records the codec's fingerprint and name: the bundled codec's files and those of a codec
+    used here before decode without --codec; an unknown one gets one line naming what to pass, and no output;
+    version-1 files (no name) still decode with --codec."""
+    import struct
+    import zlib
+
+    from audiokit.codec.bitstream import _HEADER, read_akc
+
+    a, _ = exported
+    wav = read_manifest(synth_corpus[0] / "train.jsonl")[0]["audio"]
+    assert main(["encode", wav, str(tmp_path / "b.akc"), "--codec", "codec"]) == 0  # the bundled codec
+    assert main(["decode", str(tmp_path / "b.akc"), str(tmp_path / "b.wav")]) == 0
+    assert main(["encode", wav, str(tmp_path / "x.akc"), "--codec", str(a)]) == 0  # a codec used here
+    tokens, _ = read_akc(tmp_path / "x.akc")
+    assert tokens.codec.name == "tiny0" and tokens.codec.fingerprint == Codec.load(a).info.fingerprint
+    assert main(["decode", str(tmp_path / "x.akc"), str(tmp_path / "x.wav")]) == 0
+    assert sf.info(str(tmp_path / "x.wav")).frames == sf.info(wav).frames
+    capsys.readouterr()
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path / "fresh-cache"))  # a machine that never used codec a
+    assert main(["decode", str(tmp_path / "x.akc"), str(tmp_path / "y.wav")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'tiny0'" in err[0] and tokens.codec.fingerprint in err[0] and "--codec" in err[0]
+    assert not (tmp_path / "y.wav").exists()
+    # the same file in version 1's layout: no name; it decodes with --codec
+    data = (tmp_path / "x.akc").read_bytes()[:-4]
+    head = list(_HEADER.unpack_from(data))
+    head[1] = 1
+    v1 = _HEADER.pack(*head) + data[_HEADER.size + 1 + data[_HEADER.size]:]
+    (tmp_path / "v1.akc").write_bytes(v1 + struct.pack("<I", zlib.crc32(v1) & 0xFFFFFFFF))
+    old, _ = read_akc(tmp_path / "v1.akc")
+    assert old.codec.name == "" and torch.equal(old.codes, tokens.codes)
+    assert main(["decode", str(tmp_path / "v1.akc"), str(tmp_path / "v1.wav"), "--codec", str(a)]) == 0

@@ -281,6 +281,9 @@ class Codec:
                 raise CodecLoadError(f"{path.parent}: not an exported codec (no model.safetensors)")
         if path.suffix == ".safetensors":
             codec = cls._load_export(path, _config, name, **kw)
+            from ..pretrained import remember_codec
+
+            remember_codec(path.parent, codec.info.fingerprint, codec.info.name)  # its .akc files decode without --codec
         elif path.suffix == ".ckpt":
             codec = cls._load_lightning(path, name, **kw)
         elif path.suffix in (".pth", ".th", ".pt"):
