@@ -219,7 +219,7 @@ def _add_codec_commands(sub) -> None:
                                    "diffusion-ar-latents stage, or a stage-1 one) and the codec (--codec).")
     p.add_argument("checkpoint", help="training checkpoint (.ckpt): codec, ASR, VALL-E AR or Tortoise AR")
     p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
-    p.add_argument("--name", default=None)
+    p.add_argument("--name", default=None, help="the model's name [its run folder: runs/NAME/checkpoints/last.ckpt]")
     p.add_argument("--nar", default=None, help="VALL-E: the NAR checkpoint")
     p.add_argument("--codec", default=None, help="VALL-E, Tortoise: the codec their tokens came from (exported folder)")
     p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
@@ -652,12 +652,27 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _name_from_run(path: str) -> str:
+    """An export's default name: the run folder a checkpoint sits in (``runs/codec-speech16/checkpoints/last.ckpt``
+    → ``codec-speech16``), else the file's stem."""
+    p = Path(path).resolve()
+    folder = p.parent
+    if folder.name in ("checkpoints", "ckpt", "ck"):
+        folder = folder.parent
+    generic = p.stem == "last" or p.stem.startswith("epoch=") or p.suffix == ".safetensors"
+    return folder.name if generic and folder.name else p.stem
+
+
 def cmd_export(args) -> int:
     import torch
 
     from .codec.codec import Codec
     from .pretrained import training_summary, write_card
 
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: no such checkpoint (export takes a training .ckpt of any family, or a "
+                        "codec's model.safetensors / official .pth / .th)")
+    args.name = args.name or _name_from_run(args.checkpoint)
     kind = _checkpoint_kind(args.checkpoint)
     dtype = torch.float16 if args.fp16 else torch.int8 if args.int8 else torch.float32
     if args.int8 and kind not in ("asr", "valle-ar", "tortoise-ar"):
@@ -672,7 +687,7 @@ def cmd_export(args) -> int:
             raise UserError("exporting VALL-E needs the NAR checkpoint (--nar) and the codec (--codec) as well")
         from .valle.tts import ValleTTS
 
-        tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name or "valle")
+        tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name)
         parts = {"ar": args.checkpoint, "nar": args.nar}
         model = tts
         summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.own_asr is not None else "")
@@ -681,7 +696,7 @@ def cmd_export(args) -> int:
             raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")
         from .tortoise.tts import TortoiseTTS
 
-        tts = TortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.diffusion, args.codec, name=args.name or "tortoise")
+        tts = TortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.diffusion, args.codec, name=args.name)
         parts = {"ar": args.checkpoint, "clvp": args.clvp, "diffusion": args.diffusion}
         model = tts
         summary = f"Tortoise AR + CLVP + diffusion ({tts.diffusion_meta['conditioning']}), {tts.codec.info.describe()}"
@@ -824,19 +839,19 @@ def cmd_data_sentences(args) -> int:
 
 
 # --------------------------------------------------------------------------- entry point
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .audio import AudioError
-    from .data.engines import EngineError
-    from .data.manifest import ManifestError
-    from .text.phonemes import TextError
-    from .codec.codec import CodecLoadError
-    from .tokens import TokenError
-    from .asr.convert import CheckpointError
-    from .asr.tokenizer import TokenizerError
-    from .tts import PromptError, TTSLoadError
+_USER_ERRORS = (("audiokit.audio", "AudioError"), ("audiokit.data.engines", "EngineError"),
+                ("audiokit.data.manifest", "ManifestError"), ("audiokit.text.phonemes", "TextError"),
+                ("audiokit.codec.codec", "CodecLoadError"), ("audiokit.tokens", "TokenError"),
+                ("audiokit.asr.convert", "CheckpointError"), ("audiokit.asr.tokenizer", "TokenizerError"),
+                ("audiokit.tts", "PromptError"), ("audiokit.tts", "TTSLoadError"))
 
-    return (UserError, CodecLoadError, TTSLoadError, PromptError, CheckpointError, TokenizerError, AudioError, ManifestError, TokenError, TextError, EngineError, FileNotFoundError,
-            FileExistsError, ValueError, ImportError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's input, not a bug: one line, no traceback. Taken only from modules
+    already imported (an exception of a module never imported cannot have been raised), so an error exit
+    does not import every model family to build the list."""
+    mine = tuple(getattr(sys.modules[m], n) for m, n in _USER_ERRORS if m in sys.modules)
+    return (UserError, *mine, FileNotFoundError, FileExistsError, ValueError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -846,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["demo", "--", *argv[1:]]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("lightning").propagate = False  # Lightning prints its own lines; through the root too, they came twice
     try:
         return args.func(args)
     except _user_errors() as e:

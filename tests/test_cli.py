@@ -110,3 +110,35 @@ def test_train_refuses_unlanded_and_unknown_families(capsys, monkeypatch):
     assert "not available yet" in capsys.readouterr().err
     assert main(["train", "nonsense"]) == 2
     assert "unknown model family" in capsys.readouterr().err
+
+
+def test_export_names_come_from_the_run_folder_and_a_missing_file_says_what_export_takes(tmp_path, capsys):
+    from audiokit.cli import _name_from_run
+
+    assert _name_from_run("runs/codec-speech16/checkpoints/last.ckpt") == "codec-speech16"
+    assert _name_from_run("exp/asr/ckpt/epoch=3-step=40.ckpt") == "asr"
+    assert _name_from_run("exp/my-asr-v2.ckpt") == "my-asr-v2"
+    assert main(["export", str(tmp_path / "nothing.ckpt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such checkpoint" in err[0] and ".ckpt" in err[0] and "codec file" not in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lightning_message_is_printed_once():
+    """In a fresh process (as the CLI runs; pytest's own log handlers would hide the duplicate): a Lightning
+    log line comes out once, not once from Lightning's handler and again through the root logger's."""
+    code = ("import logging\nfrom audiokit.cli import main\nmain(['models'])\nimport lightning.pytorch\n"
+            "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('Trainer.fit stopped: once')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (out.stdout + out.stderr).count("Trainer.fit stopped: once") == 1, out.stderr
+
+
+def test_an_error_exit_imports_no_model_family_it_did_not_use(tmp_path):
+    """Building the list of user errors imports nothing: a failed decode loads the codec side only (the error
+    exit used to import every model family, ~3x a success's time)."""
+    code = ("import sys\nfrom audiokit.cli import main\n"
+            f"rc = main(['decode', {str(tmp_path / 'missing.akc')!r}, {str(tmp_path / 'o.wav')!r}])\n"
+            "print(rc, sorted(m for m in ('audiokit.valle', 'audiokit.tortoise', 'audiokit.asr.transcriber') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+    assert "missing.akc" in out.stderr and len(out.stderr.strip().splitlines()) == 1
