@@ -20,6 +20,7 @@ import torch
 
 from ..nn.diffusion import guided, make_process
 from ..text.phonemes import TextError
+from ..text.policy import prepare_text
 from ..tokens import CodecInfo, CodecMismatchError
 from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
                    read_config, save_export, split_sentences, stage_timer, TTSModel)
@@ -207,11 +208,8 @@ class TortoiseTTS(TTSModel):
         codes, frames = codes.to(self.device), frames.to(self.device)
         return self.ar.conditioning(codes, frames).mean(0), self.diffusion.voice_encoder(codes, frames).mean(0)
 
-    def _sentences(self, text: str) -> list[tuple[str, torch.Tensor]]:
-        if not isinstance(text, str) or not text.strip():
-            raise TextError("the text to synthesize is empty")
-        if len(text) > self.max_chars:
-            raise TextError(f"the text is {len(text)} characters long; the limit is {self.max_chars}")
+    def _sentences(self, text: str, language: str = "en") -> list[tuple[str, torch.Tensor]]:
+        text = prepare_text(text, ["en"], self.max_chars, language)  # the policy both families share
         out = []
         for s in split_sentences(text):
             try:
@@ -281,13 +279,11 @@ class TortoiseTTS(TTSModel):
             if voice is not None:
                 raise PromptError("give the reference clips as voice= or prompt=, not both")
             voice = prompt
-        if language != "en":
-            raise TextError(f"this model speaks en; language {language!r} is not supported")
         p = resolve_preset(preset, candidates, diffusion_steps, guidance, k)
         notices: list[str] = []
         if prompt_text:
             notices.append("Tortoise takes no prompt transcript; it was ignored")
-        sentences = self._sentences(text)
+        sentences = self._sentences(text, language)
         clips = self.prepare_voice(voice, sample_rate, notices)
         options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         gen = options.generator()

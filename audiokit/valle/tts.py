@@ -17,6 +17,7 @@ import torch
 
 from ..fileio import load_torch_file
 from ..text.phonemes import PHONEME_VOCAB, TextError
+from ..text.policy import prepare_text
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
@@ -205,12 +206,7 @@ class ValleTTS(TTSModel):
         return tokens.cpu(), prompt_text
 
     def _sentences(self, text: str, language: str) -> tuple[list[str], list[str]]:
-        if not isinstance(text, str) or not text.strip():
-            raise TextError("the text to synthesize is empty")
-        if len(text) > self.max_chars:
-            raise TextError(f"the text is {len(text)} characters long; the limit is {self.max_chars}")
-        if language not in self.languages:
-            raise TextError(f"this model speaks {', '.join(self.languages)}; language {language!r} is not one of them")
+        text = prepare_text(text, self.languages, self.max_chars, language)  # the policy both families share
         sentences = split_sentences(text)
         phonemes = phonemize(sentences, language)
         keep = [(s, p) for s, p in zip(sentences, phonemes) if any(c.isalpha() for c in p)]
