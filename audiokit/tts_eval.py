@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from .asr.metrics import wer_cer
-from .audio import read_audio, resample
+from .audio import resample
+from .data.manifest import entry_audio
 from .tokens import CodecTokens
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     rng = random.Random(seed)
     items = []
     for e, p in pairs:
-        wav, _ = read_audio(e["audio"], sample_rate=sr)
-        pwav, _ = read_audio(p["audio"], sample_rate=sr)
+        wav, _ = entry_audio(e, sr)
+        pwav, _ = entry_audio(p, sr)
         n = int(prompt_seconds * sr)
         if pwav.shape[-1] > n:
             s = rng.randrange(pwav.shape[-1] - n + 1)

@@ -296,3 +296,23 @@ def test_several_manifests_train_as_one(audio_manifest, tmp_path):
         {"id": "u1", "audio": str(tmp_path / "wavs" / "u1.wav"), "duration": 1.0, "text": "x", "speaker": "s1"}])
     with pytest.raises(ManifestError, match="'u1' is also in .*train.jsonl.*--id-prefix"):
         AudioTextDataset([str(audio_manifest), str(clash)], sample_rate=16000)
+
+
+def test_an_unreadable_audio_file_names_its_manifest_line(tmp_path):
+    """The manifest's line, not only the audio file, is in the error of an entry whose audio is broken."""
+    from audiokit.audio import AudioError
+    from audiokit.data.datasets import AudioTextDataset
+    from audiokit.data.manifest import read_manifest, write_manifest
+
+    good = tmp_path / "good.wav"
+    sf.write(good, np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav file")
+    write_manifest(tmp_path / "m.jsonl", [{"id": "a", "audio": str(good), "duration": 0.1},
+                                         {"id": "b", "audio": str(tmp_path / "bad.wav"), "duration": 0.1}])
+    entries = read_manifest(tmp_path / "m.jsonl")
+    assert entries[1] == {"id": "b", "audio": str(tmp_path / "bad.wav"), "duration": 0.1}  # still a plain entry
+    ds = AudioTextDataset(str(tmp_path / "m.jsonl"), sample_rate=16000)
+    ds[0]
+    with pytest.raises(AudioError) as e:
+        ds[1]
+    assert str(e.value).startswith(f"{tmp_path / 'm.jsonl'}:2: ") and "bad.wav" in str(e.value)

@@ -10,8 +10,7 @@ import math
 
 import torch
 
-from ..audio import read_audio
-from ..data.manifest import read_manifest
+from ..data.manifest import entry_audio, read_manifest
 from .codec import Codec
 from .losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from .metrics import pesq_wb, si_sdr, stoi
@@ -33,7 +32,7 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
     has_pesq, has_stoi = _available("pesq"), _available("pystoi")  # each judge where its package is installed
     n_qs = sorted({codec.n_q_for(bandwidth=b) for b in bandwidths}) if bandwidths else \
         sorted({codec.n_q_for(bandwidth=b) for b in codec.bandwidths()})
-    audio = [read_audio(e["audio"], sample_rate=sr)[0] for e in entries]
+    audio = [entry_audio(e, sr)[0] for e in entries]
     full = [codec.encode(x, sr) for x in audio]
     rows = []
     for n_q in n_qs:

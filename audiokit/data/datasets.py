@@ -10,9 +10,8 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import read_audio
 from ..tokens import CodecInfo, CodecTokens, TokenError, TokenStore
-from .manifest import read_manifest, read_manifests
+from .manifest import entry_audio, read_manifest, read_manifests
 
 
 def _entries(manifest: str | os.PathLike | Sequence[dict] | Sequence[str | os.PathLike]) -> list[dict]:
@@ -79,7 +78,7 @@ class AudioTextDataset(_ManifestDataset):
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
-        wav, _ = read_audio(e["audio"], sample_rate=self.sample_rate)
+        wav, _ = entry_audio(e, self.sample_rate)
         if self.segment:
             wav = self._crop(wav)
         return self._item(e, "audio", wav)

@@ -23,6 +23,24 @@ class ManifestError(ValueError):
     """A manifest line that breaks the format; the message starts with ``file:line:``."""
 
 
+class ManifestEntry(dict):
+    """One manifest line as read: a plain dict (it is written back as one) that remembers where it came from,
+    ``where`` = ``"manifest:line"``, so that an error in its audio names the line too."""
+
+    __slots__ = ("where",)
+
+
+def entry_audio(entry: Mapping, sample_rate: int | None = None):
+    """``read_audio`` of an entry's audio; an unreadable file's error names the manifest line as well."""
+    from ..audio import AudioError, read_audio
+
+    try:
+        return read_audio(entry["audio"], sample_rate=sample_rate)
+    except AudioError as e:
+        where = getattr(entry, "where", None)
+        raise AudioError(f"{where}: {e}" if where else str(e)) from None
+
+
 def validate_entry(entry, where: str = "entry", need_duration: bool = True) -> dict:
     """Check one manifest entry; returns it unchanged or raises :class:`ManifestError`. ``need_duration=False``:
     audio not yet measured (``audiokit data transcribe`` adds it); a duration that is there is still checked."""
@@ -75,6 +93,8 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True, need_dura
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
             validate_entry(entry, where, need_duration)
+            entry = ManifestEntry(entry)
+            entry.where = where
             if entry["id"] in seen:
                 raise ManifestError(f"{where}: duplicate id {entry['id']!r} (first on line {seen[entry['id']]})")
             seen[entry["id"]] = lineno
