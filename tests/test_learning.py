@@ -74,3 +74,39 @@ def test_valle_generation_depends_on_the_text_and_the_prompt(valle):
     with torch.no_grad():
         swapped = generate_ar(ar.model, [items[1]["text"]], [items[0]["prompt"][0]], [60], greedy)[0]
     assert swapped.tolist() != items[0]["target"][0].tolist()
+
+
+# ----------------------------------------------------------------------------- Tortoise
+@pytest.fixture(scope="module")
+def tortoise_ar():
+    from audiokit.tortoise.data import collate_tortoise
+    from audiokit.tortoise.lightning import TortoiseARModule
+
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(4):
+        codes = torch.randint(0, CODES, (Q, 10 + 3 * i), generator=g)
+        text = torch.randint(1, 40, (5 + i,), generator=g)
+        items.append({"id": f"t{i}", "text": text, "codes": codes, "voice": codes[None, :, :6],
+                      "voice_frames": torch.tensor([6])})
+    torch.manual_seed(0)
+    module = TortoiseARModule(text_vocab=48, codebook_size=CODES, n_codebooks=Q, d_model=64, n_head=4, n_layer=2,
+                              n_cond_layer=1, max_text=32, max_speech=64, dropout=0.0)
+    loss = _train(module, collate_tortoise(items), 200)
+    return items, module, loss
+
+
+def test_tortoise_ar_generates_the_memorised_speech_tokens(tortoise_ar):
+    """Trained by its own training_step on four (text, speech) pairs, greedy decoding (the candidates' code
+    path) from each text and voice gives that pair's speech tokens exactly, stop token included."""
+    from audiokit.tortoise.generate import sample_candidates
+
+    items, module, loss = tortoise_ar
+    assert loss < 0.1, loss
+    m = module.model
+    greedy = SamplingOptions(temperature=0.0, top_k=None, draft_tokens=0)
+    with torch.no_grad():
+        for it in items:
+            voice = m.conditioning(it["voice"], it["voice_frames"]).mean(0)
+            got = sample_candidates(m, voice, it["text"], 1, 60, greedy)[0]
+            assert got.tolist() == it["codes"][0].tolist(), it["id"]
