@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="audiokit: codec, VALL-E, Tortoise and Whisper-style ASR over one codec token interface.",
     )
     parser.add_argument("--version", action="version", version=f"audiokit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or progress lines (standard error); results still print")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_codec_commands(sub)
@@ -752,7 +754,7 @@ def cmd_data_synth(args) -> int:
                       engines=engines, max_sentences=args.max_sentences, seed=args.seed, workers=args.workers,
                       sentences=args.sentences, exclude=args.exclude, id_prefix=args.id_prefix,
                       hold_out=tuple(x.strip() for x in args.hold_out.split(",") if x.strip()))
-    summary = synthesize_corpus(cfg, progress=args.verbose)
+    summary = synthesize_corpus(cfg)
     hours = sum(summary["hours"].values())
     print(f"{args.out}: {sum(summary['utterances'].values())} utterances, {hours:.3f} h, {summary['speakers']} speakers "
           f"(test speakers held out: {len(summary['test_speakers'])}); {summary['audio_seconds_per_second']} s of audio "
@@ -861,6 +863,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["demo", "--", *argv[1:]]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    from .progress import set_quiet
+
+    set_quiet(args.quiet)
     logging.getLogger("lightning").propagate = False  # Lightning prints its own lines; through the root too, they came twice
     try:
         return args.func(args)

@@ -28,6 +28,7 @@ import torch
 from .asr.metrics import wer_cer
 from .audio import resample
 from .data.manifest import entry_audio
+from .progress import Progress
 from .tokens import CodecTokens
 
 log = logging.getLogger(__name__)
@@ -175,18 +176,22 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
     rows_in = []
     start = time.perf_counter()
     texts = phonemize([it["text"] for it in items], "en")
+    bar = Progress(2 * len(items), "eval tts (VALL-E)", unit="steps")  # a prompt each, then a decode each
     for it, ph in zip(items, texts):
         tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
         prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
         rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
                         tokens.codes[0, :, : int(tokens.lengths[0])]))
         it["prompt_text"] = ptext
+        bar.update(1)
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
     codes = tts.generate(rows_in, options, batch_size)
     for it, c in zip(items, codes):
         # outputs are judged on the CPU (resemblyzer, pocketsphinx and the metrics take host arrays)
         it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0].float().cpu() if c.shape[1] \
             else torch.zeros(sr // 10, device="cpu")
+        bar.update(1, seconds=it["model"].shape[-1] / sr)
+    bar.close()
     return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start
 
 
@@ -197,14 +202,18 @@ def _tortoise_outputs(tts, items: list[dict], seed: int, temperature: float | No
     sampling = dict(temperature=0.8 if temperature is None else temperature, top_k=top_k, seed=seed)
     sr = tts.sample_rate
     start = time.perf_counter()
+    bar = Progress(2 * len(items), "eval tts (Tortoise)", unit="syntheses")  # CLVP's pick, then a random one
     for it in items:
         out = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, **sampling, **kw)
         it["model"] = torch.as_tensor(out.audio, device="cpu").float()
         it["timings"] = out.timings
+        bar.update(1, seconds=it["model"].shape[-1] / sr)
     seconds = time.perf_counter() - start
     for it in items:
         it["random"] = torch.as_tensor(tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, rerank=False,
                                                       **sampling, **kw).audio, device="cpu").float()
+        bar.update(1, seconds=it["random"].shape[-1] / sr)
+    bar.close()
     name = tts.name or "model"
     return [(f"Tortoise ({name}, {preset}, CLVP best of N)", "model"),
             (f"Tortoise ({name}, {preset}, random candidate)", "random")], seconds

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..progress import Progress
 from .decoding import DecodingOptions, DecodingResult, decode_with_fallback, detect_language
 from .features import HOP_LENGTH, N_FFT, SAMPLE_RATE, mel_filters
 from .model import ASRModel
@@ -164,7 +165,16 @@ def transcribe(model: ASRModel, tok: WhisperTokenizer, audios: Sequence[torch.Te
         a, b = f.seek // 2, (f.seek + size + 1) // 2  # 20 ms frames = 2 mel frames
         return not bool(f.loud[a:b].any())
 
+    total_frames = sum(max(f.content_frames, 0) for f in files)
+    frame_s = HOP_LENGTH / SAMPLE_RATE
+    bar = Progress(round(total_frames * frame_s), "transcribe", unit="audio-s") if total_frames * frame_s > 60 else None
+    reported = 0.0
+
     while True:
+        if bar is not None:
+            now = sum(min(f.seek, max(f.content_frames, 0)) for f in files) * frame_s
+            bar.update(round(now - reported), note=f"{sum(f.seek >= f.content_frames for f in files)}/{len(files)} files")
+            reported += round(now - reported)
         active = []
         for f in files:
             while f.seek < f.content_frames:
@@ -198,6 +208,9 @@ def transcribe(model: ASRModel, tok: WhisperTokenizer, audios: Sequence[torch.Te
         for (f, _, size), r in zip(active, results):
             _advance(f, r, size, tok, precision, no_speech_threshold, logprob_threshold, condition_on_previous_text)
 
+    if bar is not None:
+        bar.update(round(total_frames * frame_s - reported), note=f"{len(files)}/{len(files)} files")
+        bar.close()
     out = []
     for f in files:
         text = "".join(s.text for s in f.segments).strip()

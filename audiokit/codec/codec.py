@@ -173,12 +173,20 @@ class Codec:
         if n_frames <= chunk + 2 * ctx:
             return self.model.encode(audio, n_q)
         parts = []
-        for a in range(0, n_frames, chunk):
-            b = min(a + chunk, n_frames)
-            s, e = max(0, a - ctx), min(n_frames, b + ctx)
-            codes = self.model.encode(audio[..., s * hop : e * hop], n_q)
-            parts.append(codes[..., a - s : a - s + (b - a)])
+        with self._progress(n_frames, chunk, "encode") as bar:
+            for a in range(0, n_frames, chunk):
+                b = min(a + chunk, n_frames)
+                s, e = max(0, a - ctx), min(n_frames, b + ctx)
+                codes = self.model.encode(audio[..., s * hop : e * hop], n_q)
+                parts.append(codes[..., a - s : a - s + (b - a)])
+                bar.update(1, seconds=(b - a) / self.frame_rate)
         return torch.cat(parts, dim=-1)
+
+    def _progress(self, n_frames: int, chunk: int, what: str):
+        """Progress over the chunks of audio longer than a minute (:mod:`audiokit.progress`); silent otherwise."""
+        from ..progress import Progress
+
+        return Progress(-(-n_frames // chunk), what, unit="chunks", enabled=n_frames / self.frame_rate > 60)
 
     @torch.inference_mode()
     def embed(self, tokens: CodecTokens) -> torch.Tensor:
@@ -222,10 +230,12 @@ class Codec:
         fade = max(1, ctx // 2) * hop  # cross-fade length in samples, inside the context
         out = torch.zeros(codes.shape[0], 1, n_frames * hop, device=codes.device)
         weight = torch.zeros(n_frames * hop, device=codes.device)
+        bar = self._progress(n_frames, chunk, "decode")
         for a in range(0, n_frames, chunk):
             b = min(a + chunk, n_frames)
             s, e = max(0, a - ctx), min(n_frames, b + ctx)
             y = decode(codes[..., s:e])
+            bar.update(1, seconds=(b - a) / self.frame_rate)
             # keep [a·hop − fade/2, b·hop + fade/2) with linear ramps of length `fade` at inner seams
             lo = a * hop - (fade // 2 if a > 0 else 0)
             hi = b * hop + (fade - fade // 2 if b < n_frames else 0)
@@ -237,6 +247,7 @@ class Codec:
                 w[-fade:] = torch.linspace(1, 0, fade + 2, device=codes.device)[1:-1]
             out[..., lo:hi] += piece * w
             weight[lo:hi] += w
+        bar.close()
         return out.div_(weight.clamp_(min=1e-8))
 
     def _check(self, tokens: CodecTokens) -> None:

@@ -11,6 +11,7 @@ import math
 import torch
 
 from ..data.manifest import entry_audio, read_manifest
+from ..progress import Progress
 from .codec import Codec
 from .losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from .metrics import pesq_wb, si_sdr, stoi
@@ -33,7 +34,11 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
     n_qs = sorted({codec.n_q_for(bandwidth=b) for b in bandwidths}) if bandwidths else \
         sorted({codec.n_q_for(bandwidth=b) for b in codec.bandwidths()})
     audio = [entry_audio(e, sr)[0] for e in entries]
-    full = [codec.encode(x, sr) for x in audio]
+    bar = Progress(len(entries) * (1 + len(n_qs)), "eval codec", unit="steps")  # encode each, then decode per level
+    full = []
+    for x in audio:
+        full.append(codec.encode(x, sr))
+        bar.update(1, seconds=x.shape[-1] / sr)
     rows = []
     for n_q in n_qs:
         acc = {"mel_distance": 0.0, "stft_distance": 0.0, "si_sdr": 0.0, "pesq": 0.0, "stoi": 0.0}
@@ -51,6 +56,7 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
                 acc["stoi"] += stoi(y.numpy(), x.numpy(), sr)
             for q in range(n_q):
                 counts[q] += torch.bincount(t.codes[0, q].cpu(), minlength=codec.info.codebook_size).float()
+            bar.update(1, seconds=x.shape[-1] / sr, note=f"{codec.info.bitrate(n_q) / 1000:g} kbps")
         n = len(audio)
         p = counts / counts.sum(1, keepdim=True)
         perplexity = torch.exp(-(p * (p + 1e-12).log()).sum(1))
@@ -63,6 +69,7 @@ def evaluate_codec(codec: Codec, manifest: str, bandwidths: list[float] | None =
         if not has_stoi:
             row["stoi"] = None
         rows.append(row)
+    bar.close()
     return rows
 
 

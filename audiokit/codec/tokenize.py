@@ -19,6 +19,7 @@ from ..data.datasets import AudioTextDataset, collate_audio
 from ..data.manifest import read_manifest, write_manifest
 from ..data.sampler import DurationBucketSampler
 from ..fileio import atomic_path
+from ..progress import Progress
 from ..tokens import STORE_FORMAT_NAME, FORMAT_VERSION, TokenStore, TokenStoreWriter
 from .codec import Codec
 
@@ -41,8 +42,13 @@ class _StoreWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.out, self.codec, self.n_q = out, codec, n_q
         self.writer: TokenStoreWriter | None = None
+        self.bar: Progress | None = None  # audiokit's progress (a bar on a terminal, lines in logs): rank 0 only
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        if self.bar is None and trainer.is_global_zero:
+            self.bar = Progress(int(sum(trainer.num_predict_batches)), "tokenize", unit="batches")
+        if self.bar is not None:
+            self.bar.update(1, seconds=float(batch["audio_lengths"].sum()) / self.codec.sample_rate)
         if self.writer is None:
             self.writer = TokenStore.writer(self.out / f"part-{trainer.global_rank}", self.codec.info, self.n_q)
         for uid, item in zip(prediction["id"], prediction["tokens"].unbatch()):
@@ -88,6 +94,9 @@ def tokenize(manifests: list[str], codec: Codec, out: str | os.PathLike, n_q: in
     trainer = L.Trainer(callbacks=[_StoreWriter(out, codec, n_q)], **kw)
     with torch.inference_mode():
         trainer.predict(TokenizeModule(codec, n_q), loader, return_predictions=False)
+    for cb in trainer.callbacks:
+        if isinstance(cb, _StoreWriter) and cb.bar is not None:
+            cb.bar.close()
     trainer.strategy.barrier()
     if trainer.is_global_zero:
         store = merge_parts(out, codec, n_q)

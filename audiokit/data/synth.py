@@ -301,8 +301,11 @@ def _synthesize_block(jobs: list[_Job]) -> list[dict]:
     return out
 
 
-def synthesize_corpus(cfg: SynthConfig, progress: bool = False) -> dict:
-    """Make the corpus described by ``cfg``; returns the summary also written to ``corpus.json``."""
+def synthesize_corpus(cfg: SynthConfig) -> dict:
+    """Make the corpus described by ``cfg``; returns the summary also written to ``corpus.json``. Progress
+    (utterances, audio-seconds per second) goes to standard error (:mod:`audiokit.progress`)."""
+    from ..progress import Progress
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "corpus.json").exists():
@@ -313,14 +316,12 @@ def synthesize_corpus(cfg: SynthConfig, progress: bool = False) -> dict:
     blocks = [jobs[i : i + BLOCK_SIZE] for i in range(0, len(jobs), BLOCK_SIZE)]
     entries: list[dict] = []
     failed: list[dict] = []
-    with mp.get_context("fork").Pool(min(workers, len(blocks)), maxtasksperchild=1) as pool:
-        done = 0
+    with mp.get_context("fork").Pool(min(workers, len(blocks)), maxtasksperchild=1) as pool, \
+            Progress(len(jobs), "data synth", unit="utterances") as bar:
         for results in pool.imap(_synthesize_block, blocks):
             for r in results:
                 (failed if "error" in r else entries).append(r)
-            done += len(results)
-            if progress:
-                log.info("synthesized %d / %d utterances", done, len(jobs))
+            bar.update(len(results), seconds=sum(r.get("duration", 0.0) for r in results))
     if failed:
         log.warning("%d utterances failed to synthesize, e.g. %s", len(failed), failed[0]["error"])
     if not entries:

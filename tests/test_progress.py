@@ -1,0 +1,75 @@
+"""Long commands show where they are (audiokit/progress.py): lines on standard error when it is not a terminal,
+a bar when it is, nothing with --quiet; standard output keeps only the results."""
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from audiokit.progress import Progress, set_quiet
+
+
+def test_lines_when_not_a_terminal_with_rate_eta_and_a_last_line():
+    out = io.StringIO()
+    with Progress(4, "job", unit="files", every_seconds=0, stream=out) as p:
+        for _ in range(4):
+            p.update(1, seconds=30.0, note="WER 5 %")
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("job: 1/4 files (25 %), ") and "files/s" in lines[0] and "audio-s/s" in lines[0]
+    assert "ETA" in lines[0] and "WER 5 %" in lines[0]
+    assert lines[-1].startswith("job: 4/4 files (100 %)") and "done in" in lines[-1]
+
+
+def test_short_work_and_quiet_print_nothing():
+    out = io.StringIO()
+    with Progress(4, "job", every_seconds=60, stream=out) as p:  # finishes before the first interval
+        p.update(4)
+    assert out.getvalue() == ""
+    set_quiet(True)
+    try:
+        with Progress(4, "job", every_seconds=0, stream=out) as p:
+            p.update(4)
+    finally:
+        set_quiet(False)
+    assert out.getvalue() == ""
+
+
+def test_a_bar_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    with Progress(10, "job", unit="files", stream=out) as p:
+        p.update(10)
+    assert "job" in out.getvalue() and "10/10" in out.getvalue() and "files" in out.getvalue()
+
+
+def _run(args, env_extra=None):
+    env = {**os.environ, "AUDIOKIT_PROGRESS_SECONDS": "0", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "audiokit.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("progress") / "c"
+    r = _run(["data", "synth", "--utterances", "8", "--engines", "espeak", "--speakers", "3", "--test-speakers", "1",
+              "--sample-rate", "16000", "--out", str(out)])
+    return out, r
+
+
+def test_data_synth_and_eval_codec_show_progress_lines_and_quiet_removes_them(small_corpus, tmp_path):
+    out, r = small_corpus
+    assert r.returncode == 0, r.stderr
+    assert "data synth: " in r.stderr and "utterances/s" in r.stderr and "audio-s/s" in r.stderr
+    assert "data synth:" not in r.stdout and "utterances" in r.stdout  # results on stdout, progress on stderr
+    r = _run(["--quiet", "data", "synth", "--utterances", "8", "--engines", "espeak", "--speakers", "3",
+              "--test-speakers", "1", "--sample-rate", "16000", "--out", str(tmp_path / "q")])
+    assert r.returncode == 0 and "data synth:" not in r.stderr, r.stderr
+    r = _run(["eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec"])
+    assert r.returncode == 0, r.stderr
+    assert "eval codec: " in r.stderr and "kbps" in r.stderr and "eval codec:" not in r.stdout
+    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec"])
+    assert r.returncode == 0 and "eval codec:" not in r.stderr
