@@ -106,8 +106,8 @@ def load_torch_file(path: str | os.PathLike, error: type[Exception], what: str =
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r"(?:[Uu]nsupported (?:global|class):? )?GLOBAL ([\w.]+)", str(e))
-        if found or "weights_only" in str(e):
-            detail = f"it asks for {found.group(1)}" if found else str(e).splitlines()[0][:160]
+        if found:  # a pickle that names a class or function to call: the way a checkpoint runs code
+            detail = f"it asks for {found.group(1)}"
             raise _refused(error)(f"{path}: refusing to load: the file holds Python objects besides tensors and "
                                   f"plain data ({detail}); audiokit never runs code from a checkpoint") from None
         raise error(f"{path}: {what} ({type(e).__name__}: {e})") from None

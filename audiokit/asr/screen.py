@@ -228,7 +228,7 @@ class _Int8Operand:
 def _pack_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows → (the dynamically quantized linear's packed int8 weight, per-row scales; its float32 value)."""
     scale = (x.abs().amax(1) / 127).double().clamp_min(1e-30)
-    q = torch.quantize_per_channel(x, scale, torch.zeros(x.shape[0], dtype=torch.long), 0, torch.qint8)
+    q = torch.quantize_per_channel(x, scale, torch.zeros(x.shape[0], dtype=torch.long, device="cpu"), 0, torch.qint8)
     return torch.ops.quantized.linear_prepack(q, None), q.dequantize()
 
 
@@ -238,7 +238,7 @@ def _int8_operand(text: torch.Tensor) -> _Int8Operand | None:
         op = _Int8Operand(text)
         g = torch.Generator().manual_seed(0)
         D = text.shape[1]
-        probes = [torch.randn(n, D, generator=g) * scale + shift for n, scale, shift in
+        probes = [torch.randn(n, D, generator=g, device="cpu") * scale + shift for n, scale, shift in
                   ((1, 1.0, 0.0), (1, 50.0, 3.0), (5, 10.0, -1.0), (9, 0.3, 0.0))]
         ok = all(op.check(p) for p in probes)
     except (RuntimeError, AttributeError, NotImplementedError):  # no quantized engine / API on this build
@@ -268,7 +268,8 @@ def _fastest_operand(text: torch.Tensor, weight: torch.Tensor, kind: str | None 
         return best
 
     def state(n: int) -> torch.Tensor:  # states the size of a decoder's (layer-normed, scaled)
-        return torch.nn.functional.layer_norm(torch.randn(n, D, generator=torch.Generator().manual_seed(n)), (D,)) * 10
+        return torch.nn.functional.layer_norm(torch.randn(n, D, generator=torch.Generator().manual_seed(n), device="cpu"),
+                                              (D,)) * 10
 
     options = []
     with torch.no_grad():
