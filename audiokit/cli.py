@@ -200,6 +200,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/index.html: the figures as tables and plots (needs matplotlib)")
     p.add_argument("--card", action="store_true",
                    help="record the figures in the evaluated model folder's card (model.json + README.md)")
     _add_tortoise_options(p)
@@ -578,6 +580,10 @@ def _eval_output(args, folder: str, kind: str, record: dict, card: dict) -> None
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(record, indent=1))
+    if args.report:
+        from .report import write_report
+
+        print(f"report: {write_report(kind, record, args.report)}")
     if args.card:
         from .pretrained import add_eval, resolve
 

@@ -73,3 +73,42 @@ def test_data_synth_and_eval_codec_show_progress_lines_and_quiet_removes_them(sm
     assert "eval codec: " in r.stderr and "kbps" in r.stderr and "eval codec:" not in r.stdout
     r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec"])
     assert r.returncode == 0 and "eval codec:" not in r.stderr
+
+
+def test_eval_codec_report_holds_every_figure_and_its_plot(small_corpus, tmp_path):
+    """--report: an HTML page whose tables name every figure of the --json record, and the plots beside it."""
+    import json
+
+    pytest.importorskip("matplotlib", reason="the demo extra's matplotlib draws the plots; CI installs it")
+    out, _ = small_corpus
+    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec",
+              "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")])
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "rep" / "index.html").read_text()
+    record = json.loads((tmp_path / "e.json").read_text())
+    assert (tmp_path / "rep" / "quality_vs_bitrate.png").stat().st_size > 5000
+    assert '<img src="quality_vs_bitrate.png"' in page
+    for row in record["rows"]:
+        for key, value in row.items():
+            assert f"<th>{key}</th>" in page
+            if isinstance(value, float):
+                assert f"{value:.4g}" in page
+
+
+def test_asr_and_tts_reports_draw_per_speaker_figures(tmp_path):
+    pytest.importorskip("matplotlib", reason="the demo extra's matplotlib draws the plots; CI installs it")
+    from audiokit.report import write_report
+
+    asr = {"model": "m", "manifest": "t.jsonl", "wer": 0.25, "rows": [
+        {"id": "a", "speaker": "flite-slt", "ref": "one two", "hyp": "one two"},
+        {"id": "b", "speaker": "espeak-en-f1", "ref": "three four", "hyp": "three for"}]}
+    page = write_report("asr", asr, tmp_path / "asr").read_text()
+    for png in ("wer_per_speaker.png", "wer_per_engine.png", "wer_histogram.png"):
+        assert (tmp_path / "asr" / png).exists() and png in page
+    tts = {"model": "v", "rows": [{"system": "ground truth", "wer_asr": 0.1, "similarity": 0.9, "similarity_other_speaker": 0.6},
+                                  {"system": "VALL-E", "wer_asr": 0.5, "similarity": 0.7, "similarity_other_speaker": 0.6, "rtf": 2.0}],
+           "items": [{"id": "a", "speaker": "s1", "text": "one two", "model_asr": "one"}]}
+    page = write_report("tts", tts, tmp_path / "tts").read_text()
+    for png in ("wer_per_system.png", "similarity.png", "model_wer_per_speaker.png"):
+        assert (tmp_path / "tts" / png).exists() and png in page
+    assert "<th>rtf</th>" in page and "VALL-E" in page
