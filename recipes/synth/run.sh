@@ -100,6 +100,10 @@ pretrained=${pretrained:-$exp/pretrained}
 machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
 notes="Trained by ${RECIPE_NOTE:-${RECIPE:-recipes/synth/run.sh}} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
 
+stage_line() {  # "stage N: what" + where the run stands: the stages this run covers and the time since it started
+  echo "$1   [this run: stages $stage-$stop_stage; $((SECONDS / 3600))h$(printf %02d $((SECONDS % 3600 / 60)))m$(printf %02d $((SECONDS % 60)))s in]"
+}
+
 judge_asr() {  # the ASR that judges the TTS stages: --judge, else the default (Whisper tiny.en) where installed, else stage 7's
   if [ -n "$judge" ]; then echo "$judge"
   elif python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null; then echo asr
@@ -108,7 +112,7 @@ judge_asr() {  # the ASR that judges the TTS stages: --judge, else the default (
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
-  echo "stage 0: synthetic corpus -> $corpus"
+  stage_line "stage 0: synthetic corpus -> $corpus"
   if [ -f "$corpus/corpus.json" ]; then
     echo "  already made ($corpus/corpus.json); skipping"
   else
@@ -117,12 +121,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  echo "stage 1: BPE tokenizer -> $corpus/bpe.json"
+  stage_line "stage 1: BPE tokenizer -> $corpus/bpe.json"
   audiokit data bpe --manifest "$corpus/train.jsonl" --vocab-size 1000 --out "$corpus/bpe.json"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "stage 2: codec training -> $exp/codec"
+  stage_line "stage 2: codec training -> $exp/codec"
   resume=()
   [ -f "$exp/codec/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
   audiokit train codec --config "configs/codec/$size.yaml" \
@@ -132,24 +136,24 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "stage 3: export the codec -> $exp/codec-export"
+  stage_line "stage 3: export the codec -> $exp/codec-export"
   audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "$tag-$size" --notes "$notes"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "stage 4: tokenize -> $exp/tokens"
+  stage_line "stage 4: tokenize -> $exp/tokens"
   rm -rf "$exp/tokens"
   audiokit tokenize --manifest "$corpus/train.jsonl" "$corpus/valid.jsonl" "$corpus/test.jsonl" \
     --codec "$exp/codec-export" --out "$exp/tokens"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  echo "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
+  stage_line "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
   audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --device "$device" --json "$exp/codec_eval.json" --card
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  echo "stage 6: ASR training -> $exp/asr"
+  stage_line "stage 6: ASR training -> $exp/asr"
   resume=()
   [ -f "$exp/asr/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
   audiokit train asr --config "configs/asr/$size.yaml" --model.tokenizer "$corpus/bpe.json" \
@@ -159,19 +163,19 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  echo "stage 7: export the ASR model -> $exp/asr-export"
+  stage_line "stage 7: export the ASR model -> $exp/asr-export"
   audiokit export "$exp/asr/checkpoints/last.ckpt" "$exp/asr-export" --name "$tag-$size-asr" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  echo "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
+  stage_line "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
   audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --device "$device" --json "$exp/asr_eval.json" --card
 fi
 
 for part in ar nar; do
   n=$([ "$part" = ar ] && echo 9 || echo 10)
   if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
-    echo "stage $n: VALL-E ${part^^} training -> $exp/valle-$part"
+    stage_line "stage $n: VALL-E ${part^^} training -> $exp/valle-$part"
     resume=()
     [ -f "$exp/valle-$part/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
     audiokit train "valle-$part" --config "configs/valle/${size}_$part.yaml" \
@@ -183,13 +187,13 @@ for part in ar nar; do
 done
 
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
-  echo "stage 11: export VALL-E -> $exp/valle-export"
+  stage_line "stage 11: export VALL-E -> $exp/valle-export"
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
     --codec "$exp/codec-export" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
-  echo "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
+  stage_line "stage 12: VALL-E evaluation on held-out speakers -> $exp/tts_eval.json"
   audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-export" --asr "$(judge_asr)" --max-items "$tts_items" --device "$device" --json "$exp/tts_eval.json" --card
 fi
 
@@ -197,7 +201,7 @@ tortoise_stage() {  # n family config run-dir [extra args...]
   local n=$1 family=$2 config=$3 dir=$4
   shift 4
   if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
-    echo "stage $n: Tortoise $family training -> $exp/$dir"
+    stage_line "stage $n: Tortoise $family training -> $exp/$dir"
     local resume=()
     [ -f "$exp/$dir/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
     audiokit train "$family" --config "configs/tortoise/${size}_$config.yaml" \
@@ -214,20 +218,20 @@ tortoise_stage 16 diffusion-ar-latents diffusion_ar tortoise-diffusion-ar --mode
   --model.ar_checkpoint "$exp/tortoise-ar/checkpoints/last.ckpt" --model.init_from "$exp/tortoise-diffusion/checkpoints/last.ckpt"
 
 if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
-  echo "stage 17: export Tortoise -> $exp/tortoise-export"
+  stage_line "stage 17: export Tortoise -> $exp/tortoise-export"
   audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
     --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
     --codec "$exp/codec-export" --name "$tag-$size-tortoise" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
-  echo "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
+  stage_line "stage 18: Tortoise evaluation on held-out speakers -> $exp/tortoise_eval.json"
   audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-export" --asr "$(judge_asr)" --preset "$tts_preset" \
     --max-items "$tts_items" --device "$device" --json "$exp/tortoise_eval.json" --card
 fi
 
 if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
-  echo "stage 19: the bundle -> $pretrained/{codec,valle,tortoise}"
+  stage_line "stage 19: the bundle -> $pretrained/{codec,valle,tortoise}"
   mkdir -p "$pretrained"
   for pair in codec:codec-export valle:valle-export tortoise:tortoise-export; do
     name=${pair%%:*}
