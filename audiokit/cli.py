@@ -583,7 +583,9 @@ def _eval_output(args, folder: str, kind: str, record: dict, card: dict) -> None
     if args.report:
         from .report import write_report
 
-        print(f"report: {write_report(kind, record, args.report)}")
+        page = write_report(kind, record, args.report)
+        print(f"report: {page}")
+        card = {**card, "report": str(page.resolve())}  # the card links the page
     if args.card:
         from .pretrained import add_eval, resolve
 

@@ -502,6 +502,9 @@ def render_card(card: dict, folder: Path | None = None) -> str:
                                 ("similarity_other_speaker", "to another speaker's prompt", "{:.3f}"), ("rtf", "RTF", "{:.3f}")])]
         if e.get("judge"):
             lines += [f"Judge: {e['judge']}.", ""]
+    for kind in ("codec", "asr", "tts"):
+        if (ev.get(kind) or {}).get("report"):
+            lines += [f"{kind} report with plots: [{ev[kind]['report']}]({ev[kind]['report']})", ""]
     lines += ["## Files", "", _table([{"file": f"`{k}`", "bytes": v["bytes"], "sha": v["sha256"][:16]}
                                       for k, v in card["files"].items()],
                                      [("file", "file", ""), ("bytes", "bytes", ""), ("sha", "SHA-256 (first 16)", "")])]

@@ -112,3 +112,19 @@ def test_asr_and_tts_reports_draw_per_speaker_figures(tmp_path):
     for png in ("wer_per_system.png", "similarity.png", "model_wer_per_speaker.png"):
         assert (tmp_path / "tts" / png).exists() and png in page
     assert "<th>rtf</th>" in page and "VALL-E" in page
+
+
+def test_the_card_links_the_report(tmp_path, small_corpus):
+    """--card with --report: the model card names the report page."""
+    pytest.importorskip("matplotlib", reason="the demo extra's matplotlib draws the plots; CI installs it")
+    import shutil
+
+    out, _ = small_corpus
+    from audiokit.pretrained import PRETRAINED_DIR
+
+    shutil.copytree(PRETRAINED_DIR / "codec", tmp_path / "codec")
+    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", str(tmp_path / "codec"),
+              "--max-items", "2", "--card", "--report", str(tmp_path / "rep")])
+    assert r.returncode == 0, r.stderr
+    readme = (tmp_path / "codec" / "README.md").read_text()
+    assert f"codec report with plots: [{tmp_path / 'rep' / 'index.html'}]" in readme
