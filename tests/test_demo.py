@@ -220,3 +220,36 @@ def test_browser_types_clicks_generate_and_gets_audio(app_url, tmp_path):
         finally:
             browser.close()
     assert (shots / "demo_generated.png").stat().st_size > 10_000
+
+
+def test_a_report_page_renders_its_plots_in_the_browser(tmp_path):
+    """An `eval --report` page in headless Chromium: every plot loads (nothing fetched from elsewhere), and a
+    screenshot is taken (AUDIOKIT_SCREENSHOTS keeps it)."""
+    _needs("playwright")
+    _needs("matplotlib")
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from audiokit.report import write_report
+
+    record = {"codec": {"name": "x"}, "manifest": "test.jsonl", "rows": [
+        {"n_q": q, "kbps": 1.5 * q, "mel_distance": 2.0 - 0.3 * q, "si_sdr": 1.0 * q, "pesq": 1.5 + 0.3 * q,
+         "stoi": 0.7 + 0.05 * q} for q in (1, 2, 4)]}
+    page_path = write_report("codec", record, tmp_path / "rep")
+    shots = Path(os.environ.get("AUDIOKIT_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            sizes = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+            assert sizes and all(w > 300 for w in sizes), sizes
+            assert "audiokit eval codec" in page.inner_text("h1")
+            page.screenshot(path=str(shots / "report_codec.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (shots / "report_codec.png").stat().st_size > 10000
