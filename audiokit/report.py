@@ -53,14 +53,10 @@ def _codec_plots(record: dict, folder: Path) -> list[str]:
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, (key, title) in zip(axes, metrics):
         pts = [(r["kbps"], r[key]) for r in rows if r.get(key) is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="audiokit")
-        for sys_name, opus in (record.get("opus") or {}).items():  # another system at the same bitrates, if given
-            ax.plot([p["kbps"] for p in opus], [p.get(key) for p in opus], "s--", label=sys_name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("kbps")
         ax.grid(alpha=0.3)
-    if record.get("opus"):
-        axes[0].legend(fontsize=8)
     return [_save(fig, folder, "quality_vs_bitrate.png")]
 
 

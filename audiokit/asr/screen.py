@@ -196,13 +196,13 @@ class _Int8Operand:
             return None
         K = 2.0 ** min(6, int(math.floor(math.log2(room))))
         r2 = r - torch.quantize_per_tensor(K * r, s, zp, torch.quint8).dequantize() / K
-        return torch.cat([h, K * r, (K * K) * r2]), K, s, r2.norm(dim=1)
+        return torch.cat([h, K * r, (K * K) * r2]), K, s, r2.norm(dim=1), zp
 
     def text_logits(self, h: torch.Tensor, text: torch.Tensor) -> torch.Tensor | None:
         codes = self._codes(h)
         if codes is None:
             return None
-        X, K, s, r2_norm = codes
+        X, K, s, r2_norm, _ = codes
         N = h.shape[0]
         A = torch.ops.quantized.linear_dynamic(X, self.p1, True)
         B = torch.ops.quantized.linear_dynamic(X[: 2 * N], self.p2, True)
@@ -217,10 +217,9 @@ class _Int8Operand:
         codes = self._codes(h)
         if codes is None:
             return False
-        X = codes[0]
+        X, _, s, _, zp = codes
         got = torch.ops.quantized.linear_dynamic(X, self.p1, True)
-        want = torch.quantize_per_tensor(X, codes[2], torch.quantize_per_tensor_dynamic(h, torch.quint8, True)
-                                         .q_zero_point(), torch.quint8).dequantize() @ self.e1.T
+        want = torch.quantize_per_tensor(X, s, zp, torch.quint8).dequantize() @ self.e1.T
         # a code off by one moves a logit by s·|ê| ~ 1e-2·‖ê‖∞·s; float32 sums differ by ~1e-6 of the magnitude
         return bool(((got - want).abs() <= 1e-4 * (want.abs().amax() + 1)).all())
 
