@@ -6,6 +6,7 @@ never a traceback; ``AUDIOKIT_DEBUG=1`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -199,6 +200,9 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="asr: model precision")
     p.add_argument("--bandwidth", type=float, nargs="*", default=None, help="kbps values [1, 2, 4, ... codebooks]")
     p.add_argument("--max-items", type=int, default=None)
+    p.add_argument("--opus", action="store_true",
+                   help="codec: also pass the utterances through Opus at each level's bitrate (needs opus-tools) and "
+                        "put its rows beside the codec's")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write DIR/index.html: the figures as tables and plots (needs matplotlib)")
@@ -566,10 +570,21 @@ def cmd_eval(args) -> int:
     codec = Codec.load(args.codec)
     rows = evaluate_codec(codec, args.manifest, args.bandwidth, args.max_items)
     print(format_table(rows))
-    if rows[0]["pesq"] is None:
+    record = {"codec": codec.info.to_dict(), "manifest": args.manifest, "rows": rows}
+    card = {"manifest": args.manifest, "utterances": rows[0].get("utterances"), "rows": rows}
+    if args.opus:
+        from .codec.evaluate import evaluate_opus
+        from .codec.opus import OpusToolsMissing
+
+        try:
+            record["opus"] = card["opus"] = evaluate_opus(args.manifest, codec.sample_rate, [r["kbps"] for r in rows],
+                                                          args.max_items)
+        except OpusToolsMissing as e:
+            raise UserError(str(e)) from None
+        print("\n" + format_table(record["opus"]))
+    if importlib.util.find_spec("pesq") is None or importlib.util.find_spec("pystoi") is None:
         print("(PESQ and STOI need the 'eval' extra: pip install 'audiokit[eval]')")
-    _eval_output(args, args.codec, "codec", {"codec": codec.info.to_dict(), "manifest": args.manifest, "rows": rows},
-                 {"manifest": args.manifest, "utterances": rows[0].get("utterances"), "rows": rows})
+    _eval_output(args, args.codec, "codec", record, card)
     return 0
 
 
@@ -683,6 +698,9 @@ def cmd_export(args) -> int:
         raise UserError(f"{args.checkpoint}: no such checkpoint (export takes a training .ckpt of any family, or a "
                         "codec's model.safetensors / official .pth / .th)")
     args.name = args.name or _name_from_run(args.checkpoint)
+    from .progress import Progress
+
+    bar = Progress(3, "export", unit="steps")  # read the checkpoints, write the weights, write the card
     kind = _checkpoint_kind(args.checkpoint)
     dtype = torch.float16 if args.fp16 else torch.int8 if args.int8 else torch.float32
     if args.int8 and kind not in ("asr", "valle-ar", "tortoise-ar"):
@@ -721,9 +739,13 @@ def cmd_export(args) -> int:
         parts = {"": args.checkpoint} if args.checkpoint.endswith(".ckpt") else {}
         model, summary = codec, codec.info.describe()
     training = {part: training_summary(path) for part, path in parts.items()}  # read before anything is written
+    bar.update(1, note="read")
     source = " + ".join(map(os.path.basename, parts.values())) or os.path.basename(args.checkpoint)
     model.export(args.dst, dtype=dtype, card={"source": f"exported from {source}"})
+    bar.update(1, note="weights written")
     card = write_card(args.dst, training=training.get("", training), notes=args.notes)
+    bar.update(1, note="card written")
+    bar.close()
     print(f"{args.dst}: {summary}; {card['parameters'] / 1e6:.2f} M parameters in {card['dtype']}, "
           f"{sum(f['bytes'] for f in card['files'].values()) / 1e6:.1f} MB; card in {args.dst}/model.json + README.md")
     return 0

@@ -1,7 +1,8 @@
 """``audiokit eval codec|asr|tts --report DIR``: the evaluation as a small self-contained page (issue 24).
 
 ``DIR/index.html`` holds every figure the ``--json`` record holds, as tables, and PNG plots beside it
-(matplotlib's object API, no pyplot state): codec — quality against bitrate (mel distance, SI-SDR, PESQ, STOI);
+(matplotlib's object API, no pyplot state): codec — quality against bitrate (mel distance, SI-SDR, PESQ, STOI),
+with Opus's line beside the codec's when ``--opus`` ran;
 ASR — WER per speaker (and per engine, the speaker id's prefix) and a histogram of per-utterance WER;
 TTS — WER and voice similarity per system (ground truth and codec resynthesis beside the model) and WER per
 speaker. Nothing is fetched: the page opens offline.
@@ -46,17 +47,23 @@ def _table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 
 def _codec_plots(record: dict, folder: Path) -> list[str]:
-    rows = sorted(record["rows"], key=lambda r: r["kbps"])
+    series = [("audiokit", sorted(record["rows"], key=lambda r: r["kbps"]))]
+    if record.get("opus"):  # eval codec --opus: Opus on the same utterances at the same bitrates
+        series.append(("Opus", sorted(record["opus"], key=lambda r: r["kbps"])))
     metrics = [(k, t) for k, t in (("mel_distance", "mel distance (lower is better)"), ("si_sdr", "SI-SDR, dB"),
-                                   ("pesq", "PESQ-wb"), ("stoi", "STOI")) if any(r.get(k) is not None for r in rows)]
+                                   ("pesq", "PESQ-wb"), ("stoi", "STOI"))
+               if any(r.get(k) is not None for _, rows in series for r in rows)]
     fig = _figure(3.2 * len(metrics), 3.0)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, (key, title) in zip(axes, metrics):
-        pts = [(r["kbps"], r[key]) for r in rows if r.get(key) is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
+        for name, rows in series:
+            pts = [(r["kbps"], r[key]) for r in rows if r.get(key) is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("kbps")
         ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
     return [_save(fig, folder, "quality_vs_bitrate.png")]
 
 
@@ -143,7 +150,7 @@ def write_report(kind: str, record: dict, folder: str | os.PathLike) -> Path:
     for key, value in nested.items():
         parts += [f"<h2>{html.escape(key)}</h2>", _table([value] if all(not isinstance(v, list) for v in value.values())
                                                           else [{"value": json.dumps(value)}])]
-    for key in ("rows", "items"):
+    for key in ("rows", "opus", "items"):
         if record.get(key):
             parts += [f"<h2>{key}</h2>", _table(record[key])]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"

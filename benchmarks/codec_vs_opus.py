@@ -20,53 +20,20 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
 
 import numpy as np
-import soundfile as sf
 import torch
+
+from audiokit.codec.opus import OpusToolsMissing, opus_round_trip, require_opus_tools
 
 SR = 16000
 
 
 def engine_of(speaker: str) -> str:
     return speaker.split("-")[0] if speaker.split("-")[0] in ("espeak", "flite", "festival") else "other"
-
-
-def ogg_payload_bytes(data: bytes) -> int:
-    """Bytes of the Opus packets in an Ogg stream, without the two header pages (OpusHead, OpusTags) and the
-    pages' own framing: what the codec itself spends."""
-    pos, page, total = 0, 0, 0
-    while pos + 27 <= len(data):
-        if data[pos:pos + 4] != b"OggS":
-            raise ValueError(f"not an Ogg page at byte {pos}")
-        n_seg = data[pos + 26]
-        lacing = data[pos + 27: pos + 27 + n_seg]
-        body = sum(lacing)
-        if page >= 2:
-            total += body
-        pos += 27 + n_seg + body
-        page += 1
-    return total
-
-
-def opus_round_trip(wav: np.ndarray, kbps: float, workdir: str) -> tuple[np.ndarray, float]:
-    """(decoded 16 kHz audio of the input's length, payload kbps) through opusenc/opusdec at ``kbps``."""
-    src, enc, dec = (os.path.join(workdir, n) for n in ("in.wav", "x.opus", "out.wav"))
-    sf.write(src, wav, SR, subtype="PCM_16")
-    subprocess.run(["opusenc", "--quiet", "--hard-cbr", "--bitrate", f"{kbps:g}", src, enc], check=True)
-    subprocess.run(["opusdec", "--quiet", "--rate", str(SR), enc, dec], check=True)
-    out, sr = sf.read(dec, dtype="float32")
-    if sr != SR:
-        raise RuntimeError(f"opusdec wrote {sr} Hz")
-    out = out if out.ndim == 1 else out.mean(1)
-    out = np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
-    with open(enc, "rb") as f:
-        payload = ogg_payload_bytes(f.read())
-    return out, payload * 8 / (len(wav) / SR) / 1000
 
 
 def items_of(manifest: str | None, voices: str | None, max_per_engine: int) -> list[dict]:
@@ -99,9 +66,10 @@ def main() -> None:
     a = ap.parse_args()
     if not (a.manifest or a.voices):
         raise SystemExit("give --manifest and/or --voices")
-    for tool in ("opusenc", "opusdec"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found: apt install opus-tools")
+    try:
+        require_opus_tools()
+    except OpusToolsMissing as e:
+        raise SystemExit(str(e)) from None
     torch.set_num_threads(a.threads)
 
     from audiokit.asr.metrics import wer_cer
@@ -131,7 +99,7 @@ def main() -> None:
         systems.append((f"audiokit {codec.info.bitrate(n_q) / 1000:g} kbps ({n_q} codebooks)", k, ours))
     work = tempfile.mkdtemp()
     for k in levels:
-        systems.append((f"Opus {k:g} kbps", k, lambda x, k=k: opus_round_trip(x, k, work)))
+        systems.append((f"Opus {k:g} kbps", k, lambda x, k=k: opus_round_trip(x, SR, k, work)))
 
     rows: dict[tuple[str, str], dict] = {}
     with torch.inference_mode():

@@ -138,3 +138,45 @@ def test_the_card_links_the_report(tmp_path, small_corpus):
     assert r.returncode == 0, r.stderr
     readme = (tmp_path / "codec" / "README.md").read_text()
     assert f"codec report with plots: [{tmp_path / 'rep' / 'index.html'}]" in readme
+
+
+def test_eval_codec_opus_puts_opus_beside_the_codec_in_json_table_and_report(small_corpus, tmp_path):
+    """--opus: Opus on the same utterances at each level's bitrate, in the record, the printed table and the page;
+    without opus-tools, one line saying so."""
+    import json
+    import shutil
+
+    _matplotlib()
+    out, _ = small_corpus
+    args = ["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec", "--max-items", "2",
+            "--opus", "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")]
+    r = _run(args, {"PATH": str(tmp_path)})  # no opusenc on this PATH
+    assert r.returncode != 0 and "opus-tools" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "rep").exists()
+    if shutil.which("opusenc") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs opus-tools (.ci/run), but opusenc is missing")
+        pytest.skip("opus-tools not installed: apt install opus-tools")
+    r = _run(args)
+    assert r.returncode == 0, r.stderr
+    record = json.loads((tmp_path / "e.json").read_text())
+    assert [o["kbps"] for o in record["opus"]] == [c["kbps"] for c in record["rows"]]
+    for o in record["opus"]:
+        assert o["system"] == "Opus" and o["utterances"] == 2 and 0 <= o["stoi"] <= 1 and o["kbps_spent"] > 0
+    assert record["opus"][-1]["stoi"] > 0.3  # at the top level Opus passes speech (below ~1 kbps it writes silence)
+    assert "| Opus |" in r.stdout
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "<h2>opus</h2>" in page and "<th>kbps_spent</th>" in page
+
+
+def test_export_shows_its_steps_and_quiet_removes_them(tmp_path):
+    from audiokit.pretrained import PRETRAINED_DIR
+
+    src = str(PRETRAINED_DIR / "codec" / "model.safetensors")
+    r = _run(["export", src, str(tmp_path / "a")])
+    assert r.returncode == 0, r.stderr
+    assert "export: 1/3 steps" in r.stderr and "export: 3/3 steps" in r.stderr and "card written" in r.stderr
+    assert "export:" not in r.stdout and (tmp_path / "a" / "model.json").exists()
+    r = _run(["--quiet", "export", src, str(tmp_path / "b")])
+    assert r.returncode == 0 and "export:" not in r.stderr, r.stderr
