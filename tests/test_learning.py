@@ -110,3 +110,77 @@ def test_tortoise_ar_generates_the_memorised_speech_tokens(tortoise_ar):
             voice = m.conditioning(it["voice"], it["voice_frames"]).mean(0)
             got = sample_candidates(m, voice, it["text"], 1, 60, greedy)[0]
             assert got.tolist() == it["codes"][0].tolist(), it["id"]
+
+
+@pytest.fixture(scope="module")
+def tortoise_pairs():
+    """Six (text, speech) pairs for CLVP: random text ids and first-codebook tokens of varied lengths."""
+    g = torch.Generator().manual_seed(2)
+    items = []
+    for i in range(6):
+        codes = torch.randint(0, CODES, (Q, 9 + 2 * i), generator=g)
+        items.append({"id": f"c{i}", "text": torch.randint(1, 40, (4 + i % 3,), generator=g), "codes": codes,
+                      "voice": codes[None, :, :4], "voice_frames": torch.tensor([4])})
+    return items
+
+
+def test_clvp_ranks_each_texts_own_speech_first(tortoise_pairs):
+    """CLVP trained by its training_step on six pairs; the pipeline's reranker (TortoiseTTS.rank) then scores,
+    for every text, its own speech above the five others'. Pairing texts with the wrong speech in the batch,
+    or scoring another codebook than training saw, breaks it."""
+    from types import SimpleNamespace
+
+    from audiokit.tortoise.data import collate_tortoise
+    from audiokit.tortoise.lightning import CLVPModule
+    from audiokit.tortoise.tts import TortoiseTTS
+
+    torch.manual_seed(0)
+    module = CLVPModule(text_vocab=48, codebook_size=CODES, clvp_layer=2, clvp_dim=64, clvp_latent=32, max_text=32,
+                        max_speech=64, dropout=0.0)
+    loss = _train(module, collate_tortoise(tortoise_pairs), 120)
+    assert loss < 0.05, loss
+    pipeline = SimpleNamespace(clvp=module.model, device=torch.device("cpu"))
+    speech = [it["codes"][0] for it in tortoise_pairs]
+    for i, it in enumerate(tortoise_pairs):
+        scores = TortoiseTTS.rank(pipeline, it["text"], speech)
+        assert int(scores.argmax()) == i, (i, scores)
+
+
+def test_tortoise_diffusion_reproduces_the_memorised_latents(tmp_path):
+    """The diffusion decoder trained by its own training_step on four utterances (stage 1: conditioned on
+    first-codebook tokens), then sampled by the pipeline's own sampler (TortoiseTTS.diffuse: 20 DDIM steps from
+    noise), gives each utterance's codec latents — within a fraction of their spread, and nearer to its own than
+    to any other's — so the codec would decode that utterance's sound."""
+    from types import SimpleNamespace
+
+    from audiokit.codec.codec import Codec
+    from audiokit.codec.model import CodecModel
+    from audiokit.tortoise.data import collate_tortoise
+    from audiokit.tortoise.lightning import DiffusionModule, batch_voice
+    from audiokit.tortoise.tts import TortoiseTTS
+
+    torch.manual_seed(0)
+    Codec(CodecModel(sample_rate=16000, encoder_dim=4, encoder_rates=[4, 5, 8], decoder_dim=32, decoder_rates=[8, 5, 4],
+                     n_codebooks=Q, codebook_size=CODES, codebook_dim=4), name="c").export(tmp_path / "codec")
+    g = torch.Generator().manual_seed(3)
+    items = []
+    for i in range(4):
+        codes = torch.randint(0, CODES, (Q, 16), generator=g)  # one length: the content must come from the condition
+        items.append({"id": f"d{i}", "text": torch.tensor([1]), "codes": codes, "voice": codes[None, :, :4],
+                      "voice_frames": torch.tensor([4])})
+    batch = collate_tortoise(items)
+    module = DiffusionModule(str(tmp_path / "codec"), cond_dim=32, voice_dim=16, d_model=64, n_head=4, n_layer=2,
+                             n_voice_layer=1, cond_drop=0.0, schedule_steps=1000)
+    module._measure_latents([batch])
+    print(_train(module, batch, 800))
+    z, _ = module._latents(batch)  # [B, T, D]: what the codec would decode
+    pipeline = SimpleNamespace(diffusion=module.model, process=module.process, device=torch.device("cpu"))
+    with torch.no_grad():
+        voice = batch_voice(module.model.voice_encoder, batch, "cpu")
+        out = [TortoiseTTS.diffuse(pipeline, [module.model.cond_from_codes(it["codes"][0][None])[0]], voice[i], 20, 1.0,
+                                   torch.Generator().manual_seed(0))[0] for i, it in enumerate(items)]
+    spread = (z - z.mean((0, 1))).pow(2).mean().sqrt()
+    for i, zi in enumerate(out):
+        err = [float((zi.T - z[j]).pow(2).mean().sqrt() / spread) for j in range(len(items))]
+        print(i, err)
+        assert err[i] < 0.35 and err[i] == min(err), (i, err)

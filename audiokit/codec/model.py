@@ -10,16 +10,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.layers import remove_weight_norm
+from .frames import ISTFTDecoder, STFTEncoder
 from .generator import Decoder, Encoder, _Family
 from .quantizer import ResidualVectorQuantizer
+
+# encoder "stft" / decoder "istft": the frame-rate networks of audiokit.codec.frames in place of the
+# sample-rate convolutions (frame_dim wide, frame_layers ConvNeXt blocks, STFT of n_fft [4 hops])
+FRAME_DEFAULTS = dict(encoder="conv", decoder="conv", frame_dim=384, frame_layers=8, n_fft=None)
 
 FAMILY_DEFAULTS = {
     "dac": dict(activation="snake", padding="static", causal=False, pad_mode="constant", residual_kernel_size=7,
                 dilations=(1, 3, 9), compress=1, conv_shortcut=False, lstm_layers=0, encoder_last_kernel_size=3,
-                final_activation="tanh", quantizer="factorized", transpose_output_padding=True),
+                final_activation="tanh", quantizer="factorized", transpose_output_padding=True, **FRAME_DEFAULTS),
     "encodec": dict(activation="elu", padding="stream", causal=True, pad_mode="reflect", residual_kernel_size=3,
                     dilations=(1,), compress=2, conv_shortcut=True, lstm_layers=2, encoder_last_kernel_size=7,
-                    final_activation=None, quantizer="ema", transpose_output_padding=True),
+                    final_activation=None, quantizer="ema", transpose_output_padding=True, **FRAME_DEFAULTS),
 }
 
 
@@ -36,7 +41,8 @@ class CodecModel(nn.Module):
         n_codebooks, codebook_size, codebook_dim: the residual VQ.
         quantizer_dropout: probability of training an example on a random prefix of codebooks.
         family: ``"dac"`` or ``"encodec"`` — the block style; every field of ``FAMILY_DEFAULTS`` can be
-            overridden by a keyword argument of the same name.
+            overridden by a keyword argument of the same name. ``encoder="stft"`` / ``decoder="istft"``
+            compute at the frame rate instead (:mod:`audiokit.codec.frames`; the rates then only set the hop).
     """
 
     def __init__(self, sample_rate: int = 24000, encoder_dim: int = 64, encoder_rates: Sequence[int] = (2, 4, 5, 8),
@@ -59,18 +65,27 @@ class CodecModel(nn.Module):
                            n_codebooks=n_codebooks, codebook_size=codebook_size, codebook_dim=codebook_dim,
                            quantizer_dropout=quantizer_dropout, family=family, **overrides)
         self.sample_rate = sample_rate
-        self.static_padding = opts["padding"] == "static"
+        self.static_padding = opts["padding"] == "static" or opts["encoder"] == "stft"  # whole hops
         self.hop_length = math.prod(encoder_rates)
         self.n_codebooks, self.codebook_size = n_codebooks, codebook_size
         self.latent_dim = latent_dim
         fam = _Family(opts["padding"], opts["causal"], opts["pad_mode"], opts["residual_kernel_size"], opts["dilations"],
                       opts["compress"], opts["conv_shortcut"], opts["activation"], opts["transpose_output_padding"])
-        self.encoder = Encoder(encoder_dim, encoder_rates, latent_dim, fam, last_kernel_size=opts["encoder_last_kernel_size"],
-                               lstm_layers=opts["lstm_layers"])
+        n_fft = opts["n_fft"] or 4 * self.hop_length
+        if opts["encoder"] not in ("conv", "stft") or opts["decoder"] not in ("conv", "istft"):
+            raise ValueError(f"encoder is 'conv' or 'stft', decoder 'conv' or 'istft'; got {opts['encoder']!r}, {opts['decoder']!r}")
+        if opts["encoder"] == "stft":
+            self.encoder = STFTEncoder(self.hop_length, n_fft, opts["frame_dim"], opts["frame_layers"], latent_dim)
+        else:
+            self.encoder = Encoder(encoder_dim, encoder_rates, latent_dim, fam, last_kernel_size=opts["encoder_last_kernel_size"],
+                                   lstm_layers=opts["lstm_layers"])
         self.quantizer = ResidualVectorQuantizer(latent_dim, n_codebooks, codebook_size, codebook_dim, kind=opts["quantizer"],
                                                  quantizer_dropout=quantizer_dropout)
-        self.decoder = Decoder(latent_dim, decoder_dim, decoder_rates, fam, lstm_layers=opts["lstm_layers"],
-                               final_activation=opts["final_activation"])
+        if opts["decoder"] == "istft":
+            self.decoder = ISTFTDecoder(latent_dim, self.hop_length, n_fft, opts["frame_dim"], opts["frame_layers"])
+        else:
+            self.decoder = Decoder(latent_dim, decoder_dim, decoder_rates, fam, lstm_layers=opts["lstm_layers"],
+                                   final_activation=opts["final_activation"])
 
     # ------------------------------------------------------------------ rates
     @property

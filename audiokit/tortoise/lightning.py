@@ -252,8 +252,9 @@ class DiffusionModule(_TortoiseModule):
         return z, valid
 
     @torch.no_grad()
-    def _measure_latents(self) -> None:
-        loader = self.trainer.datamodule.train_dataloader()
+    def _measure_latents(self, batches=None) -> None:
+        """The latents' per-channel mean/std over ``stats_batches`` batches (the training loader's by default)."""
+        loader = self.trainer.datamodule.train_dataloader() if batches is None else batches
         frames = []
         for i, batch in enumerate(loader):
             if i >= self.hparams.stats_batches:
