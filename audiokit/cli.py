@@ -41,7 +41,8 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--sample-rate", type=int, default=24000, help="output sample rate [24000]")
     p.add_argument("--engines", default=None, help="comma-separated subset of espeak,flite,festival [every one installed]")
     p.add_argument("--max-sentences", type=int, default=2, help="an utterance joins 1..N sentences [2]")
-    p.add_argument("--sentences", default=None, help="text file of sentences, one per line [bundled WordNet examples]")
+    p.add_argument("--sentences", default=None, help="text file of sentences, one per line, or 'digits' (spoken digit "
+                   "strings, 2-8 digits: the digits recipe) [bundled WordNet examples]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes [all cores]")
     p.add_argument("--exclude", default=None, metavar="CORPUS",

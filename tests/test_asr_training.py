@@ -181,6 +181,19 @@ def test_error_rates_match_jiwer():
         wer_cer([""], ["x"])
 
 
+def test_digit_strings_are_scored_digit_by_digit():
+    """A reference made only of digit words is scored digit by digit — Whisper writes "4719", "4-7-1-9" or
+    "four seven one nine" for the same speech — and "oh" is zero; other references keep the usual form."""
+    refs = ["Four seven one nine.", "Oh seven two.", "Zero six five five one five.", "It cost 5 dollars."]
+    assert wer_cer(refs, ["4719", "zero, seven, 2", "0 6 5 5 1 5", "it cost five dollars"])["wer"] == 0
+    assert wer_cer(refs[:1], ["4-7-1-9"])["wer"] == 0
+    assert wer_cer(refs[:1], ["for seven one nine"])["wer"] == pytest.approx(1 / 4)
+    assert wer_cer(refs[:1], ["4,700 19"])["wer"] > 0  # a wrong digit is wrong, however it is written
+    assert wer_cer(["It cost 5 dollars."], ["it cost 5 dollar"])["wer"] == pytest.approx(1 / 4)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        wer_cer(refs[:2], ["x"])
+
+
 def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
     corpus = synth_corpus[0]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}

@@ -193,3 +193,15 @@ def test_a_second_corpus_keeps_the_first_ones_test_split_held_out(synth_corpus, 
         SynthConfig(out=str(tmp_path / "c"), id_prefix="a/b", **base)
     with pytest.raises(FileNotFoundError, match="not a synthetic corpus"):
         plan(SynthConfig(out=str(tmp_path / "d"), exclude=str(tmp_path), **base))
+
+
+def test_digit_sentences_are_distinct_digit_strings_the_scorer_reads_as_digits():
+    from audiokit.data.synth import digit_sentences
+    from audiokit.text.normalize import is_digit_string, normalize_for_wer
+
+    said = digit_sentences(500, seed=3)
+    assert len(set(said)) == 500 and said == digit_sentences(500, seed=3) and load_sentences("digits")[:3] != said[:3]
+    for s in said:
+        words = normalize_for_wer(s).split()
+        assert 2 <= len(words) <= 8 and is_digit_string(" ".join(words)) and s[0].isupper() and s.endswith(".")
+    assert any(" oh" in s or s.startswith("Oh") for s in said) and any("zero" in s.lower() for s in said)

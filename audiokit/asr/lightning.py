@@ -30,11 +30,10 @@ import torch.nn.functional as F
 
 from ..fileio import load_torch_file
 from ..nn.optim import adamw_warmup_linear
-from ..text.normalize import normalize_for_wer
 from .convert import CheckpointError
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
-from .metrics import error_rate
+from .metrics import error_rate, scoring_forms
 from .model import ASRModel, ModelDimensions
 from .tokenizer import WhisperTokenizer, load_ranks
 
@@ -280,8 +279,7 @@ class ASRLightningModule(L.LightningModule):
         if batch_idx < self.hparams.val_decode_batches:
             results = decode(self.model, self.tok, mel.to(self.dtype_for_model),
                              DecodingOptions(without_timestamps=True, sample_len=self.model.dims.n_text_ctx // 2))
-            refs = [normalize_for_wer(t) for t in batch["text"]]
-            hyps = [normalize_for_wer(r.text) for r in results]
+            refs, hyps = scoring_forms(batch["text"], [r.text for r in results])
             errors, words = error_rate(refs, hyps)
             self.log("val/wer", errors / max(words, 1), prog_bar=True, batch_size=B, sync_dist=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from ..text.normalize import normalize_for_wer
+from ..text.normalize import digits_for_wer, is_digit_string, normalize_for_wer
 
 
 def edit_distance(ref: Sequence, hyp: Sequence) -> int:
@@ -31,11 +31,24 @@ def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> 
     return edits, words
 
 
+def scoring_forms(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:
+    """References and hypotheses as WER scores them: :func:`normalize_for_wer`, and digit by digit where the
+    reference is a digit string (:func:`digits_for_wer`)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    refs = [normalize_for_wer(r) for r in refs]
+    digit = [is_digit_string(r) for r in refs]
+    return ([digits_for_wer(r) if d else r for r, d in zip(refs, digit)],
+            [digits_for_wer(h) if d else normalize_for_wer(h) for h, d in zip(hyps, digit)])
+
+
 def wer_cer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> dict:
-    """WER and CER after :func:`normalize_for_wer`, with jiwer (the ``eval`` extra) when installed."""
+    """WER and CER after :func:`normalize_for_wer`, with jiwer (the ``eval`` extra) when installed.
+
+    A reference that is a digit string (only digit words: a digits corpus, a phone number read out) is scored
+    digit by digit (:func:`digits_for_wer`): an ASR that writes ``4719`` for "four seven one nine" is right."""
     if normalize:
-        refs = [normalize_for_wer(r) for r in refs]
-        hyps = [normalize_for_wer(h) for h in hyps]
+        refs, hyps = scoring_forms(refs, hyps)
     keep = [i for i, r in enumerate(refs) if r.strip()]
     refs, hyps = [refs[i] for i in keep], [hyps[i] for i in keep]
     if not refs:

@@ -110,8 +110,28 @@ def write_sentences(sentences: Sequence[str], path: str | os.PathLike) -> Path:
     return path
 
 
+DIGITS = "digits"  # --sentences digits: spoken digit strings instead of a file
+
+
+def digit_sentences(count: int = 20000, seed: int = 0, min_digits: int = 2, max_digits: int = 8) -> list[str]:
+    """``count`` distinct digit strings read out ("Four seven oh one nine."), 2-8 digits, zero said as
+    "zero" or "oh" at random: Kaldi's yesno / TIDIGITS kind of corpus, whose vocabulary is small enough for a
+    TTS recipe to converge on a CPU."""
+    words = "zero one two three four five six seven eight nine".split()
+    rng = random.Random(seed)
+    out: dict[str, None] = {}
+    while len(out) < count:
+        n = rng.randint(min_digits, max_digits)
+        said = [("oh" if rng.random() < 0.5 else "zero") if d == 0 else words[d] for d in (rng.randrange(10) for _ in range(n))]
+        out.setdefault(" ".join(said).capitalize() + ".")
+    return list(out)
+
+
 def load_sentences(path: str | os.PathLike | None = None) -> list[str]:
-    """Sentences from a text file (one per line, ``.gz`` allowed) or, by default, the bundled WordNet set."""
+    """Sentences from a text file (one per line, ``.gz`` allowed), ``"digits"`` (:func:`digit_sentences`) or,
+    by default, the bundled WordNet set."""
+    if str(path) == DIGITS and not os.path.exists(DIGITS):
+        return digit_sentences()
     if path is None:
         data = resources.files("audiokit.assets").joinpath(SENTENCE_ASSET).read_bytes()
         text = gzip.decompress(data).decode("utf-8")
@@ -351,7 +371,8 @@ def synthesize_corpus(cfg: SynthConfig) -> dict:
     audio_s = sum(e["duration"] for e in entries)
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k != "out"},
-        "sentences": cfg.sentences or f"bundled WordNet 3.0 example sentences ({SENTENCE_ASSET}, WordNet licence)",
+        "sentences": ("digit strings read out, 2-8 digits (audiokit.data.synth.digit_sentences)" if cfg.sentences == DIGITS
+                      else cfg.sentences or f"bundled WordNet 3.0 example sentences ({SENTENCE_ASSET}, WordNet licence)"),
         "speakers": len(speakers),
         "test_speakers": sorted(test_speakers),
         **({"excluded_voices": sorted(held_out_of(cfg.exclude)[0])} if cfg.exclude else {}),

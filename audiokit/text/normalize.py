@@ -134,6 +134,22 @@ def _match_case(word: str, like: str) -> str:
 _WER_DROP_RE = re.compile(r"[^\w\s']|_")
 
 
+_DIGIT_WORDS = frozenset(_ONES[:10]) | {"oh"}
+
+
+def is_digit_string(normalized: str) -> bool:
+    """True for a WER-normalized text made only of digit words (``"four seven oh nine"``)."""
+    words = normalized.split()
+    return bool(words) and all(w in _DIGIT_WORDS for w in words)
+
+
+def digits_for_wer(text: str) -> str:
+    """The form a digit string is scored in: every numeral read out one digit at a time (``"4719"`` and
+    ``"47-19"`` are ``"four seven one nine"``), ``oh`` read as ``zero``, the rest as :func:`normalize_for_wer`."""
+    text = re.sub(r"\d", lambda m: f" {_ONES[int(m.group())]} ", text)
+    return " ".join("zero" if w == "oh" else w for w in normalize_for_wer(text).split())
+
+
 def normalize_for_wer(text: str) -> str:
     """Lower case, numbers spelled out, punctuation dropped, hyphens split: the form WER is computed on."""
     text = normalize_text(text).lower().replace("-", " ")
