@@ -4,8 +4,8 @@
 (matplotlib's object API, no pyplot state): codec — quality against bitrate (mel distance, SI-SDR, PESQ, STOI),
 with Opus's line beside the codec's when ``--opus`` ran;
 ASR — WER per speaker (and per engine, the speaker id's prefix) and a histogram of per-utterance WER;
-TTS — WER and voice similarity per system (ground truth and codec resynthesis beside the model) and WER per
-speaker. Nothing is fetched: the page opens offline.
+TTS — WER and voice similarity per system (ground truth and codec resynthesis beside the model), WER and
+similarity per speaker (the model beside ground truth), and the real-time factor per stage. Nothing is fetched: the page opens offline.
 """
 from __future__ import annotations
 
@@ -126,15 +126,36 @@ def _tts_plots(record: dict, folder: Path) -> list[str]:
         ax.set_title("voice similarity (resemblyzer)", fontsize=9)
         ax.legend(fontsize=8)
         out.append(_save(fig, folder, "similarity.png"))
+    stages = next((r["rtf_stages"] for r in rows if r.get("rtf_stages")), None)
+    if stages:
+        out.append(_bars(folder, "rtf_per_stage.png", list(stages), list(stages.values()),
+                         "real-time factor per stage (seconds per second of speech)", "RTF"))
     items = record.get("items") or []
-    per = defaultdict(list)
-    for it in items:
-        if "model_asr" in it:
-            per[it.get("speaker") or "?"].append(_wer(it["text"], it["model_asr"]))
-    if per:
-        speakers = sorted(per)
-        out.append(_bars(folder, "model_wer_per_speaker.png", speakers, [100 * sum(per[s]) / len(per[s]) for s in speakers],
-                         "the model's WER per speaker", "WER %"))
+    speakers = sorted({it.get("speaker") or "?" for it in items})
+    for what, key, name, title, unit in (
+            ("WER", "_asr", "wer_per_speaker.png", "WER per speaker: the model against ground truth", "WER %"),
+            ("similarity", "_similarity", "similarity_per_speaker.png",
+             "voice similarity to the prompt per speaker: the model against ground truth", "cosine")):
+        per = defaultdict(lambda: defaultdict(list))
+        for it in items:
+            for system in ("real", "model"):
+                v = it.get(system + key)
+                if v is None:
+                    continue
+                per[system][it.get("speaker") or "?"].append(100 * _wer(it["text"], v) if what == "WER" else v)
+        if not per.get("model"):
+            continue
+        fig = _figure(max(4.0, 0.6 * len(speakers) + 2), 3.4)
+        ax = fig.subplots()
+        for shift, system, label in ((-0.2, "real", "ground truth"), (0.2, "model", "model")):
+            vals = [sum(per[system][sp]) / len(per[system][sp]) if per[system][sp] else 0 for sp in speakers]
+            ax.bar([i + shift for i in range(len(speakers))], vals, 0.4, label=label)
+        ax.set_xticks(range(len(speakers)), speakers, rotation=60, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(unit)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        out.append(_save(fig, folder, name))
     return out
 
 

@@ -30,6 +30,7 @@ from .audio import resample
 from .data.manifest import entry_audio
 from .progress import Progress
 from .tokens import CodecTokens
+from .tts import stage_timer
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,9 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         items.append({"id": e["id"], "speaker": e.get("speaker"), "text": e["text"], "prompt_id": p["id"],
                       "real": wav, "prompt": pwav})
     if tts.family == "tortoise":
-        systems, seconds = _tortoise_outputs(tts, items, seed, temperature, top_k, **(options or {}))
+        systems, seconds, stages = _tortoise_outputs(tts, items, seed, temperature, top_k, **(options or {}))
     else:
-        systems, seconds = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts)
+        systems, seconds, stages = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts)
     out_seconds = sum(it["model"].shape[-1] for it in items) / sr
     n_q = getattr(tts, "n_codebooks", tts.codec.info.n_codebooks)
     for it in items:
@@ -155,10 +156,13 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
                 it[f"{key}_pocketsphinx"] = h
         if speaker is not None:  # against the prompt, and (the baseline) against another speaker's prompt
             emb = [speaker.embed(w16[it["id"]]) for it in items]
+            for it, e, p in zip(items, emb, prompt_emb):
+                it[f"{key}_similarity"] = _mean_cos([e], [p])
             row["similarity"] = _mean_cos(emb, prompt_emb)
             row["similarity_other_speaker"] = _mean_cos(emb, [prompt_emb[j] for j in other])
         if key == "model":
             row["rtf"] = seconds / max(out_seconds, 1e-9)
+            row["rtf_stages"] = {k: round(v / max(out_seconds, 1e-9), 4) for k, v in stages.items()}
         rows.append(row)
     per_item = [{k: v for k, v in it.items() if not isinstance(v, torch.Tensor)} for it in items]
     return rows, per_item
@@ -167,7 +171,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
 def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None, batch_size: int,
                    transcribe_prompts: bool) -> tuple[list[tuple[str, str]], float]:
     """VALL-E: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches.
-    Returns the systems it added and the seconds the model took."""
+    Returns the systems it added, the seconds the model took, and their split by stage."""
     from .text.phonemes import PHONEME_VOCAB
     from .valle.data import phoneme_ids, phonemize
     from .valle.generate import SamplingOptions
@@ -175,38 +179,45 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
     sr = tts.sample_rate
     rows_in = []
     start = time.perf_counter()
-    texts = phonemize([it["text"] for it in items], "en")
+    timings = {"text": 0.0, "prompt": 0.0, "ar": 0.0, "nar": 0.0, "codec": 0.0}
+    with stage_timer(timings, "text"):
+        texts = phonemize([it["text"] for it in items], "en")
     bar = Progress(2 * len(items), "eval tts (VALL-E)", unit="steps")  # a prompt each, then a decode each
     for it, ph in zip(items, texts):
-        tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
+        with stage_timer(timings, "prompt", tts.device):  # codec encoding, and the ASR when it transcribes
+            tokens, ptext = tts.prepare_prompt(it["prompt"], sr, None if transcribe_prompts else "")
         prefix = phonemize([ptext], "en")[0] + " " if ptext else ""
         rows_in.append((phoneme_ids(prefix + ph, what=it["id"]), len(PHONEME_VOCAB.encode(ph)),
                         tokens.codes[0, :, : int(tokens.lengths[0])]))
         it["prompt_text"] = ptext
         bar.update(1)
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
-    codes = tts.generate(rows_in, options, batch_size)
+    codes = tts.generate(rows_in, options, batch_size, timings)
     for it, c in zip(items, codes):
         # outputs are judged on the CPU (resemblyzer, pocketsphinx and the metrics take host arrays)
-        it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0].float().cpu() if c.shape[1] \
-            else torch.zeros(sr // 10, device="cpu")
+        with stage_timer(timings, "codec", tts.device):
+            it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0].float().cpu() if c.shape[1] \
+                else torch.zeros(sr // 10, device="cpu")
         bar.update(1, seconds=it["model"].shape[-1] / sr)
     bar.close()
-    return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start
+    return [(f"VALL-E ({tts.name or 'model'})", "model")], time.perf_counter() - start, timings
 
 
 def _tortoise_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None,
                       preset: str = "fast", **kw) -> tuple[list[tuple[str, str]], float]:
     """Tortoise: each item synthesized twice from the same candidates (same seed): CLVP's best, and a random
-    one. The seconds returned (for the RTF) are the reranked run's."""
+    one. The seconds returned (for the RTF) are the reranked run's, with their split by stage."""
     sampling = dict(temperature=0.8 if temperature is None else temperature, top_k=top_k, seed=seed)
     sr = tts.sample_rate
     start = time.perf_counter()
     bar = Progress(2 * len(items), "eval tts (Tortoise)", unit="syntheses")  # CLVP's pick, then a random one
+    timings: dict[str, float] = {}
     for it in items:
         out = tts.synthesize(it["text"], it["prompt"], sample_rate=sr, preset=preset, **sampling, **kw)
         it["model"] = torch.as_tensor(out.audio, device="cpu").float()
         it["timings"] = out.timings
+        for k, v in out.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
         bar.update(1, seconds=it["model"].shape[-1] / sr)
     seconds = time.perf_counter() - start
     for it in items:
@@ -216,7 +227,7 @@ def _tortoise_outputs(tts, items: list[dict], seed: int, temperature: float | No
     bar.close()
     name = tts.name or "model"
     return [(f"Tortoise ({name}, {preset}, CLVP best of N)", "model"),
-            (f"Tortoise ({name}, {preset}, random candidate)", "random")], seconds
+            (f"Tortoise ({name}, {preset}, random candidate)", "random")], seconds, timings
 
 
 def _mean_cos(a: list, b: list) -> float | None:

@@ -116,12 +116,16 @@ def test_asr_and_tts_reports_draw_per_speaker_figures(tmp_path):
     for png in ("wer_per_speaker.png", "wer_per_engine.png", "wer_histogram.png"):
         assert (tmp_path / "asr" / png).exists() and png in page
     tts = {"model": "v", "rows": [{"system": "ground truth", "wer_asr": 0.1, "similarity": 0.9, "similarity_other_speaker": 0.6},
-                                  {"system": "VALL-E", "wer_asr": 0.5, "similarity": 0.7, "similarity_other_speaker": 0.6, "rtf": 2.0}],
-           "items": [{"id": "a", "speaker": "s1", "text": "one two", "model_asr": "one"}]}
+                                  {"system": "VALL-E", "wer_asr": 0.5, "similarity": 0.7, "similarity_other_speaker": 0.6, "rtf": 2.0,
+                                   "rtf_stages": {"prompt": 0.1, "ar": 1.5, "nar": 0.3, "codec": 0.1}}],
+           "items": [{"id": "a", "speaker": "s1", "text": "one two", "model_asr": "one", "real_asr": "one two",
+                      "model_similarity": 0.7, "real_similarity": 0.9},
+                     {"id": "b", "speaker": "s2", "text": "three", "model_asr": "three", "real_asr": "three",
+                      "model_similarity": 0.6, "real_similarity": 0.8}]}
     page = write_report("tts", tts, tmp_path / "tts").read_text()
-    for png in ("wer_per_system.png", "similarity.png", "model_wer_per_speaker.png"):
+    for png in ("wer_per_system.png", "similarity.png", "rtf_per_stage.png", "wer_per_speaker.png", "similarity_per_speaker.png"):
         assert (tmp_path / "tts" / png).exists() and png in page
-    assert "<th>rtf</th>" in page and "VALL-E" in page
+    assert "<th>rtf</th>" in page and "<th>rtf_stages</th>" in page and "VALL-E" in page
 
 
 def test_the_card_links_the_report(tmp_path, small_corpus):

@@ -242,5 +242,8 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
     rows = json.loads(report.read_text())["rows"]
     assert json.loads((tmp_path / "valle" / "model.json").read_text())["eval"]["tts"]["rows"] == rows
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
+    stages = rows[2]["rtf_stages"]  # the model's time split by stage, each a share of the whole
+    assert set(stages) == {"text", "prompt", "ar", "nar", "codec"} and stages["ar"] > 0
+    assert sum(stages.values()) <= rows[2]["rtf"] * 1.01
     assert all(r["utterances"] == 2 for r in rows)
     assert "| ground truth |" in capsys.readouterr().out

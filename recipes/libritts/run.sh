@@ -29,7 +29,7 @@ done
 
 if [ "$stage" -le 0 ]; then
   [ -n "$root" ] || { echo "--root: the unpacked LibriTTS folder is needed for stage 0" >&2; exit 2; }
-  echo "stage 0: LibriTTS manifests from $root -> $out"
+  echo "stage 0: LibriTTS manifests from $root -> $out   [this run: stages $stage-; ${SECONDS}s in]"
   mkdir -p "$out"
   audiokit data manifest libritts "$root" --subsets "${train_subsets[@]}" --out "$out/train.jsonl"
   audiokit data manifest libritts "$root" --subsets dev-clean --out "$out/valid.jsonl"

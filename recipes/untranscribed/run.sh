@@ -35,7 +35,7 @@ if [ "$stage" -le 0 ]; then
     echo "stage 0 needs --audio (training audio), --test (held-out speakers) and --asr (the model that labels them)" >&2
     exit 2
   }
-  echo "stage 0: labels by $asr -> $out"
+  echo "stage 0: labels by $asr -> $out   [this run: stages $stage-; ${SECONDS}s in]"
   mkdir -p "$out"
   audiokit data transcribe "${audio[@]}" --model "$asr" --out "$out/labelled.jsonl"
   audiokit data transcribe "$test_set" --model "$asr" --out "$out/test.jsonl"
