@@ -124,6 +124,23 @@ def compression_ratio(text: str) -> float:
 
 
 # ----------------------------------------------------------------------------- suppression
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def word_start_tokens(tok: WhisperTokenizer) -> set[int]:
+    """Tokens that begin a space-prefixed word (" T...", " a..."). In Whisper's GPT-2 ranks these are " T", " a":
+    never the lone space. A small corpus BPE may lack " T", so "Tractable" starts with the lone space — a token
+    ordinary speech needs, which no suppression rule may take away."""
+    return {tok.encode(" " + c)[0] for c in _LETTERS}
+
+
+def blank_tokens(tok: WhisperTokenizer) -> list[int]:
+    """What ``suppress_blank`` forbids at the first sampled position: end-of-text, and the lone space unless words
+    need it to start (:func:`word_start_tokens`)."""
+    space = tok.encode(" ")
+    return ([] if set(space) & word_start_tokens(tok) else space) + [tok.eot]
+
+
 _SYMBOLS = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
 _MUSIC = set("♩♪♫♬♭♮♯")
 
@@ -135,7 +152,7 @@ def non_speech_tokens(tok: WhisperTokenizer) -> list[int]:
         for ids in (tok.encode(symbol), tok.encode(" " + symbol)):
             if len(ids) == 1 or symbol in _MUSIC:
                 result.add(ids[0])
-    return sorted(result)
+    return sorted(result - word_start_tokens(tok))  # with a corpus BPE " -" may begin with the lone space
 
 
 def suppressed_tokens(tok: WhisperTokenizer, spec) -> list[int]:
@@ -256,7 +273,7 @@ class _Search:
         past_window = range(tok.timestamp_begin + model.dims.n_audio_ctx + 1, V)  # timestamps of longer windows
         self.suppress = torch.tensor(sorted(set(suppressed_tokens(tok, options.suppress_tokens)) | set(past_window)),
                                      dtype=torch.long)
-        self.blank = torch.tensor(tok.encode(" ") + [tok.eot])
+        self.blank = torch.tensor(blank_tokens(tok))
         self.tb = tok.timestamp_begin
         precision = 0.02  # seconds per timestamp step: one encoder frame
         self.max_initial = (round(options.max_initial_timestamp / precision)
