@@ -803,11 +803,19 @@ def cmd_data_transcribe(args) -> int:
     thresholds = Thresholds(min_avg_logprob=args.min_avg_logprob, max_no_speech_prob=args.max_no_speech,
                             max_compression_ratio=args.max_compression)
 
-    def progress(done, total):
-        print(f"{done}/{total} utterances", file=sys.stderr, flush=True)
+    from .progress import Progress
+
+    bar: list[Progress] = []
+
+    def progress(done, total):  # per batch; those already labelled (a resumed run) count as done at once
+        if not bar:
+            bar.append(Progress(total, "data transcribe", unit="utterances"))
+        bar[0].update(done - bar[0].done)
 
     c = label(args.inputs, asr, args.out, batch_size=args.batch_size, thresholds=thresholds,
               language=None if args.language == "auto" else args.language, progress=progress)
+    if bar:
+        bar[0].close()
     print(f"{args.out}: {c['kept']} kept, {c['rejected']} rejected (see the .rejected.jsonl beside it), "
           f"{c['skipped']} already there, of {c['total']} utterances")
     return 0

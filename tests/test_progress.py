@@ -184,3 +184,21 @@ def test_export_shows_its_steps_and_quiet_removes_them(tmp_path):
     assert "export:" not in r.stdout and (tmp_path / "a" / "model.json").exists()
     r = _run(["--quiet", "export", src, str(tmp_path / "b")])
     assert r.returncode == 0 and "export:" not in r.stderr, r.stderr
+
+
+def test_tts_of_several_sentences_shows_its_progress(monkeypatch, capsys):
+    """Long text: Tortoise counts sentences, VALL-E its batches of sentences (lines on standard error); one
+    sentence shows nothing."""
+    import audiokit
+    from audiokit.pretrained import PRETRAINED_DIR
+
+    monkeypatch.setenv("AUDIOKIT_PROGRESS_SECONDS", "0")
+    voice = str(PRETRAINED_DIR / "voices" / "us-male.wav")
+    tortoise = audiokit.load("tortoise")
+    tortoise.synthesize("One two. Three four.", voice, preset="ultra_fast", seed=0)
+    err = capsys.readouterr().err
+    assert "Tortoise: 1/2 sentences" in err and "Tortoise: 2/2 sentences" in err
+    tortoise.synthesize("One two.", voice, preset="ultra_fast", seed=0)
+    assert "Tortoise:" not in capsys.readouterr().err
+    audiokit.load("valle").synthesize("One two. Three four.", voice, prompt_text="", seed=0, batch_size=1)
+    assert "VALL-E: 2/2 sentences" in capsys.readouterr().err

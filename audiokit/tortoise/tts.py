@@ -21,6 +21,7 @@ import torch
 from ..nn.diffusion import guided, make_process
 from ..text.phonemes import TextError
 from ..text.policy import prepare_text
+from ..progress import Progress
 from ..tokens import CodecInfo, CodecMismatchError
 from ..tts import (PromptError, Synthesis, TTSLoadError, load_bundled_codec, load_part, load_state, load_voice_clip,
                    read_config, save_export, split_sentences, stage_timer, TTSModel)
@@ -294,6 +295,7 @@ class TortoiseTTS(TTSModel):
         latents_all: list[list[torch.Tensor]] = []
         with stage("ar"):
             voice_ar, voice_diff = self.voice_latents(clips)
+        bar = Progress(len(sentences), "Tortoise", unit="sentences", enabled=len(sentences) > 1)
         for s, ids in sentences:
             with stage("ar"):
                 max_frames = int(max(2.0, self.seconds_per_token * len(ids)) * self.codec.frame_rate)
@@ -301,6 +303,7 @@ class TortoiseTTS(TTSModel):
             live = [i for i, c in enumerate(cands) if len(c) > 0]
             if not live:
                 notices.append(f"every candidate for {s!r} ended at once; it is left out")
+                bar.update(1)
                 continue
             with stage("clvp"):
                 if rerank:
@@ -316,6 +319,8 @@ class TortoiseTTS(TTSModel):
             with stage("diffusion"):
                 latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen))
             chosen_all.append(chosen)
+            bar.update(1)
+        bar.close()
         with stage("codec"):
             kept = min((len(x) for x in latents_all), default=1)  # candidates decoded per sentence
             ranks = [self._join([lat[r] for lat in latents_all], sentence_pause) for r in range(kept)]

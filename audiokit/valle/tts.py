@@ -18,6 +18,7 @@ import torch
 from ..fileio import load_torch_file
 from ..text.phonemes import PHONEME_VOCAB, TextError
 from ..text.policy import prepare_text
+from ..progress import Progress
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from .data import phoneme_ids, phonemize
 from .generate import SamplingOptions, generate_ar, generate_nar
@@ -223,6 +224,8 @@ class ValleTTS(TTSModel):
         timings = timings if timings is not None else {}
         out: list[torch.Tensor] = []
         fr = self.codec.frame_rate
+        n_batches = -(-len(rows) // batch_size)
+        bar = Progress(len(rows), "VALL-E", unit="sentences", enabled=n_batches > 1)  # long text: batch by batch
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
             texts = [torch.tensor(ids, device="cpu") for ids, _, _ in chunk]
@@ -232,6 +235,8 @@ class ValleTTS(TTSModel):
                                     options)
             with stage_timer(timings, "nar", self.device):
                 out += generate_nar(self.nar, texts, prompts, first)
+            bar.update(len(chunk))
+        bar.close()
         return out
 
     def synthesize(self, text: str, prompt, prompt_text: str | None = None, sample_rate: int | None = None,
