@@ -77,18 +77,25 @@ def test_valle_generation_depends_on_the_text_and_the_prompt(valle):
 
 
 # ----------------------------------------------------------------------------- Tortoise
+def _tortoise_items(seed, n, frames, text_len, voice_frames, prefix):
+    """``n`` Tortoise items of random text ids and codes (item i: ``frames(i)`` frames, ``text_len(i)`` ids); the
+    voice is each item's own first ``voice_frames`` frames."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        codes = torch.randint(0, CODES, (Q, frames(i)), generator=g)
+        text = torch.randint(1, 40, (text_len(i),), generator=g)
+        items.append({"id": f"{prefix}{i}", "text": text, "codes": codes, "voice": codes[None, :, :voice_frames],
+                      "voice_frames": torch.tensor([voice_frames])})
+    return items
+
+
 @pytest.fixture(scope="module")
 def tortoise_ar():
     from audiokit.tortoise.data import collate_tortoise
     from audiokit.tortoise.lightning import TortoiseARModule
 
-    g = torch.Generator().manual_seed(1)
-    items = []
-    for i in range(4):
-        codes = torch.randint(0, CODES, (Q, 10 + 3 * i), generator=g)
-        text = torch.randint(1, 40, (5 + i,), generator=g)
-        items.append({"id": f"t{i}", "text": text, "codes": codes, "voice": codes[None, :, :6],
-                      "voice_frames": torch.tensor([6])})
+    items = _tortoise_items(1, 4, lambda i: 10 + 3 * i, lambda i: 5 + i, 6, "t")
     torch.manual_seed(0)
     module = TortoiseARModule(text_vocab=48, codebook_size=CODES, n_codebooks=Q, d_model=64, n_head=4, n_layer=2,
                               n_cond_layer=1, max_text=32, max_speech=64, dropout=0.0)
@@ -115,13 +122,7 @@ def test_tortoise_ar_generates_the_memorised_speech_tokens(tortoise_ar):
 @pytest.fixture(scope="module")
 def tortoise_pairs():
     """Six (text, speech) pairs for CLVP: random text ids and first-codebook tokens of varied lengths."""
-    g = torch.Generator().manual_seed(2)
-    items = []
-    for i in range(6):
-        codes = torch.randint(0, CODES, (Q, 9 + 2 * i), generator=g)
-        items.append({"id": f"c{i}", "text": torch.randint(1, 40, (4 + i % 3,), generator=g), "codes": codes,
-                      "voice": codes[None, :, :4], "voice_frames": torch.tensor([4])})
-    return items
+    return _tortoise_items(2, 6, lambda i: 9 + 2 * i, lambda i: 4 + i % 3, 4, "c")
 
 
 def test_clvp_ranks_each_texts_own_speech_first(tortoise_pairs):
