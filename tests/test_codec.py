@@ -12,6 +12,7 @@ from audiokit.codec.losses import (
     Balancer,
     MultiScaleMelLoss,
     MultiScaleSTFTLoss,
+    PhaseLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -327,6 +328,32 @@ def test_losses():
     assert discriminator_loss(real, [[-torch.ones(2, 3)]], "hinge") == 0
     assert generator_adversarial_loss(real) == 0 and generator_adversarial_loss([[torch.full((2,), 3.0)]], "hinge") == -3
     assert feature_matching_loss([[torch.ones(3), torch.zeros(1)]], [[torch.zeros(3), torch.ones(1)]]) == 1
+
+
+def test_phase_loss_sees_what_magnitude_losses_miss():
+    torch.manual_seed(0)
+    t = torch.arange(8000) / 16000
+    x = (0.3 * torch.sin(2 * math.pi * 180 * t * (1 + t)) + 0.02 * torch.randn(8000))[None, None]
+    phase, mel = PhaseLoss(n_ffts=(256, 512)), MultiScaleMelLoss(16000, n_mels=(20, 80), window_lengths=(128, 512))
+    assert phase(x, x) < 0.05  # bins under a thousandth of the peak count as slightly wrong even when exact
+    assert phase(x.roll(1, -1), x) < phase(x.roll(4, -1), x) < phase(x.roll(16, -1), x)
+    # the same STFT magnitudes with random phases: the magnitude loss barely notices, the phase loss does
+    w = torch.hann_window(512)
+    z = torch.stft(x[0], 512, 128, window=w, return_complex=True)
+    scrambled = torch.istft(torch.polar(z.abs(), 2 * math.pi * torch.rand(z.shape)), 512, 128, window=w, length=8000)[None]
+    noise = 0.1 * torch.randn_like(x)
+    assert mel(scrambled, x) < 0.5 * mel(noise, x)
+    assert phase(scrambled, x) > 0.5 * phase(noise, x) and phase(scrambled, x) > 1.0
+    # it cannot be gamed: neither a quieter output nor a loud spike (which once made every other bin "free")
+    spike = torch.zeros_like(x)
+    spike[..., 4000] = 50.0
+    late = x.roll(8, -1)
+    assert phase(1e-4 * late, x) > 2 * phase(late, x)
+    assert phase(noise + spike, x) > 0.98 * phase(noise, x) and phase(late + spike, x) > 0.98 * phase(late, x)
+    # a silent output has a finite loss and gradient (the phasors are regularised, not divided by zero)
+    silent = torch.zeros_like(x, requires_grad=True)
+    (g,) = torch.autograd.grad(phase(silent, x), silent)
+    assert torch.isfinite(g).all()
 
 
 def test_balancer_gives_each_loss_its_share():

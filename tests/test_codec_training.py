@@ -79,3 +79,29 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, synth_corpus):
     assert ckpt["global_step"] == 6
     gen = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.quantizer.levels.0.codebook")}
     assert gen  # the quantizer (re-initialized under DDP by broadcast) is in the checkpoint
+
+
+def test_resuming_with_other_discriminators_starts_them_fresh(caplog):
+    """The adversarial stage of a long run swaps in smaller discriminators on resume: the generator, its
+    optimizer and the step counters come back as saved, the new discriminators (and their optimizer) fresh."""
+    torch.manual_seed(0)
+    old = CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3)
+    opt_g = torch.optim.AdamW(old.generator.parameters(), lr=7e-4)
+    opt_d = torch.optim.AdamW(old.discriminator.parameters(), lr=7e-4)
+    ckpt = {"state_dict": old.state_dict(), "optimizer_states": [opt_g.state_dict(), opt_d.state_dict()]}
+    other = dict(DISC, mpd_channels=[2, 4], mbstft_channels=2)
+    new = CodecLightningModule(generator=GEN, discriminator=other, lr=1e-3)
+    with caplog.at_level("WARNING", logger="audiokit.codec"):
+        new.on_load_checkpoint(ckpt)
+    assert "discriminators differ" in caplog.text
+    new.load_state_dict(ckpt["state_dict"])  # strict: every key and shape now fits
+    for k, v in old.generator.state_dict().items():
+        assert torch.equal(new.generator.state_dict()[k], v)
+    fresh_d = torch.optim.AdamW(new.discriminator.parameters())
+    fresh_d.load_state_dict(ckpt["optimizer_states"][1])  # fits the new discriminators
+    assert fresh_d.param_groups[0]["lr"] == 7e-4  # at the generator's (decayed) rate
+    # the same discriminators: the checkpoint is left exactly as it was
+    same = {"state_dict": dict(old.state_dict()), "optimizer_states": [opt_g.state_dict(), opt_d.state_dict()]}
+    before = same["optimizer_states"][1]
+    CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3).on_load_checkpoint(same)
+    assert same["optimizer_states"][1] is before

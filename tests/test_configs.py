@@ -11,12 +11,21 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "codec").glo
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_parses_through_lightning_cli(path, capsys):
+    cfg = yaml.safe_load(path.read_text())
+    # a stage overlay (speech16_adversarial.yaml) is laid over its base (speech16.yaml), as its header says
+    base = None if "generator" in cfg["model"] else path.with_name(path.stem.split("_")[0] + ".yaml")
+    configs = ["--config", str(base), "--config", str(path)] if base else ["--config", str(path)]
     with pytest.raises(SystemExit) as e:
-        main(["train", "codec", "--config", str(path), "--print_config"])
+        main(["train", "codec", *configs, "--print_config"])
     assert e.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["generator"] == yaml.safe_load(path.read_text())["model"]["generator"]
+    generator_from = yaml.safe_load(base.read_text()) if base else cfg
+    assert printed["model"]["generator"] == generator_from["model"]["generator"]
     assert printed["trainer"]["use_distributed_sampler"] is False
+    if base:
+        assert str(base.relative_to(path.parents[2])) in path.read_text()  # the header names its base
+        assert printed["model"]["discriminator"] == cfg["model"]["discriminator"]
+        assert printed["model"]["adversarial_start"] == cfg["model"]["adversarial_start"]
 
 
 ASR_CONFIGS = sorted((CONFIGS[0].parents[1] / "asr").glob("*.yaml"))

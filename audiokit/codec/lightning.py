@@ -1,6 +1,7 @@
 """Codec training: a LightningModule with manual optimization (discriminator step, then generator step)."""
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import lightning as L
@@ -11,6 +12,7 @@ from .losses import (
     Balancer,
     MultiScaleMelLoss,
     MultiScaleSTFTLoss,
+    PhaseLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -18,7 +20,7 @@ from .losses import (
 from .metrics import si_sdr
 from .model import CodecModel
 
-DEFAULT_WEIGHTS = {"mel": 15.0, "stft": 0.0, "adv": 1.0, "feat": 2.0, "commitment": 0.25, "codebook": 1.0}
+DEFAULT_WEIGHTS = {"mel": 15.0, "stft": 0.0, "phase": 0.0, "adv": 1.0, "feat": 2.0, "commitment": 0.25, "codebook": 1.0}
 
 
 class CodecLightningModule(L.LightningModule):
@@ -30,7 +32,7 @@ class CodecLightningModule(L.LightningModule):
     Args:
         generator: keyword arguments of :class:`CodecModel` (saved in checkpoints; ``Codec.load`` rebuilds from them).
         discriminator: keyword arguments of :class:`Discriminator`.
-        loss_weights: ``mel``, ``stft``, ``adv``, ``feat``, ``commitment``, ``codebook`` (DAC's defaults).
+        loss_weights: ``mel``, ``stft``, ``phase`` (:class:`PhaseLoss`; 0 = off), ``adv``, ``feat``, ``commitment``, ``codebook`` (DAC's defaults).
         gan_loss: ``"lsgan"`` (DAC) or ``"hinge"`` (EnCodec).
         balancer: rescale the reconstruction/adversarial gradients with EnCodec's balancer (weights become shares).
         lr, betas, lr_decay: AdamW and the per-batch exponential decay for both networks.
@@ -57,7 +59,8 @@ class CodecLightningModule(L.LightningModule):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {gan_loss!r}")
         self.mel_loss = MultiScaleMelLoss(self.generator.sample_rate, mel_n_mels, mel_window_lengths)
         self.stft_loss = MultiScaleSTFTLoss()
-        self.balancer = Balancer({k: self.weights[k] for k in ("mel", "stft", "adv", "feat")}) if balancer else None
+        self.phase_loss = PhaseLoss()
+        self.balancer = Balancer({k: self.weights[k] for k in ("mel", "stft", "phase", "adv", "feat")}) if balancer else None
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
 
     # ------------------------------------------------------------------ optimization
@@ -68,6 +71,23 @@ class CodecLightningModule(L.LightningModule):
         sch_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, h.lr_decay)
         sch_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, h.lr_decay)
         return [opt_g, opt_d], [sch_g, sch_d]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming with other discriminators (say, CPU-sized ones for the adversarial stage of a run that
+        trained reconstruction only) starts them, and their optimizer, fresh instead of failing to load."""
+        saved = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("discriminator.")}
+        current = {f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()}
+        if saved == {k: v.shape for k, v in current.items()}:
+            return
+        logging.getLogger("audiokit.codec").warning("the discriminators differ from the checkpoint's: starting them (and their "
+                                     "optimizer) fresh; the generator resumes as saved")
+        state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("discriminator.")}
+        checkpoint["state_dict"] = {**state, **current}
+        states = checkpoint.get("optimizer_states")
+        if states and len(states) == 2:
+            lr = states[0]["param_groups"][0]["lr"]  # the generator's decayed rate, for both
+            fresh = torch.optim.AdamW(self.discriminator.parameters(), lr=lr, betas=tuple(self.hparams.betas))
+            states[1] = fresh.state_dict()
 
     def _adversarial(self) -> bool:
         return int(self.batches_seen) >= self.hparams.adversarial_start and (self.weights["adv"] > 0 or self.weights["feat"] > 0)
@@ -93,6 +113,8 @@ class CodecLightningModule(L.LightningModule):
         losses = {"mel": self.mel_loss(y, x)}
         if w["stft"] > 0:
             losses["stft"] = self.stft_loss(y, x)
+        if w["phase"] > 0:
+            losses["phase"] = self.phase_loss(y, x)
         if adversarial:
             fake = self.discriminator(y)
             with torch.no_grad():
