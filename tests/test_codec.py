@@ -350,6 +350,11 @@ def test_phase_loss_sees_what_magnitude_losses_miss():
     late = x.roll(8, -1)
     assert phase(1e-4 * late, x) > 2 * phase(late, x)
     assert phase(noise + spike, x) > 0.98 * phase(noise, x) and phase(late + spike, x) > 0.98 * phase(late, x)
+    # without the absolute phase, a shift of a sample or two is (nearly) free: what is left is how phase moves
+    relative = PhaseLoss(n_ffts=(256, 512), terms=("frequency", "delay"))
+    assert relative(x.roll(2, -1), x) < 0.1 * relative(noise, x) and relative(scrambled, x) > 0.5 * relative(noise, x)
+    with pytest.raises(ValueError, match="terms"):
+        PhaseLoss(terms=("magnitude",))
     # a silent output has a finite loss and gradient (the phasors are regularised, not divided by zero)
     silent = torch.zeros_like(x, requires_grad=True)
     (g,) = torch.autograd.grad(phase(silent, x), silent)

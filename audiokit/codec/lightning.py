@@ -41,6 +41,7 @@ class CodecLightningModule(L.LightningModule):
         dead_code_interval, dead_code_threshold: every this many batches, re-initialize codes whose usage EMA is
             under the threshold (0 disables).
         mel_n_mels, mel_window_lengths: the multi-scale mel loss' resolutions.
+        phase_terms: what :class:`PhaseLoss` compares (``phase``, ``frequency``, ``delay``).
     """
 
     def __init__(self, generator: dict | None = None, discriminator: dict | None = None, loss_weights: dict | None = None,
@@ -48,7 +49,8 @@ class CodecLightningModule(L.LightningModule):
                  lr_decay: float = 0.999996, grad_clip_generator: float = 1e3, grad_clip_discriminator: float = 10.0,
                  adversarial_start: int = 0, dead_code_interval: int = 0, dead_code_threshold: float = 1e-3,
                  mel_n_mels: Sequence[int] = (5, 10, 20, 40, 80, 160, 320),
-                 mel_window_lengths: Sequence[int] = (32, 64, 128, 256, 512, 1024, 2048)):
+                 mel_window_lengths: Sequence[int] = (32, 64, 128, 256, 512, 1024, 2048),
+                 phase_terms: Sequence[str] = ("phase", "frequency", "delay")):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -59,7 +61,7 @@ class CodecLightningModule(L.LightningModule):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {gan_loss!r}")
         self.mel_loss = MultiScaleMelLoss(self.generator.sample_rate, mel_n_mels, mel_window_lengths)
         self.stft_loss = MultiScaleSTFTLoss()
-        self.phase_loss = PhaseLoss()
+        self.phase_loss = PhaseLoss(terms=phase_terms)
         self.balancer = Balancer({k: self.weights[k] for k in ("mel", "stft", "phase", "adv", "feat")}) if balancer else None
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
 

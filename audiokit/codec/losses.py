@@ -72,9 +72,12 @@ class PhaseLoss(nn.Module):
     output and was gamed exactly that way: one spike made every other bin "free").
     """
 
-    def __init__(self, n_ffts: Sequence[int] = (256, 512, 1024)):
+    def __init__(self, n_ffts: Sequence[int] = (256, 512, 1024), terms: Sequence[str] = ("phase", "frequency", "delay")):
         super().__init__()
-        self.n_ffts = tuple(n_ffts)
+        unknown = set(terms) - {"phase", "frequency", "delay"}
+        if unknown or not terms:
+            raise ValueError(f"terms must be some of 'phase', 'frequency', 'delay'; got {list(terms)}")
+        self.n_ffts, self.terms = tuple(n_ffts), tuple(terms)
 
     @staticmethod
     def _term(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -92,7 +95,12 @@ class PhaseLoss(nn.Module):
             dt = lambda v: v[..., 1:] * v[..., :-1].conj()  # noqa: E731  (frame to frame)
             df = lambda v: v[..., 1:, :] * v[..., :-1, :].conj()  # noqa: E731  (bin to bin)
             wt, wf = (w[..., 1:] * w[..., :-1]).sqrt(), (w[..., 1:, :] * w[..., :-1, :]).sqrt()
-            loss = loss + self._term(uh, u, w) + self._term(dt(uh), dt(u), wt) + self._term(df(uh), df(u), wf)
+            if "phase" in self.terms:
+                loss = loss + self._term(uh, u, w)
+            if "frequency" in self.terms:
+                loss = loss + self._term(dt(uh), dt(u), wt)
+            if "delay" in self.terms:
+                loss = loss + self._term(df(uh), df(u), wf)
         return loss / len(self.n_ffts)
 
 
