@@ -747,6 +747,10 @@ def cmd_export(args) -> int:
     card = write_card(args.dst, training=training.get("", training), notes=args.notes)
     bar.update(1, note="card written")
     bar.close()
+    if isinstance(model, Codec):  # the exported weights' fingerprint (float16 ones differ from the checkpoint's)
+        from .tokens import CodecInfo
+
+        summary = CodecInfo.from_dict(card["codec"]).describe()
     print(f"{args.dst}: {summary}; {card['parameters'] / 1e6:.2f} M parameters in {card['dtype']}, "
           f"{sum(f['bytes'] for f in card['files'].values()) / 1e6:.1f} MB; card in {args.dst}/model.json + README.md")
     return 0

@@ -92,6 +92,13 @@ class Check:
         return ["--data.train_manifest", str(tok / "train.jsonl"), "--data.val_manifest", str(tok / "valid.jsonl"),
                 "--data.token_store", str(tok)]
 
+    def _codebook_args(self, n_codebooks: bool = True) -> list[str]:
+        """The token store's codebook size (and count): the tiny configs assume the tiny codec's 4 x 256, and the
+        tokens may come from the bundled codec instead (12 x 1024) when the codec check failed."""
+        index = json.loads((self.work / "tokens" / "index.json").read_text())
+        args = ["--model.codebook_size", str(index["codec"]["codebook_size"])]
+        return args + (["--model.n_codebooks", str(index["n_q"])] if n_codebooks else [])
+
     def _test_wav(self) -> str:
         from .data import read_manifest
 
@@ -140,8 +147,8 @@ class Check:
         return "trained, exported, transcribed, evaluated"
 
     def valle(self) -> str:
-        ar = self._train("valle-ar", "valle/tiny_ar.yaml", "valle-ar", *self._tokens_args())
-        nar = self._train("valle-nar", "valle/tiny_nar.yaml", "valle-nar", *self._tokens_args())
+        ar = self._train("valle-ar", "valle/tiny_ar.yaml", "valle-ar", *self._tokens_args(), *self._codebook_args())
+        nar = self._train("valle-nar", "valle/tiny_nar.yaml", "valle-nar", *self._tokens_args(), *self._codebook_args())
         out = self.work / "valle-export"
         _cli("export", str(ar), str(out), "--nar", str(nar), "--codec", str(self.codec), "--fp16")
         _cli("tts", "--model", str(out), "--text", "One two three.", "--prompt", self._test_wav(), "--prompt-text",
@@ -157,8 +164,8 @@ class Check:
 
     def tortoise(self) -> str:
         common = [*self._tokens_args(), "--data.tokenizer", str(self.corpus / "bpe.json")]
-        ar = self._train("tortoise-ar", "tortoise/tiny_ar.yaml", "tortoise-ar", *common)
-        clvp = self._train("clvp", "tortoise/tiny_clvp.yaml", "tortoise-clvp", *common)
+        ar = self._train("tortoise-ar", "tortoise/tiny_ar.yaml", "tortoise-ar", *common, *self._codebook_args())
+        clvp = self._train("clvp", "tortoise/tiny_clvp.yaml", "tortoise-clvp", *common, *self._codebook_args(False))
         diff = self._train("diffusion", "tortoise/tiny_diffusion.yaml", "tortoise-diffusion", *common,
                            "--model.codec", str(self.codec))
         diff_ar = self._train("diffusion-ar-latents", "tortoise/tiny_diffusion_ar.yaml", "tortoise-diffusion-ar", *common,

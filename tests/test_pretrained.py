@@ -28,10 +28,14 @@ def test_export_writes_the_card_and_eval_fills_it(tmp_path, synth_corpus, capsys
     corpus, _, summary = synth_corpus
     ckpt = _checkpoint(tmp_path / "m.ckpt", corpus / "train.jsonl")
     out = tmp_path / "mine"
-    assert main(["export", str(ckpt), str(out), "--name", "mine", "--notes", "a test model"]) == 0
-    assert "card in" in capsys.readouterr().out
+    assert main(["export", str(ckpt), str(out), "--name", "mine", "--notes", "a test model", "--fp16"]) == 0
+    printed = capsys.readouterr().out
+    assert "card in" in printed
     card = read_card(out)
     assert card["family"] == "codec" and card["name"] == "mine" and card["sample_rate"] == 16000
+    assert card["codec"]["name"] == "mine" and card["dtype"] == "float16"
+    # the fingerprint printed is the exported (float16) weights', the one its tokens will carry
+    assert card["codec_fingerprint"] in printed and card["codec_fingerprint"] != Codec.load(ckpt).info.fingerprint
     assert set(card["files"]) == {"config.json", "model.safetensors"}
     assert card["files"]["model.safetensors"]["bytes"] == (out / "model.safetensors").stat().st_size
     assert card["codec_fingerprint"] == Codec.load(out).info.fingerprint

@@ -266,7 +266,7 @@ class Codec:
                  for k, v in self.model.state_dict().items()}
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(state, str(tmp))
-        reloaded = Codec.load(folder / "model.safetensors", _config={"config": self.model.config})
+        reloaded = Codec.load(folder / "model.safetensors", name=self.info.name, _config={"config": self.model.config})
         meta = {"format": EXPORT_FORMAT, "version": 1, "family": "codec", "name": self.info.name,
                 "config": self.model.config, "codec": reloaded.info.to_dict(), "dtype": str(dtype).replace("torch.", ""),
                 **(card or {})}
