@@ -738,7 +738,7 @@ def cmd_export(args) -> int:
     else:
         codec = Codec.load(args.checkpoint, name=args.name)
         parts = {"": args.checkpoint} if args.checkpoint.endswith(".ckpt") else {}
-        model, summary = codec, codec.info.describe()
+        model, summary = codec, None  # described from the exported weights below (float16 ones have their own fingerprint)
     training = {part: training_summary(path) for part, path in parts.items()}  # read before anything is written
     bar.update(1, note="read")
     source = " + ".join(map(os.path.basename, parts.values())) or os.path.basename(args.checkpoint)
@@ -747,7 +747,7 @@ def cmd_export(args) -> int:
     card = write_card(args.dst, training=training.get("", training), notes=args.notes)
     bar.update(1, note="card written")
     bar.close()
-    if isinstance(model, Codec):  # the exported weights' fingerprint (float16 ones differ from the checkpoint's)
+    if summary is None:
         from .tokens import CodecInfo
 
         summary = CodecInfo.from_dict(card["codec"]).describe()

@@ -81,8 +81,9 @@ class CodecLightningModule(L.LightningModule):
         current = {f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()}
         if saved == {k: v.shape for k, v in current.items()}:
             return
-        logging.getLogger("audiokit.codec").warning("the discriminators differ from the checkpoint's: starting them (and their "
-                                     "optimizer) fresh; the generator resumes as saved")
+        logging.getLogger("audiokit.codec").warning(
+            "the discriminators differ from the checkpoint's: starting them (and their optimizer) fresh; the "
+            "generator resumes as saved")
         state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("discriminator.")}
         checkpoint["state_dict"] = {**state, **current}
         states = checkpoint.get("optimizer_states")
