@@ -634,7 +634,7 @@ def _eval_tts(args) -> int:
     if not args.model:
         raise UserError("audiokit eval tts needs --model")
     from .tts import TTS
-    from .tts_eval import evaluate_tts, format_table
+    from .tts_eval import evaluate_tts, format_speaker_table, format_table
 
     from .asr.transcriber import Transcriber
 
@@ -645,6 +645,9 @@ def _eval_tts(args) -> int:
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
     print(format_table(rows))
+    per_voice = format_speaker_table(rows)
+    if per_voice:
+        print("\nper held-out voice:\n" + per_voice)
     judge_name = f"{judge.name} ({'the default ASR' if args.asr == DEFAULT_ASR else args.asr})"
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
                  {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed,

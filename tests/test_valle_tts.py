@@ -247,3 +247,21 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
     assert sum(stages.values()) <= rows[2]["rtf"] * 1.01
     assert all(r["utterances"] == 2 for r in rows)
     assert "| ground truth |" in capsys.readouterr().out
+
+
+def test_tts_eval_breaks_figures_down_by_voice():
+    """Each held-out voice gets its own WER and similarity per system, so a voice the judge reads badly (ground
+    truth's own WER high) is not averaged into one that it reads well."""
+    from audiokit.tts_eval import _by_speaker, format_speaker_table
+
+    items = [{"speaker": "flite-rms", "text": "Four seven one nine.", "real_asr": "4719", "model_asr": "4 7 1 9",
+              "model_similarity": 0.8},
+             {"speaker": "flite-rms", "text": "Oh six.", "real_asr": "06", "model_asr": "0 5", "model_similarity": 0.6},
+             {"speaker": "espeak-x", "text": "Two two.", "real_asr": "two", "model_asr": "22", "model_similarity": None}]
+    model, real = _by_speaker(items, "model"), _by_speaker(items, "real")
+    assert model["flite-rms"] == {"utterances": 2, "wer_asr": 1 / 6, "similarity": 0.7}
+    assert model["espeak-x"] == {"utterances": 1, "wer_asr": 0.0} and real["espeak-x"]["wer_asr"] == 0.5
+    assert real["flite-rms"] == {"utterances": 2, "wer_asr": 0.0}
+    table = format_speaker_table([{"system": "ground truth", "by_speaker": real}, {"system": "VALL-E", "by_speaker": model}])
+    assert "| espeak-x | 1 | 50.0 / - | 0.0 / - |" in table and "| flite-rms | 2 | 0.0 / - | 16.7 / 0.700 |" in table
+    assert format_speaker_table([{"system": "VALL-E", "by_speaker": {"one": {"utterances": 1}}}]) == ""
