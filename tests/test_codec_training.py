@@ -105,3 +105,31 @@ def test_resuming_with_other_discriminators_starts_them_fresh(caplog):
     before = same["optimizer_states"][1]
     CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3).on_load_checkpoint(same)
     assert same["optimizer_states"][1] is before
+
+
+def test_a_resumed_run_follows_the_configured_lr_decay(caplog):
+    """Resuming with another lr_decay (a faster one anneals the end of a long run) continues from the learning
+    rate the run had reached, decaying at the new rate; the same decay leaves the checkpoint as it was."""
+    torch.manual_seed(0)
+    old = CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3, lr_decay=0.9)
+    (opt_g, opt_d), (sch_g, sch_d) = old.configure_optimizers()
+    for _ in range(3):
+        opt_g.step(), opt_d.step(), sch_g.step(), sch_d.step()
+    ckpt = {"state_dict": old.state_dict(), "optimizer_states": [opt_g.state_dict(), opt_d.state_dict()],
+            "lr_schedulers": [sch_g.state_dict(), sch_d.state_dict()]}
+    new = CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3, lr_decay=0.5)
+    with caplog.at_level("WARNING", logger="audiokit.codec"):
+        new.on_load_checkpoint(ckpt)
+    assert "lr_decay 0.5 (was 0.9" in caplog.text
+    (opt_g, opt_d), (sch_g, sch_d) = new.configure_optimizers()
+    opt_g.load_state_dict(ckpt["optimizer_states"][0])  # Lightning's restore order: optimizers, then schedulers
+    sch_g.load_state_dict(ckpt["lr_schedulers"][0])
+    reached = 1e-3 * 0.9 ** 3
+    assert abs(opt_g.param_groups[0]["lr"] - reached) < 1e-12
+    opt_g.step(), sch_g.step()
+    assert abs(opt_g.param_groups[0]["lr"] - reached * 0.5) < 1e-12
+    caplog.clear()
+    same = CodecLightningModule(generator=GEN, discriminator=DISC, lr=1e-3, lr_decay=0.5)
+    with caplog.at_level("WARNING", logger="audiokit.codec"):
+        same.on_load_checkpoint(ckpt)
+    assert caplog.text == "" and ckpt["lr_schedulers"][0]["gamma"] == 0.5

@@ -76,7 +76,15 @@ class CodecLightningModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resuming with other discriminators (say, CPU-sized ones for the adversarial stage of a run that
-        trained reconstruction only) starts them, and their optimizer, fresh instead of failing to load."""
+        trained reconstruction only) starts them, and their optimizer, fresh instead of failing to load. A
+        resumed run follows the configuration's ``lr_decay`` (say, a faster one to anneal the end of a run)
+        from the learning rate it had reached."""
+        for sched in checkpoint.get("lr_schedulers") or []:
+            if "gamma" in sched and sched["gamma"] != self.hparams.lr_decay:
+                logging.getLogger("audiokit.codec").warning(
+                    "lr_decay %s (was %s in the checkpoint): the learning rate decays at the new rate from here",
+                    self.hparams.lr_decay, sched["gamma"])
+                sched["gamma"] = self.hparams.lr_decay
         saved = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("discriminator.")}
         current = {f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()}
         if saved == {k: v.shape for k, v in current.items()}:
