@@ -93,7 +93,8 @@ class ValleARModule(_ValleModule):
     def _step(self, batch: dict, split: str) -> torch.Tensor:
         x = {k: v.to(self.device) for k, v in ar_inputs(self._cut(batch), self.model.bos, self.model.eos).items()}
         hidden = self.model(x["tokens"], x["kind"], x["pos"])
-        loss, correct, count = self._ce(self.model.logits(hidden), x["targets"])
+        keep = x["targets"] != IGNORE  # the output layer only where a frame is scored (text, pad: no logits)
+        loss, correct, count = self._ce(self.model.logits(hidden[keep]), x["targets"][keep])
         B = len(batch["id"])
         self.log(f"{split}/loss", loss, prog_bar=True, batch_size=B, sync_dist=split == "val")
         self.log(f"{split}/acc_c1", correct.float() / count.clamp(min=1), batch_size=B, sync_dist=split == "val")
