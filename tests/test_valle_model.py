@@ -196,3 +196,27 @@ def test_sampling_filters():
     assert draws1 == [sample(logits, 1.0, generator=g2).item() for _ in range(20)] and len(set(draws1)) > 1
     with pytest.raises(ValueError):
         SamplingOptions(top_p=0.0)
+
+
+def test_nar_starts_near_chance_with_scaled_tied_logits():
+    """The NAR's output layer is the codebook's embedding table (N(0, 1) weights): unscaled, its first logits are
+    about sqrt(d) wide and the first loss many times ln K (a digits-size NAR then sat at chance); divided by
+    sqrt(d) (what new training uses) the first loss is near ln K."""
+    import math
+
+    from audiokit.valle.data import collate_valle
+    from audiokit.valle.lightning import ValleNARModule
+
+    g = torch.Generator().manual_seed(0)
+    items = [{"id": f"u{i}", "text": torch.randint(3, 40, (8,), generator=g), "prompt": torch.randint(0, 256, (4, 10), generator=g),
+              "target": torch.randint(0, 256, (4, 20), generator=g), "prompt_scored": False} for i in range(4)]
+    batch = collate_valle(items)
+    losses = {}
+    for scaled in (False, True):
+        torch.manual_seed(0)
+        m = ValleNARModule(codebook_size=256, n_codebooks=4, d_model=128, n_head=4, n_layer=1, dropout=0.0, scaled_logits=scaled)
+        m.log = lambda *a, **k: None
+        with torch.no_grad():
+            losses[scaled] = float(m.training_step(batch, 0))
+    assert abs(losses[True] - math.log(256)) < 1.0, losses
+    assert losses[False] > 2 * math.log(256), losses

@@ -1,5 +1,6 @@
 """VALL-E data, training, the TTS API and CLI, bad input, and the recipe's commands end to end."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -102,13 +103,14 @@ def test_training_lowers_the_loss_of_both_models(token_corpus):
         m.log = lambda *a, **k: None
         opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
         losses = []
-        for _ in range(30):
+        for _ in range(60):
             loss = m.training_step(batch, 0)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        assert losses[-1] < 0.8 * losses[0], (cls.__name__, losses[0], losses[-1])
+        # the NAR starts near chance (ln 32 = 3.47: its tied logits are scaled), so "falls" is measured from there
+        assert losses[-1] < 0.8 * min(losses[0], math.log(32)), (cls.__name__, losses[0], losses[-1])
 
 
 def test_training_refuses_tokens_of_another_codebook_size(token_corpus):

@@ -28,6 +28,7 @@ class _ValleModule(L.LightningModule):
         d_model, n_head, n_layer, dropout: transformer size.
         lr, betas, eps, weight_decay, warmup_steps, final_lr_fraction: AdamW and its schedule.
         label_smoothing: of the cross-entropy.
+        scaled_logits: the NAR's tied output layer divided by sqrt(d_model) (:class:`ValleDims`; the AR ignores it).
     """
 
     stage = ""
@@ -36,11 +37,11 @@ class _ValleModule(L.LightningModule):
     def __init__(self, codebook_size: int, n_codebooks: int, d_model: int = 1024, n_head: int = 16, n_layer: int = 12,
                  dropout: float = 0.1, lr: float = 5e-4, betas: Sequence[float] = (0.9, 0.95), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 1000, final_lr_fraction: float = 0.0,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, scaled_logits: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.dims = ValleDims(codebook_size=codebook_size, n_codebooks=n_codebooks, d_model=d_model, n_head=n_head,
-                              n_layer=n_layer, dropout=dropout)
+                              n_layer=n_layer, dropout=dropout, scaled_logits=scaled_logits)
         self.model = self.model_class(self.dims)
         self.codec: CodecInfo | None = None
 

@@ -37,6 +37,10 @@ class ValleDims:
     n_head: int = 16
     n_layer: int = 12
     dropout: float = 0.1
+    #: NAR: divide the tied output layer's logits by sqrt(d_model). Its weights are the codebooks' embedding tables
+    #: (N(0, 1)), so unscaled logits start about sqrt(d) wide (a first loss of 45 at d = 192, and a NAR stuck at
+    #: chance). New training sets it; models saved without it load as they were trained.
+    scaled_logits: bool = False
 
     def __post_init__(self):
         if self.d_model % self.n_head:
@@ -170,4 +174,5 @@ class ValleNAR(_Valle):
             x = block(x, mask=mask, cond=cond)
         x = self.ln(x, cond)
         table = torch.stack([e.weight for e in self.audio_embeddings])[stage]  # [B, K, d]: tied output layer
-        return torch.einsum("bsd,bkd->bsk", x, table.to(x.dtype)).float()
+        logits = torch.einsum("bsd,bkd->bsk", x, table.to(x.dtype)).float()
+        return logits * self.dims.d_model ** -0.5 if self.dims.scaled_logits else logits
