@@ -220,3 +220,15 @@ def test_nar_starts_near_chance_with_scaled_tied_logits():
             losses[scaled] = float(m.training_step(batch, 0))
     assert abs(losses[True] - math.log(256)) < 1.0, losses
     assert losses[False] > 2 * math.log(256), losses
+
+
+def test_a_run_saved_before_scaled_logits_resumes_unscaled():
+    from audiokit.valle.lightning import ValleNARModule
+
+    m = ValleNARModule(codebook_size=64, n_codebooks=3, d_model=32, n_head=2, n_layer=1)
+    assert m.model.dims.scaled_logits
+    old = {k: v for k, v in m.dims.to_dict().items() if k != "scaled_logits"}
+    m.on_load_checkpoint({"valle": {"stage": "nar", "dims": old, "codec": None}})
+    assert not m.model.dims.scaled_logits
+    m.on_load_checkpoint({"valle": {"stage": "nar", "dims": {**old, "scaled_logits": True}, "codec": None}})
+    assert m.model.dims.scaled_logits

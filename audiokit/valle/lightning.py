@@ -67,6 +67,9 @@ class _ValleModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         codec = checkpoint.get("valle", {}).get("codec")
         self.codec = CodecInfo.from_dict(codec) if codec else None
+        saved = checkpoint.get("valle", {}).get("dims")
+        if saved is not None:  # a run saved before scaled logits existed resumes as it was trained
+            self.dims.scaled_logits = self.model.dims.scaled_logits = bool(saved.get("scaled_logits", False))
 
     def _cut(self, batch: dict) -> dict:
         Q = self.dims.n_codebooks
