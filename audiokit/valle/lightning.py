@@ -69,7 +69,7 @@ class _ValleModule(L.LightningModule):
         self.codec = CodecInfo.from_dict(codec) if codec else None
         saved = checkpoint.get("valle", {}).get("dims")
         if saved is not None:  # a run saved before scaled logits existed resumes as it was trained
-            self.dims.scaled_logits = self.model.dims.scaled_logits = bool(saved.get("scaled_logits", False))
+            self.dims.scaled_logits = bool(saved.get("scaled_logits", False))  # the model holds this same dims
 
     def _cut(self, batch: dict) -> dict:
         Q = self.dims.n_codebooks
