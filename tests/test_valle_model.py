@@ -232,3 +232,34 @@ def test_a_run_saved_before_scaled_logits_resumes_unscaled():
     assert not m.model.dims.scaled_logits
     m.on_load_checkpoint({"valle": {"stage": "nar", "dims": {**old, "scaled_logits": True}, "codec": None}})
     assert m.model.dims.scaled_logits
+
+
+def test_nar_tables_step_sqrt_d_faster_and_a_run_saved_with_one_rate_resumes_so(tmp_path):
+    """The NAR's codebook tables are its output layer too: new training steps them at sqrt(d) x lr (a third
+    optimizer group); a run saved with two groups (one rate for every table) resumes with two."""
+    import lightning as L
+
+    from audiokit.valle.data import collate_valle
+    from audiokit.valle.lightning import ValleNARModule
+
+    kw = dict(codebook_size=32, n_codebooks=4, d_model=64, n_head=4, n_layer=1, dropout=0.0, lr=1e-3, warmup_steps=1)
+    batch = collate_valle(_items(4))
+    loader = lambda: torch.utils.data.DataLoader([batch], batch_size=None)  # noqa: E731
+    trainer = lambda steps: L.Trainer(max_steps=steps, logger=False, enable_progress_bar=False,  # noqa: E731
+                                      enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu")
+    m, new = ValleNARModule(**kw), trainer(1)
+    new.fit(m, loader())
+    groups = new.optimizers[0].param_groups
+    tables = {id(e.weight) for e in m.model.audio_embeddings}
+    assert len(groups) == 3 and {id(p) for p in groups[2]["params"]} == tables
+    assert not tables & {id(p) for g in groups[:2] for p in g["params"]}
+    assert groups[2]["initial_lr"] == pytest.approx(8 * groups[0]["initial_lr"])  # sqrt(64)
+
+    first = trainer(2)
+    first.fit(ValleNARModule(**kw, table_lr_scale=1.0), loader())  # the layout runs were saved in before
+    assert len(first.optimizers[0].param_groups) == 2
+    first.save_checkpoint(tmp_path / "old.ckpt")
+    resumed, later = ValleNARModule(**kw), trainer(3)
+    later.fit(resumed, loader(), ckpt_path=tmp_path / "old.ckpt")
+    assert later.global_step == 3 and resumed.table_lr_scale == 1.0
+    assert len(later.optimizers[0].param_groups) == 2

@@ -11,12 +11,21 @@ from torch import nn
 
 
 def adamw_warmup_linear(model: nn.Module, trainer, lr: float, betas: Sequence[float], eps: float, weight_decay: float,
-                        warmup_steps: int, final_lr_fraction: float) -> dict:
-    """A ``configure_optimizers`` return value (optimizer + per-step scheduler) for ``model``'s parameters."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=tuple(betas), eps=eps)
+                        warmup_steps: int, final_lr_fraction: float, fast: Sequence[nn.Parameter] = (),
+                        fast_lr_scale: float = 1.0) -> dict:
+    """A ``configure_optimizers`` return value (optimizer + per-step scheduler) for ``model``'s parameters.
+
+    ``fast``: parameters that step at ``fast_lr_scale`` × ``lr`` (with weight decay), in a third group — tables
+    of unit scale whose output is read at 1/sqrt(d), which Adam's fixed-size steps would otherwise move sqrt(d)
+    times too slowly. Without them (or at scale 1) the optimizer has its usual two groups."""
+    fast_ids = {id(p) for p in fast} if fast_lr_scale != 1.0 else set()
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and id(p) not in fast_ids]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2 and id(p) not in fast_ids]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if fast_ids:
+        groups.append({"params": [p for p in fast if p.requires_grad], "weight_decay": weight_decay,
+                       "lr": lr * fast_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)
     total = trainer.estimated_stepping_batches if trainer is not None else 0
     total = int(total) if total and math.isfinite(total) else 0
     clock = time_progress(trainer)

@@ -29,6 +29,11 @@ class _ValleModule(L.LightningModule):
         lr, betas, eps, weight_decay, warmup_steps, final_lr_fraction: AdamW and its schedule.
         label_smoothing: of the cross-entropy.
         scaled_logits: the NAR's tied output layer divided by sqrt(d_model) (:class:`ValleDims`; the AR ignores it).
+        table_lr_scale: learning-rate multiplier of the NAR's codebook tables, which are its output layer too
+            (N(0, 1) tables read out at 1/sqrt(d): the tied Transformer parametrization, which under Adam wants
+            their steps sqrt(d) larger; on the digits corpus codebook 2's loss fell 5.64 against 6.29 in 200
+            steps). ``None``: sqrt(d_model) with scaled logits, else 1. A run saved with one learning rate for
+            every table resumes so. The AR ignores it.
     """
 
     stage = ""
@@ -37,13 +42,14 @@ class _ValleModule(L.LightningModule):
     def __init__(self, codebook_size: int, n_codebooks: int, d_model: int = 1024, n_head: int = 16, n_layer: int = 12,
                  dropout: float = 0.1, lr: float = 5e-4, betas: Sequence[float] = (0.9, 0.95), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 1000, final_lr_fraction: float = 0.0,
-                 label_smoothing: float = 0.0, scaled_logits: bool = True):
+                 label_smoothing: float = 0.0, scaled_logits: bool = True, table_lr_scale: float | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.dims = ValleDims(codebook_size=codebook_size, n_codebooks=n_codebooks, d_model=d_model, n_head=n_head,
                               n_layer=n_layer, dropout=dropout, scaled_logits=scaled_logits)
         self.model = self.model_class(self.dims)
         self.codec: CodecInfo | None = None
+        self.table_lr_scale = table_lr_scale if table_lr_scale is not None else (d_model ** 0.5 if scaled_logits else 1.0)
 
     def _check_codec(self, codec: CodecInfo) -> None:
         if codec.codebook_size != self.dims.codebook_size or codec.n_codebooks < self.dims.n_codebooks:
@@ -70,6 +76,9 @@ class _ValleModule(L.LightningModule):
         saved = checkpoint.get("valle", {}).get("dims")
         if saved is not None:  # a run saved before scaled logits existed resumes as it was trained
             self.dims.scaled_logits = bool(saved.get("scaled_logits", False))  # the model holds this same dims
+        states = checkpoint.get("optimizer_states") or []
+        if states and len(states[0].get("param_groups", [])) < 3:  # saved with one rate for every table
+            self.table_lr_scale = 1.0
 
     def _cut(self, batch: dict) -> dict:
         Q = self.dims.n_codebooks
@@ -84,8 +93,9 @@ class _ValleModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
+        tables = [e.weight for e in self.model.audio_embeddings] if self.stage == "nar" else []
         return adamw_warmup_linear(self.model, self.trainer, h.lr, h.betas, h.eps, h.weight_decay, h.warmup_steps,
-                                   h.final_lr_fraction)
+                                   h.final_lr_fraction, fast=tables, fast_lr_scale=self.table_lr_scale)
 
 
 class ValleARModule(_ValleModule):
