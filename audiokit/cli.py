@@ -194,6 +194,9 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="tts: prompt choice and sampling seed [0]")
     p.add_argument("--no-prompt-text", dest="prompt_text", action="store_false",
                    help="tts: use prompts as voice references only [their ASR transcripts make the model continue them]")
+    p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
+                   help="VALL-E: codebooks 2-Q decoded at the expectation of the NAR's probabilities, or as its most "
+                        "likely codes [the model's: expected]")
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
@@ -273,6 +276,9 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=None, help="AR sampling temperature; 0 = greedy [VALL-E 1.0, Tortoise 0.8]")
     p.add_argument("--top-k", type=int, default=None, help="[VALL-E 50, Tortoise none]")
     p.add_argument("--top-p", type=float, default=None, help="[VALL-E none, Tortoise 0.8]")
+    p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
+                   help="VALL-E: codebooks 2-Q decoded at the expectation of the NAR's probabilities, or as its most "
+                        "likely codes [the model's: expected]")
     p.add_argument("--device", default="cpu")
     _add_tortoise_options(p)
     p.set_defaults(func=cmd_tts)
@@ -410,6 +416,8 @@ def cmd_tts(args) -> int:
         clips = args.voice or ([args.prompt] if args.prompt else None)
         if not clips:
             raise UserError("Tortoise needs reference clips of the voice: --voice a.wav [b.wav ...]")
+        if args.nar_decoding is not None:
+            raise UserError("--nar-decoding is a VALL-E option")
         out = tts.synthesize(args.text, [_clip(c, tts.codec) for c in clips], preset=args.preset,
                              candidates=args.candidates, diffusion_steps=args.diffusion_steps, guidance=args.guidance,
                              language=args.language, seed=args.seed, **sampling)
@@ -422,7 +430,7 @@ def cmd_tts(args) -> int:
         if args.candidates is not None or args.diffusion_steps is not None or args.guidance is not None:
             raise UserError("--candidates, --diffusion-steps and --guidance are Tortoise options")
         out = tts.synthesize(args.text, _clip(prompt, tts.codec), prompt_text=args.prompt_text, language=args.language,
-                             seed=args.seed, **sampling)
+                             seed=args.seed, nar_decoding=args.nar_decoding, **sampling)
     for n in out.notices:
         print(f"note: {n}", file=sys.stderr)
     out.save(args.out)
@@ -643,7 +651,8 @@ def _eval_tts(args) -> int:
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
-                               transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None)
+                               transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None,
+                               nar_decoding=args.nar_decoding if tts.family == "valle" else None)
     print(format_table(rows))
     per_voice = format_speaker_table(rows)
     if per_voice:
@@ -651,7 +660,8 @@ def _eval_tts(args) -> int:
     judge_name = f"{judge.name} ({'the default ASR' if args.asr == DEFAULT_ASR else args.asr})"
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
                  {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed,
-                  **({"options": options} if tts.family == "tortoise" else {})})
+                  **({"options": options} if tts.family == "tortoise" else
+                     {"nar_decoding": args.nar_decoding or tts.nar_decoding})})
     return 0
 
 

@@ -29,7 +29,6 @@ from .asr.metrics import wer_cer
 from .audio import resample
 from .data.manifest import entry_audio
 from .progress import Progress
-from .tokens import CodecTokens
 from .tts import stage_timer
 
 log = logging.getLogger(__name__)
@@ -87,12 +86,14 @@ def pick_prompts(entries: list[dict], pool: list[dict], seed: int = 0, min_secon
 
 def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_seconds: float = 3.0, seed: int = 0,
                  batch_size: int = 8, temperature: float | None = None, top_k: int | None = 50,
-                 transcribe_prompts: bool = True, options: dict | None = None) -> tuple[list[dict], list[dict]]:
+                 transcribe_prompts: bool = True, options: dict | None = None,
+                 nar_decoding: str | None = None) -> tuple[list[dict], list[dict]]:
     """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items).
 
     ``transcribe_prompts`` (VALL-E): the prompts' transcripts come from the TTS's ASR (continuation, the
     paper's inference); False uses every prompt as a voice reference only. ``options`` go to Tortoise's
-    ``synthesize`` (``preset``, ``candidates``, …). ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
+    ``synthesize`` (``preset``, ``candidates``, …); ``nar_decoding`` is VALL-E's (``ValleTTS``; default: the
+    model's). ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
     the TTS model's own ASR]."""
     from .data.manifest import read_manifest
 
@@ -128,7 +129,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     if tts.family == "tortoise":
         systems, seconds, stages = _tortoise_outputs(tts, items, seed, temperature, top_k, **(options or {}))
     else:
-        systems, seconds, stages = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts)
+        systems, seconds, stages = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts,
+                                                  nar_decoding)
     out_seconds = sum(it["model"].shape[-1] for it in items) / sr
     n_q = getattr(tts, "n_codebooks", tts.codec.info.n_codebooks)
     for it in items:
@@ -170,7 +172,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
 
 
 def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None, batch_size: int,
-                   transcribe_prompts: bool) -> tuple[list[tuple[str, str]], float]:
+                   transcribe_prompts: bool, nar_decoding: str | None = None) -> tuple[list[tuple[str, str]], float]:
     """VALL-E: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches.
     Returns the systems it added, the seconds the model took, and their split by stage."""
     from .text.phonemes import PHONEME_VOCAB
@@ -193,11 +195,12 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
         it["prompt_text"] = ptext
         bar.update(1)
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
-    codes = tts.generate(rows_in, options, batch_size, timings)
-    for it, c in zip(items, codes):
+    probs: list = []
+    codes = tts.generate(rows_in, options, batch_size, timings, probs=probs)
+    for it, c, p in zip(items, codes, probs):
         # outputs are judged on the CPU (resemblyzer, pocketsphinx and the metrics take host arrays)
         with stage_timer(timings, "codec", tts.device):
-            it["model"] = tts.codec.decode(CodecTokens(c[None], tts.codec.info))[0].float().cpu() if c.shape[1] \
+            it["model"] = tts.audio([c], [p], nar_decoding)[0].float().cpu() if c.shape[1] \
                 else torch.zeros(sr // 10, device="cpu")
         bar.update(1, seconds=it["model"].shape[-1] / sr)
     bar.close()

@@ -13,7 +13,8 @@ prompt is another utterance of the same speaker, as in ``audiokit eval tts``):
   12-codebook codec is rough audio, so that ceiling is not 0 %). Length ratio: generated frames / truth's.
 - ``--nar``: the NAR fills codebooks 2 … Q greedily on ground truth's codebook 1; decoded at 1, 3, 6 and Q
   codebooks beside ground truth decoded at the same number (does each stage add what the truth's does?), with
-  the NAR's accuracy per codebook against the truth.
+  the NAR's accuracy per codebook against the truth; once with its most likely codes, once with each codebook at
+  the expectation of its probabilities (``nar_decoding``, ``Codec.embed_expected``).
 
 The judge is Whisper tiny.en unless ``--judge``. ``--ar``/``--nar`` take a Lightning checkpoint or an exported
 VALL-E folder. Prints JSON lines and a Markdown table (WER in total and per speaker).
@@ -97,8 +98,16 @@ def main():
 
     rows = []
 
-    def row(system: str, codes: list[torch.Tensor] | None, n: int, **extra):
-        hyps = hear(codes, n) if codes is not None else recordings()
+    def hear_expected(first: list[torch.Tensor], probs: list[torch.Tensor], n: int) -> list[str]:
+        """Codebook 1's codes and codebooks 2 … n at the expectation of the NAR's probabilities."""
+        wavs = []
+        for f, p in zip(first, probs):
+            z = codec.embed_expected(CodecTokens(f.view(1, 1, -1), codec.info), p[None, : n - 1])
+            wavs.append(codec.decode_latents(z)[0])
+        return [h.text for h in judge.transcribe(wavs, codec.info.sample_rate, temperature=0.0)]
+
+    def row(system: str, codes: list[torch.Tensor] | None, n: int, hyps: list[str] | None = None, **extra):
+        hyps = hyps if hyps is not None else hear(codes, n) if codes is not None else recordings()
         names = list(dict.fromkeys(speakers))
         per = {s: wer_cer([r for r, t in zip(refs, speakers) if t == s],
                           [h for h, t in zip(hyps, speakers) if t == s])["wer"] for s in names}
@@ -120,15 +129,17 @@ def main():
             row(name, [f.view(1, -1) for f in first], 1, length_ratio=round(ratio, 3))
     if args.nar:
         nar = load(args.nar, "nar")
+        Q = nar.dims.n_codebooks  # may be below the codec's: the model decodes at its own count
+        probs: list[torch.Tensor] = []
         with torch.no_grad():
-            filled = generate_nar(nar, texts, [it["prompt"] for it in items], [t[0] for t in truth])
-        hit = torch.stack([(f == t).float().sum(1) for f, t in zip(filled, truth)]).sum(0)
+            filled = generate_nar(nar, texts, [it["prompt"][:Q] for it in items], [t[0] for t in truth], probs=probs)
+        hit = torch.stack([(f == t[:Q]).float().sum(1) for f, t in zip(filled, truth)]).sum(0)
         acc = (hit / sum(t.shape[1] for t in truth)).tolist()
-        Q = truth[0].shape[0]
-        for n in dict.fromkeys((1, 3, 6, Q)):
+        for n in dict.fromkeys(k for k in (1, 3, 6, Q) if k <= Q):
             if n > 1:
                 row("ground truth", truth, n)
-                row("NAR on truth's codebook 1", filled, n, accuracy_by_codebook=[round(a, 3) for a in acc[1:n]])
+                row("NAR on truth's codebook 1, codes", filled, n, accuracy_by_codebook=[round(a, 3) for a in acc[1:n]])
+                row("NAR on truth's codebook 1, expected", None, n, hyps=hear_expected([t[0] for t in truth], probs, n))
             elif not args.ar:
                 row("ground truth", truth, 1)
     names = list(dict.fromkeys(speakers))

@@ -267,3 +267,53 @@ def test_tts_eval_breaks_figures_down_by_voice():
     table = format_speaker_table([{"system": "ground truth", "by_speaker": real}, {"system": "VALL-E", "by_speaker": model}])
     assert "| espeak-x | 1 | 50.0 / - | 0.0 / - |" in table and "| flite-rms | 2 | 0.0 / - | 16.7 / 0.700 |" in table
     assert format_speaker_table([{"system": "VALL-E", "by_speaker": {"one": {"utterances": 1}}}]) == ""
+
+
+# ---------------------------------------------------------------------------------------------- NAR decoding
+@pytest.mark.parametrize("kind", ["factorized", "ema"])
+def test_expected_latents_are_the_codes_latents_when_sure_and_the_mean_when_not(kind):
+    from audiokit.codec.quantizer import ResidualVectorQuantizer
+
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(input_dim=16, n_codebooks=4, codebook_size=32, codebook_dim=4, kind=kind)
+    for level in rvq.levels:  # EMA codebooks start at zero until k-means: give every kind distinct codes
+        if kind == "ema":
+            level.embed.normal_()
+    codes = torch.randint(0, 32, (2, 4, 7))
+    sure = torch.nn.functional.one_hot(codes[:, 1:], 32).float()  # [B, 3, T, K]
+    assert torch.allclose(rvq.decode_expected(codes[:, :1], sure), rvq.decode(codes), atol=1e-5)
+    flat = torch.full((2, 1, 7, 32), 1 / 32)
+    mean = sum(rvq.levels[1].decode_latent(torch.full((2, 7), c)) for c in range(32)) / 32
+    assert torch.allclose(rvq.decode_expected(codes[:, :1], flat), rvq.decode(codes[:, :1]) + mean, atol=1e-5)
+    with pytest.raises(ValueError, match="levels"):
+        rvq.decode_expected(codes, sure)
+
+
+def test_nar_probabilities_match_its_codes_and_expected_decoding_is_audio(tts, tmp_path):
+    from audiokit.valle.generate import SamplingOptions
+
+    torch.manual_seed(0)
+    prompt = torch.randint(0, 32, (4, 20))
+    rows = [(phoneme_ids("həlˈoʊ"), 6, prompt), (phoneme_ids("ðˈɛɹ wˈʌn"), 8, prompt)]
+    probs: list = []
+    codes = tts.generate(rows, SamplingOptions(temperature=0.0, draft_tokens=0), probs=probs)
+    assert len(probs) == 2
+    for c, p in zip(codes, probs):
+        assert p.shape == (3, c.shape[1], 32) and torch.allclose(p.sum(-1), torch.ones(3, c.shape[1]))
+        assert torch.equal(p.argmax(-1), c[1:])  # each stage's most likely code is the code returned
+    expected, argmax = tts.audio(codes, probs, "expected"), tts.audio(codes, probs, "codes")
+    for c, e, a in zip(codes, expected, argmax):
+        assert e.shape == a.shape == (c.shape[1] * tts.codec.hop_length,) and torch.isfinite(e).all()
+    sure = [torch.nn.functional.one_hot(c[1:], 32).float() for c in codes]  # a certain NAR: the same audio
+    for e, a in zip(tts.audio(codes, sure, "expected"), argmax):
+        assert torch.allclose(e, a, atol=1e-4)
+    assert not torch.allclose(expected[0], argmax[0], atol=1e-4)  # an unsure (random) NAR: not the same
+    with pytest.raises(ValueError, match="nar_decoding"):
+        tts.audio(codes, probs, "soft")
+
+    tts.export(tmp_path / "new")  # a new export records its decoding; an older folder decodes its codes
+    assert ValleTTS.load(tmp_path / "new").nar_decoding == "expected"
+    meta = json.loads((tmp_path / "new" / "config.json").read_text())
+    meta.pop("nar_decoding")
+    (tmp_path / "new" / "config.json").write_text(json.dumps(meta))
+    assert ValleTTS.load(tmp_path / "new").nar_decoding == "codes"

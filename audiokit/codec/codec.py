@@ -195,6 +195,17 @@ class Codec:
         return self.model.embed(tokens.codes.to(self.device))
 
     @torch.inference_mode()
+    def embed_expected(self, tokens: CodecTokens, probs: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, latent_dim, T]`` for ``tokens``' codebooks followed by expected ones: ``probs``
+        ``[B, Q2, T, K]`` are a model's probabilities for the next ``Q2`` codebooks (a VALL-E NAR's); see
+        :meth:`~audiokit.codec.quantizer.ResidualVectorQuantizer.decode_expected`. Decode with
+        :meth:`decode_latents`."""
+        self._check(tokens)
+        if probs.shape[0] != tokens.codes.shape[0] or probs.shape[2] != tokens.codes.shape[2]:
+            raise ValueError(f"probabilities {tuple(probs.shape)} do not match tokens {tuple(tokens.codes.shape)}")
+        return self.model.quantizer.decode_expected(tokens.codes.to(self.device), probs.to(self.device))
+
+    @torch.inference_mode()
     def decode(self, tokens: CodecTokens) -> torch.Tensor:
         """Tokens → audio ``[B, T]`` at ``sample_rate`` (``T = frames × hop``; samples past an item's length are 0)."""
         self._check(tokens)

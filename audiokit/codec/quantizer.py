@@ -51,6 +51,10 @@ class FactorizedCodebook(nn.Module):
         """Indices ``[B, T]`` → projected-back latents ``[B, input_dim, T]``."""
         return self.out_proj(self.codebook(indices).transpose(1, 2))
 
+    def expected_latent(self, probs: torch.Tensor) -> torch.Tensor:
+        """Code probabilities ``[B, T, K]`` → the expected projected-back latent ``[B, input_dim, T]``."""
+        return self.out_proj((probs.to(self.codebook.weight.dtype) @ self.codebook.weight).transpose(1, 2))
+
     def forward(self, z: torch.Tensor):
         z_e = self.in_proj(z)
         indices = self.lookup(z_e)
@@ -114,6 +118,9 @@ class EMACodebook(nn.Module):
 
     def decode_latent(self, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding(indices, self.embed).transpose(1, 2)
+
+    def expected_latent(self, probs: torch.Tensor) -> torch.Tensor:
+        return (probs.to(self.embed.dtype) @ self.embed).transpose(1, 2)
 
     @torch.no_grad()
     def _kmeans_init(self, x: torch.Tensor) -> None:
@@ -257,6 +264,21 @@ class ResidualVectorQuantizer(nn.Module):
         for i in range(codes.shape[1]):
             q = self.levels[i].decode_latent(codes[:, i])
             z = q if z is None else z + q
+        return z
+
+    def decode_expected(self, codes: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, D, T]`` from known codes ``[B, Q1, T]`` of the first levels and code probabilities
+        ``[B, Q2, T, K]`` of the next ones, each of those at its expectation (``Q1 + Q2 ≤ n_codebooks``).
+
+        Where a model is sure of a code this is the code's latent; where it is not, the probability-weighted
+        mean of its candidates, the least-squares guess, instead of one arbitrary candidate's full-size vector."""
+        Q1, Q2 = codes.shape[1], probs.shape[1]
+        if Q1 + Q2 > self.n_codebooks or probs.shape[-1] != self.codebook_size:
+            raise ValueError(f"{Q1} known + {Q2} expected levels of {probs.shape[-1]} codes, but the quantizer has "
+                             f"{self.n_codebooks} levels of {self.codebook_size}")
+        z = self.decode(codes)
+        for j in range(Q2):
+            z = z + self.levels[Q1 + j].expected_latent(probs[:, j])
         return z
 
     @torch.no_grad()

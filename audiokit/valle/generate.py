@@ -208,9 +208,11 @@ def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: Sampl
 
 @torch.inference_mode()
 def generate_nar(model: ValleNAR, texts: list[torch.Tensor], prompts: list[torch.Tensor],
-                 first: list[torch.Tensor]) -> list[torch.Tensor]:
+                 first: list[torch.Tensor], probs: list | None = None) -> list[torch.Tensor]:
     """Codebooks 2 … Q of every row, greedily: ``prompts`` ``[Q, P]`` (all codebooks), ``first`` ``[T]``
-    (the AR's codebook 1). Returns ``[Q, T]`` per row."""
+    (the AR's codebook 1). Returns ``[Q, T]`` per row. ``probs``, if given (a list), receives each row's
+    code probabilities for codebooks 2 … Q, ``[Q-1, T, K]`` (what :meth:`Codec.embed_expected` reads); each
+    stage is still conditioned on the codes chosen below it, as in training."""
     device = next(model.parameters()).device
     Q = model.dims.n_codebooks
     B = len(texts)
@@ -227,12 +229,15 @@ def generate_nar(model: ValleNAR, texts: list[torch.Tensor], prompts: list[torch
     x = {k: v.to(device) for k, v in nar_inputs(batch, stage).items()}
     where = x["targets"] != -100  # the target's frames
     mask = attention_mask(x["kind"], causal_audio=False)
+    frames = [where[b].nonzero()[:, 0] for b in range(B)]
+    row_probs: list[list[torch.Tensor]] = [[] for _ in range(B)]
     for k in range(1, Q):
         x["n_sum"] = torch.where(where, k, x["n_sum"])
         logits = model(x["tokens"], x["kind"], x["pos"], x["codes"], x["n_sum"], stage.to(device) * k, mask=mask)
         x["codes"][:, k] = torch.where(where, logits.argmax(-1), x["codes"][:, k])
-    out = []
-    for b in range(B):
-        idx = where[b].nonzero()[:, 0]
-        out.append(x["codes"][b][:, idx].cpu())
-    return out
+        if probs is not None:  # the target's frames only: [T, K] per row and stage
+            for b in range(B):
+                row_probs[b].append(logits[b, frames[b]].float().softmax(-1).cpu())
+    if probs is not None:
+        probs += [torch.stack(p) for p in row_probs]
+    return [x["codes"][b][:, frames[b]].cpu() for b in range(B)]

@@ -58,12 +58,18 @@ class ValleTTS(TTSModel):
             default ASR (``"asr"``, Whisper tiny.en), loaded on first use; ``False``: none.
         languages: the manifest languages the models were trained on (``"en"``).
         max_prompt_seconds: longer prompts are trimmed to this, with a notice.
+        nar_decoding: how codebooks 2 … Q become audio: ``"expected"`` (the default) decodes each at the
+            expectation of the NAR's probabilities (:meth:`~audiokit.Codec.embed_expected`: a code the NAR is
+            sure of counts in full, an unsure one as the mean of its candidates); ``"codes"`` decodes the NAR's
+            most likely codes, as the reference implementations do. The returned codes are the most likely
+            ones either way (the codec token interface).
     """
 
     family = "valle"
 
     def __init__(self, ar: ValleAR, nar: ValleNAR, codec, asr=None, name: str = "", languages=("en",),
-                 max_prompt_seconds: float = 6.0, min_prompt_seconds: float = 1.0, max_chars: int = 4000):
+                 max_prompt_seconds: float = 6.0, min_prompt_seconds: float = 1.0, max_chars: int = 4000,
+                 nar_decoding: str = "expected"):
         for what, dims in (("AR", ar.dims), ("NAR", nar.dims)):
             if dims.codebook_size != codec.info.codebook_size or dims.n_codebooks > codec.info.n_codebooks:
                 raise CodecMismatchError(f"the {what} model expects {dims.n_codebooks} codebooks of {dims.codebook_size} "
@@ -75,6 +81,7 @@ class ValleTTS(TTSModel):
         self._device = torch.device("cpu")
         self.name, self.languages = name, tuple(languages)
         self.max_prompt_seconds, self.min_prompt_seconds, self.max_chars = max_prompt_seconds, min_prompt_seconds, max_chars
+        self.nar_decoding = _check_nar_decoding(nar_decoding)
 
     @property
     def n_codebooks(self) -> int:
@@ -148,6 +155,7 @@ class ValleTTS(TTSModel):
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "nar": self.nar.dims.to_dict(),
                 "codec": self.codec.info.to_dict(), "languages": list(self.languages),
                 "max_prompt_seconds": self.max_prompt_seconds, "min_prompt_seconds": self.min_prompt_seconds,
+                "nar_decoding": self.nar_decoding,
                 "asr": bundled is not None, **(card or {})}
         return save_export(folder, {"ar": self.ar, "nar": self.nar}, meta, dtype)
 
@@ -168,7 +176,8 @@ class ValleTTS(TTSModel):
         elif asr is None and (bundled := component(folder, "asr", TTSLoadError)) is not None:
             asr = Transcriber.load(bundled)
         tts = cls(ar, nar, codec, asr=asr, name=meta.get("name", folder.name), languages=meta.get("languages", ["en"]),
-                  max_prompt_seconds=meta.get("max_prompt_seconds", 6.0), min_prompt_seconds=meta.get("min_prompt_seconds", 1.0))
+                  max_prompt_seconds=meta.get("max_prompt_seconds", 6.0), min_prompt_seconds=meta.get("min_prompt_seconds", 1.0),
+                  nar_decoding=meta.get("nar_decoding", "codes"))  # folders exported before it decode as measured
         return tts.to(device)
 
     # ------------------------------------------------------------------ inputs
@@ -217,10 +226,11 @@ class ValleTTS(TTSModel):
 
     # ------------------------------------------------------------------ synthesis
     def generate(self, rows: list[tuple[list[int], int, torch.Tensor]], options: SamplingOptions,
-                 batch_size: int = 8, timings: dict | None = None) -> list[torch.Tensor]:
+                 batch_size: int = 8, timings: dict | None = None, probs: list | None = None) -> list[torch.Tensor]:
         """Codes ``[Q, T]`` for each row ``(phoneme ids, phonemes to speak, prompt codes [Q, P])``: the AR in
         batches of ``batch_size`` rows, then the NAR. Every row may have its own prompt. Seconds spent in
-        each model are added to ``timings["ar"]`` / ``["nar"]``."""
+        each model are added to ``timings["ar"]`` / ``["nar"]``. ``probs``, if given (a list), receives each
+        row's NAR probabilities ``[Q-1, T, K]`` (:meth:`audio` reads them)."""
         timings = timings if timings is not None else {}
         out: list[torch.Tensor] = []
         fr = self.codec.frame_rate
@@ -234,17 +244,36 @@ class ValleTTS(TTSModel):
                 first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk],
                                     options)
             with stage_timer(timings, "nar", self.device):
-                out += generate_nar(self.nar, texts, prompts, first)
+                out += generate_nar(self.nar, texts, prompts, first, probs=probs)
             bar.update(len(chunk))
         bar.close()
         return out
 
+    def audio(self, codes: list[torch.Tensor], probs: list[torch.Tensor] | None = None,
+              nar_decoding: str | None = None) -> list[torch.Tensor]:
+        """Waveforms of generated rows (codes ``[Q, T]``, and the NAR's probabilities ``[Q-1, T, K]`` from
+        :meth:`generate`), decoded as ``nar_decoding`` says (default: the model's :attr:`nar_decoding`)."""
+        mode = _check_nar_decoding(nar_decoding or self.nar_decoding)
+        if not codes:
+            return []
+        tokens = CodecTokens.collate([CodecTokens(c[None], self.codec.info) for c in codes])
+        if mode == "codes" or probs is None or self.n_codebooks < 2:
+            return self.codec.decode_list(tokens)
+        rows = [self.codec.embed_expected(CodecTokens(c[None, :1], self.codec.info), p[None])[0]
+                for c, p in zip(codes, probs)]  # row by row: probabilities are T x K per codebook
+        latents = torch.zeros(len(rows), rows[0].shape[0], int(tokens.lengths.max()), dtype=rows[0].dtype)
+        for b, z in enumerate(rows):
+            latents[b, :, : z.shape[1]] = z
+        audio = self.codec.decode_latents(latents, tokens.lengths)
+        return [audio[b, : int(n) * self.codec.hop_length] for b, n in enumerate(tokens.lengths)]
+
     def synthesize(self, text: str, prompt, prompt_text: str | None = None, sample_rate: int | None = None,
                    language: str = "en", temperature: float = 1.0, top_k: int | None = 50, top_p: float | None = None,
-                   seed: int | None = None, batch_size: int = 8, sentence_pause: float = 0.2) -> Synthesis:
+                   seed: int | None = None, batch_size: int = 8, sentence_pause: float = 0.2,
+                   nar_decoding: str | None = None) -> Synthesis:
         """Speak ``text`` in the voice of ``prompt`` (see :meth:`prepare_prompt`). Long text is split into
         sentences, synthesized as a batch with the same prompt, and joined with ``sentence_pause`` seconds of
-        silence. ``seed`` makes the result reproducible."""
+        silence. ``seed`` makes the result reproducible. ``nar_decoding``: see the class (default: the model's)."""
         start = time.perf_counter()
         notices: list[str] = []
         timings = {"text": 0.0, "prompt": 0.0, "ar": 0.0, "nar": 0.0, "codec": 0.0}
@@ -258,20 +287,28 @@ class ValleTTS(TTSModel):
             codes = tokens.codes[0, :, : int(tokens.lengths[0])]
             rows = [(phoneme_ids(prefix + p, what=f"sentence {s!r}"), len(PHONEME_VOCAB.encode(p)), codes)
                     for s, p in zip(sentences, phonemes)]
-        generated = self.generate(rows, options, batch_size, timings)
-        spoken = [c for c in generated if c.shape[1] > 0]
+        probs: list[torch.Tensor] = []
+        generated = self.generate(rows, options, batch_size, timings, probs=probs)
+        keep = [i for i, c in enumerate(generated) if c.shape[1] > 0]
         for s, c in zip(sentences, generated):
             if c.shape[1] == 0:
                 notices.append(f"the model ended {s!r} at once; it is left out")
         pause = torch.zeros(int(sentence_pause * self.sample_rate), device="cpu")
         pieces = []
         with stage_timer(timings, "codec", self.device):
-            if spoken:
-                batch = CodecTokens.collate([CodecTokens(c[None], self.codec.info) for c in spoken])
-                for wav in self.codec.decode_list(batch):
-                    pieces += [wav, pause]
+            for wav in self.audio([generated[i] for i in keep], [probs[i] for i in keep], nar_decoding):
+                pieces += [wav, pause]
             audio = torch.cat(pieces[:-1]) if pieces else pause
         for n in notices:
             log.info("%s", n)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, sentences=sentences, codes=generated,
                          prompt_text=prompt_text, seconds=time.perf_counter() - start, notices=notices, timings=timings)
+
+
+NAR_DECODINGS = ("expected", "codes")
+
+
+def _check_nar_decoding(mode: str) -> str:
+    if mode not in NAR_DECODINGS:
+        raise ValueError(f"nar_decoding must be one of {', '.join(NAR_DECODINGS)}, got {mode!r}")
+    return mode
