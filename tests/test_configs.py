@@ -92,7 +92,8 @@ def test_valle_configs(path, capsys):
     assert printed["model"] == {**printed["model"], **cfg["model"]} and printed["data"]["prompt_seconds"] == prompt
     codec = yaml.safe_load((CONFIGS[0].parent / f"{CODEC_OF_SIZE.get(size, 'small')}.yaml").read_text())
     gen = codec["model"]["generator"]
-    assert (cfg["model"]["codebook_size"], cfg["model"]["n_codebooks"]) == (gen["codebook_size"], gen["n_codebooks"])
+    assert cfg["model"]["codebook_size"] == gen["codebook_size"]
+    assert 2 <= cfg["model"]["n_codebooks"] <= gen["n_codebooks"]  # a NAR may stop below the codec's depth (digits: 6)
 
 
 def test_valle_paper_config_has_the_published_size():
