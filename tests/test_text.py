@@ -42,6 +42,10 @@ def test_years(n, words):
     ("No. 7 vs.  the   21st team", "Number seven versus the twenty-first team"),
     ("He said \u201chi\u201d \u2014 twice", 'He said "hi" - twice'),
     ("Tom & Jerry cost \u00a31", "Tom and Jerry cost one pound"),
+    # codes are read digit by digit (Whisper writes spoken digit strings as "522-419"); ranges stay numbers
+    ("Call 555-1234 or 1-800-555-0199.", "Call five five five one two three four or one eight zero zero five five five zero one nine nine."),
+    ("522-419, then 3-3-7", "five two two four one nine, then three three seven"),
+    ("code 0471, 0.5 kg, pages 10-20", "code zero four seven one, zero point five kg, pages ten-twenty"),
 ])
 def test_normalize_text(text, expected):
     assert normalize_text(text) == expected

@@ -107,6 +107,18 @@ _MONEY_RE = re.compile(r"([$£€])(\d[\d,]*)(?:\.(\d{1,2}))?\b")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s?%")
 _ORDINAL_RE = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+# Codes read one digit at a time: hyphen-joined digit groups ("555-1234", "3-3-7"; Whisper writes spoken digit
+# strings so) other than a rising two-group range of equal widths ("10-20", "1990-1995"), and numerals with a
+# leading zero ("0471").
+_CODE_RE = re.compile(r"(?<![\d.,])(?:\d+(?:-\d+)+|0\d+)(?![\d.,]\d)")
+
+
+def _code(m: re.Match) -> str:
+    groups = m.group(0).split("-")
+    if len(groups) == 2 and len(groups[0]) == len(groups[1]) and int(groups[0]) < int(groups[1]) \
+            and not groups[0].startswith("0"):
+        return m.group(0)  # a range: left to the number rule
+    return " ".join(_digits(g) for g in groups)
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -122,6 +134,7 @@ def normalize_text(text: str) -> str:
     text = _MONEY_RE.sub(_money, text)
     text = _PERCENT_RE.sub(lambda m: _number_words(m.group(1)) + " percent", text)
     text = _ORDINAL_RE.sub(lambda m: ordinal_to_words(int(m.group(1))), text)
+    text = _CODE_RE.sub(_code, text)
     text = _NUMBER_RE.sub(_number, text)
     text = text.replace("&", " and ")
     return _SPACE_RE.sub(" ", text).strip()

@@ -261,7 +261,8 @@ class ValleTTS(TTSModel):
             return self.codec.decode_list(tokens)
         rows = [self.codec.embed_expected(CodecTokens(c[None, :1], self.codec.info), p[None])[0]
                 for c, p in zip(codes, probs)]  # row by row: probabilities are T x K per codebook
-        latents = torch.zeros(len(rows), rows[0].shape[0], int(tokens.lengths.max()), dtype=rows[0].dtype)
+        latents = torch.zeros(len(rows), rows[0].shape[0], int(tokens.lengths.max()), dtype=rows[0].dtype,
+                              device=rows[0].device)
         for b, z in enumerate(rows):
             latents[b, :, : z.shape[1]] = z
         audio = self.codec.decode_latents(latents, tokens.lengths)
