@@ -197,6 +197,10 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
                    help="VALL-E: codebooks 2-Q decoded at the expectation of the NAR's probabilities, or as its most "
                         "likely codes [the model's: expected]")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="asr: one decoding temperature, no fallback [0 with fallback to 1.0]; tts: the AR's sampling "
+                        "temperature, 0 = greedy [VALL-E 1.0, Tortoise 0.8]")
+    p.add_argument("--top-k", type=int, default=None, help="tts: the AR samples among its k likeliest codes [50]")
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
@@ -629,12 +633,12 @@ def _eval_asr(args) -> int:
     import torch
 
     t = Transcriber.load(args.model, device=args.device, vocab=args.vocab).to(dtype=getattr(torch, args.dtype))
-    kw = {"beam_size": args.beam_size} if args.beam_size else {}
+    kw = {k: v for k, v in (("beam_size", args.beam_size), ("temperature", args.temperature)) if v is not None}
     summary, rows = evaluate_asr(t, args.manifest, max_items=args.max_items, batch_size=args.batch_size, **kw)
     print(f"{args.manifest}: WER {100 * summary['wer']:.2f} %  CER {100 * summary['cer']:.2f} %  "
           f"({summary['utterances']} utterances, {summary['words']} words; {summary['backend']})")
     _eval_output(args, args.model, "asr", {"model": args.model, "manifest": args.manifest, **summary, "rows": rows},
-                 {"manifest": args.manifest, **summary, **({"beam_size": args.beam_size} if args.beam_size else {})})
+                 {"manifest": args.manifest, **summary, **kw})
     return 0
 
 
@@ -650,7 +654,8 @@ def _eval_tts(args) -> int:
     tts = TTS.load(args.model, device=args.device, asr=judge)
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
-    rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed,
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
+    rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed, **sampling,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None,
                                nar_decoding=args.nar_decoding if tts.family == "valle" else None)
     print(format_table(rows))
@@ -659,7 +664,7 @@ def _eval_tts(args) -> int:
         print("\nper held-out voice:\n" + per_voice)
     judge_name = f"{judge.name} ({'the default ASR' if args.asr == DEFAULT_ASR else args.asr})"
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
-                 {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed,
+                 {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed, **sampling,
                   **({"options": options} if tts.family == "tortoise" else
                      {"nar_decoding": args.nar_decoding or tts.nar_decoding})})
     return 0

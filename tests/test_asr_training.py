@@ -69,6 +69,31 @@ def test_training_windows(bpe, synth_corpus):
     assert ctc_silent[0] == []
 
 
+def test_speed_perturbation_changes_tempo_and_pitch_of_training_windows_only(bpe, synth_corpus):
+    import numpy as np
+
+    t = torch.arange(16000) / 16000
+    tone = torch.sin(2 * torch.pi * 200 * t)
+    for factor in (0.9, 1.1):  # played factor x faster: factor x the pitch, 1/factor x the length
+        out = ASRLightningModule.speed(tone, factor, room=10 ** 6)
+        assert abs(out.shape[0] - 16000 / factor) <= 2
+        peak = np.argmax(np.abs(np.fft.rfft(out.numpy()))) * 16000 / out.shape[0]
+        assert abs(peak - 200 * factor) < 3
+    assert ASRLightningModule.speed(tone, 0.9, room=16500) is tone  # slower would overflow the window: unchanged
+    batch = _batch(synth_corpus[0])
+    lengths = [int(n) for n in batch["audio_lengths"]]
+    module = ASRLightningModule(bpe, dims=DIMS, timestamp_prob=0.0, concat_prob=0.0, no_speech_prob=0.0, speed_perturb=0.1)
+    audio, tokens, _ = module.make_windows(batch, train=True)
+    heard = [int(audio[b].abs().gt(0).nonzero()[-1]) + 1 for b in range(6)]
+    assert any(abs(h - n) > 0.02 * n for h, n in zip(heard, lengths))  # tempo changed
+    assert all(0.88 * n <= h <= 1.12 * n + 1 for h, n in zip(heard, lengths))
+    seqs = [[t for t in tokens[b].tolist() if t != IGNORE] for b in range(6)]
+    assert [module.tok.decode(s[4:-1]).strip() for s in seqs] == [x.strip() for x in batch["text"]]  # text kept
+    audio, _, _ = module.make_windows(batch, train=False)  # validation hears the recordings as they are
+    for b, n in enumerate(lengths):
+        assert torch.equal(audio[b, :n], batch["audio"][b, :n])
+
+
 def test_spec_augment_masks_within_the_utterance(bpe):
     module = ASRLightningModule(bpe, dims=DIMS, freq_masks=2, freq_width=10, time_masks=2, time_width=0.2)
     torch.manual_seed(0)
@@ -214,9 +239,10 @@ def test_train_export_eval_cli(tmp_path, bpe, synth_corpus, capsys):
     card = json.loads((tmp_path / "exp" / "model.json").read_text())  # the registry entry export writes
     assert card["family"] == "asr" and card["training"]["steps"] == 6 and card["training"]["corpus"]["speakers"] == 3
     assert main(["eval", "asr", "--manifest", str(corpus / "test.jsonl"), "--model", str(tmp_path / "exp"), "--max-items", "3",
-                 "--json", str(tmp_path / "eval.json"), "--card"]) == 0
+                 "--json", str(tmp_path / "eval.json"), "--card", "--temperature", "0"]) == 0
     assert "WER" in capsys.readouterr().out
     recorded = json.loads((tmp_path / "exp" / "model.json").read_text())["eval"]["asr"]
+    assert recorded["temperature"] == 0  # the card says how it decoded (one temperature: six steps never stop early)
     assert recorded["utterances"] == 3 and recorded["wer"] == json.loads((tmp_path / "eval.json").read_text())["wer"]
     assert f"WER {100 * recorded['wer']:.1f} %" in (tmp_path / "exp" / "README.md").read_text()
     report = json.loads((tmp_path / "eval.json").read_text())

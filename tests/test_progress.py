@@ -78,10 +78,11 @@ def test_data_synth_and_eval_codec_show_progress_lines_and_quiet_removes_them(sm
     r = _run(["--quiet", "data", "synth", "--utterances", "8", "--engines", "espeak", "--speakers", "3",
               "--test-speakers", "1", "--sample-rate", "16000", "--out", str(tmp_path / "q")])
     assert r.returncode == 0 and "data synth:" not in r.stderr, r.stderr
-    r = _run(["eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec"])
+    few = ["--max-items", "2", "--bandwidth", "1.5", "6"]  # two items at two levels show the lines as well as all
+    r = _run(["eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec", *few])
     assert r.returncode == 0, r.stderr
     assert "eval codec: " in r.stderr and "kbps" in r.stderr and "eval codec:" not in r.stdout
-    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec"])
+    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec", *few])
     assert r.returncode == 0 and "eval codec:" not in r.stderr
 
 
@@ -91,8 +92,8 @@ def test_eval_codec_report_holds_every_figure_and_its_plot(small_corpus, tmp_pat
 
     _matplotlib()
     out, _ = small_corpus
-    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec",
-              "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")])
+    r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec", "--max-items", "2",
+              "--bandwidth", "1.5", "3", "6", "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")])
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "rep" / "index.html").read_text()
     record = json.loads((tmp_path / "e.json").read_text())
@@ -138,7 +139,7 @@ def test_the_card_links_the_report(tmp_path, small_corpus):
 
     shutil.copytree(PRETRAINED_DIR / "codec", tmp_path / "codec")
     r = _run(["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", str(tmp_path / "codec"),
-              "--max-items", "2", "--card", "--report", str(tmp_path / "rep")])
+              "--max-items", "2", "--bandwidth", "6", "--card", "--report", str(tmp_path / "rep")])
     assert r.returncode == 0, r.stderr
     readme = (tmp_path / "codec" / "README.md").read_text()
     assert f"codec report with plots: [{tmp_path / 'rep' / 'index.html'}]" in readme
@@ -153,7 +154,7 @@ def test_eval_codec_opus_puts_opus_beside_the_codec_in_json_table_and_report(sma
     _matplotlib()
     out, _ = small_corpus
     args = ["-q", "eval", "codec", "--manifest", str(out / "test.jsonl"), "--codec", "codec", "--max-items", "2",
-            "--opus", "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")]
+            "--bandwidth", "1.5", "6", "--opus", "--json", str(tmp_path / "e.json"), "--report", str(tmp_path / "rep")]
     r = _run(args, {"PATH": str(tmp_path)})  # no opusenc on this PATH
     assert r.returncode != 0 and "opus-tools" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -240,9 +240,10 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
     card = json.loads((tmp_path / "valle" / "model.json").read_text())
     assert card["family"] == "valle" and {k: v["steps"] for k, v in card["training"].items()} == {"ar": 3, "nar": 3}
     assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
-                 "--max-items", "2", "--json", str(report), "--card"]) == 0
+                 "--max-items", "2", "--json", str(report), "--card", "--temperature", "0"]) == 0
     rows = json.loads(report.read_text())["rows"]
-    assert json.loads((tmp_path / "valle" / "model.json").read_text())["eval"]["tts"]["rows"] == rows
+    card_eval = json.loads((tmp_path / "valle" / "model.json").read_text())["eval"]["tts"]
+    assert card_eval["rows"] == rows and card_eval["temperature"] == 0  # the card says how the AR sampled
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
     stages = rows[2]["rtf_stages"]  # the model's time split by stage, each a share of the whole
     assert set(stages) == {"text", "prompt", "ar", "nar", "codec"} and stages["ar"] > 0

@@ -100,6 +100,9 @@ class ASRLightningModule(L.LightningModule):
         timestamp_prob, concat_prob, no_speech_prob: the window recipe above.
         ctc_weight: share of the auxiliary CTC loss on the encoder (0 = Whisper's objective alone).
         val_decode_batches: validation batches also decoded greedily for WER.
+        speed_perturb: each training utterance is played faster or slower by a factor drawn from
+            ``[1 - speed_perturb, 1 + speed_perturb]`` (tempo and pitch together, Kaldi's speed perturbation: new
+            voices from few); 0 = off.
     """
 
     def __init__(self, tokenizer: str | None = None, dims: dict | None = None, lr: float = 1e-3,
@@ -108,7 +111,7 @@ class ASRLightningModule(L.LightningModule):
                  freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2, time_width: float = 0.05,
                  timestamp_prob: float = 0.5, concat_prob: float = 0.3, no_speech_prob: float = 0.05,
                  ctc_weight: float = 0.0, val_decode_batches: int = 2, init_from: str | None = None,
-                 freeze_encoder: bool = False):
+                 freeze_encoder: bool = False, speed_perturb: float = 0.0):
         super().__init__()
         given = dict(dims or {})
         if init_from:
@@ -186,10 +189,13 @@ class ASRLightningModule(L.LightningModule):
             body: list[int] = []
             plain: list[int] = []  # UTF-8 bytes of the window's text
             for j, i in enumerate(parts):
-                n = min(lengths[i], W - pos)
-                if n <= 0 or (j > 0 and n < lengths[i]):
+                clip = audio[i, : lengths[i]]
+                if train and h.speed_perturb:
+                    clip = self.speed(clip, rng.uniform(1 - h.speed_perturb, 1 + h.speed_perturb), W - pos)
+                n = min(clip.shape[0], W - pos)
+                if n <= 0 or (j > 0 and n < clip.shape[0]):
                     break  # the next utterance does not fit whole: leave it out
-                out[b, pos:pos + n] = audio[i, :n]
+                out[b, pos:pos + n] = clip[:n]
                 ids = tok.encode(" " + texts[i].strip())[:max_text]
                 plain += list((" " + texts[i].strip()).encode("utf-8"))
                 if use_ts:
@@ -205,6 +211,17 @@ class ASRLightningModule(L.LightningModule):
         for b, s in enumerate(seqs):
             tokens[b, : len(s)] = torch.tensor(s, device="cpu")
         return out, tokens.to(audio.device), texts_ids
+
+    @staticmethod
+    def speed(clip: torch.Tensor, factor: float, room: int) -> torch.Tensor:
+        """``clip`` played ``factor`` times faster (resampled from ``factor`` x the rate, on a 400 Hz grid so the
+        filter stays short); left as it is where the slower clip would not fit in ``room`` samples."""
+        from ..audio.dsp import resample
+
+        src = int(round(SAMPLE_RATE * factor / 400)) * 400
+        if src == SAMPLE_RATE or clip.shape[0] * SAMPLE_RATE > room * src:
+            return clip
+        return resample(clip, src, SAMPLE_RATE)
 
     def spec_augment(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Frequency and time masks (filled with each item's mean)."""
