@@ -46,6 +46,9 @@ def test_years(n, words):
     ("Call 555-1234 or 1-800-555-0199.", "Call five five five one two three four or one eight zero zero five five five zero one nine nine."),
     ("522-419, then 3-3-7", "five two two four one nine, then three three seven"),
     ("code 0471, 0.5 kg, pages 10-20", "code zero four seven one, zero point five kg, pages ten-twenty"),
+    ("1-4-7-10-13 rises; 212-555-0147 does not", "one-four-seven-ten-thirteen rises; two one two five five five zero one four seven does not"),
+    # clock times
+    ("at 3:00 or 7:05, not 11:45", "at three o'clock or seven oh five, not eleven forty-five"),
 ])
 def test_normalize_text(text, expected):
     assert normalize_text(text) == expected

@@ -107,17 +107,29 @@ _MONEY_RE = re.compile(r"([$£€])(\d[\d,]*)(?:\.(\d{1,2}))?\b")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s?%")
 _ORDINAL_RE = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+# Clock times: "3:15" three fifteen, "7:05" seven oh five, "3:00" three o'clock.
+_TIME_RE = re.compile(r"(?<![\d:.,])([01]?\d|2[0-4]):([0-5]\d)(?![\d:])")
+
+
+def _time(m: re.Match) -> str:
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if minute == 0:
+        return f"{int_to_words(hour)} o'clock"
+    return f"{int_to_words(hour)} {'oh ' if minute < 10 else ''}{int_to_words(minute)}"
+
+
 # Codes read one digit at a time: hyphen-joined digit groups ("555-1234", "3-3-7"; Whisper writes spoken digit
-# strings so) other than a rising two-group range of equal widths ("10-20", "1990-1995"), and numerals with a
-# leading zero ("0471").
+# strings so) other than a rising two-group range of equal widths ("10-20", "1990-1995") or a rising sequence of
+# four or more ("1-4-7-10-13"), and numerals with a leading zero ("0471").
 _CODE_RE = re.compile(r"(?<![\d.,])(?:\d+(?:-\d+)+|0\d+)(?![\d.,]\d)")
 
 
 def _code(m: re.Match) -> str:
     groups = m.group(0).split("-")
-    if len(groups) == 2 and len(groups[0]) == len(groups[1]) and int(groups[0]) < int(groups[1]) \
-            and not groups[0].startswith("0"):
-        return m.group(0)  # a range: left to the number rule
+    values = [int(g) for g in groups]
+    rising = all(a < b for a, b in zip(values, values[1:])) and not any(g.startswith("0") for g in groups)
+    if rising and ((len(groups) == 2 and len(groups[0]) == len(groups[1])) or len(groups) >= 4):
+        return m.group(0)  # a range or a sequence: left to the number rule
     return " ".join(_digits(g) for g in groups)
 _SPACE_RE = re.compile(r"\s+")
 
@@ -134,6 +146,7 @@ def normalize_text(text: str) -> str:
     text = _MONEY_RE.sub(_money, text)
     text = _PERCENT_RE.sub(lambda m: _number_words(m.group(1)) + " percent", text)
     text = _ORDINAL_RE.sub(lambda m: ordinal_to_words(int(m.group(1))), text)
+    text = _TIME_RE.sub(_time, text)
     text = _CODE_RE.sub(_code, text)
     text = _NUMBER_RE.sub(_number, text)
     text = text.replace("&", " and ")
