@@ -1,6 +1,6 @@
 """Parity with faster-whisper (the 'reference' extra) on the same CTranslate2 folder of Whisper tiny.en: audiokit
 reads the folder itself (audiokit/asr/layouts.py) and must write the very transcripts faster-whisper writes, greedy,
-with and without timestamps, on flite/festival clips of a synthetic corpus and on a 60+ s long-form file. Beam search:
+with and without timestamps, on flite/festival clips of a synthetic corpus and on a 45+ s long-form file (two windows). Beam search:
 audiokit follows openai-whisper's beam search exactly (same weights, checked here); CTranslate2's differs (see
 test_beam_5_follows_openai_whisper)."""
 import numpy as np
@@ -12,12 +12,12 @@ from audiokit.asr.transcriber import Transcriber
 
 from conftest import reference, system_voices_or_skip
 
-N_CLIPS = 12
+N_CLIPS = 8
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, tiny_en):
-    """12 utterances of flite and festival voices (the voices tiny.en understands), and one long-form file."""
+    """8 utterances of flite and festival voices (the voices tiny.en understands), and one long-form file."""
     from audiokit.data.manifest import read_manifest
     from audiokit.data.synth import SynthConfig, synthesize_corpus
 
@@ -28,10 +28,10 @@ def clips(tmp_path_factory, tiny_en):
     entries = [e for split in ("train", "valid", "test") if (out / "c" / f"{split}.jsonl").exists()
                for e in read_manifest(out / "c" / f"{split}.jsonl")]
     paths = sorted(e["audio"] for e in entries)[:N_CLIPS]
-    assert len(paths) >= 10
-    # long form: the clips one after another with half a second between them, until past 60 s
+    assert len(paths) >= 6
+    # long form: the clips one after another with half a second between them, until past 45 s (two windows)
     pieces, total, gap = [], 0, np.zeros(8000, dtype=np.float32)
-    while total < 62 * 16000:
+    while total < 46 * 16000:
         for p in paths:
             wav, sr = sf.read(p, dtype="float32")
             assert sr == 16000
@@ -98,9 +98,9 @@ def test_greedy_transcripts_equal_faster_whispers(clips, engines, without_timest
         prefix = [ours.tokenizer.no_timestamps] if without_timestamps else []
         gap = _tie_gap(ours, p, prefix + mine[:k], mine[k], theirs_[k])
         assert gap < 0.01, (p, t.text, "".join(s.text for s in w), gap)
-    assert same >= len(paths) - 1 and same >= 10
-    assert out[-1].text == "".join(s.text for s in want[-1]).strip()  # the 60+ s file
-    assert len(out[-1].text.split()) > 30 and out[-1].segments[-1].end > 55  # every window decoded
+    assert same >= len(paths) - 1 and same >= 7
+    assert out[-1].text == "".join(s.text for s in want[-1]).strip()  # the 45+ s file
+    assert len(out[-1].text.split()) > 20 and out[-1].segments[-1].end > 40  # every window decoded
 
 
 @pytest.mark.slow

@@ -78,6 +78,8 @@ RECIPE_ARGS=(--size "$size" --out "$work/data" --exp "$work/exp" --tag oneshot -
 # the TTS evaluations' judge: the default ASR (Whisper tiny.en) where installed — not on a lent GPU, whose 64 MiB
 # of carried files cannot hold its 75 MB — else the ASR this run trained; the rehearsal judges as the GPU run will
 [ -n "$dry" ] && RECIPE_ARGS+=(--judge "$work/exp/oneshot-$size/asr-export")
+# a four-step ASR writes to the length cap: the rehearsal evaluates it at one temperature, not through the fallback
+[ -n "$dry" ] && RECIPE_ARGS+=(--asr-temperature 0)
 TTS_ITEMS=24; [ -n "$dry" ] && TTS_ITEMS=1  # held-out utterances each TTS evaluation speaks
 TTS_PRESET=fast; [ -n "$dry" ] && TTS_PRESET=ultra_fast  # Tortoise's evaluation preset
 export RECIPE_NOTE="recipes/gpu/oneshot.sh --budget-minutes $budget_minutes${hours:+ --hours $hours}${dry:+ --dry-run}"

