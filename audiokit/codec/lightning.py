@@ -19,8 +19,10 @@ from .losses import (
 )
 from .metrics import si_sdr
 from .model import CodecModel
+from .semantic import SemanticTeacher, init_generator_from, semantic_loss
 
-DEFAULT_WEIGHTS = {"mel": 15.0, "stft": 0.0, "phase": 0.0, "adv": 1.0, "feat": 2.0, "commitment": 0.25, "codebook": 1.0}
+DEFAULT_WEIGHTS = {"mel": 15.0, "stft": 0.0, "phase": 0.0, "adv": 1.0, "feat": 2.0, "commitment": 0.25, "codebook": 1.0,
+                   "semantic": 10.0}
 
 
 class CodecLightningModule(L.LightningModule):
@@ -42,6 +44,10 @@ class CodecLightningModule(L.LightningModule):
             under the threshold (0 disables).
         mel_n_mels, mel_window_lengths: the multi-scale mel loss' resolutions.
         phase_terms: what :class:`PhaseLoss` compares (``phase``, ``frequency``, ``delay``).
+        init_from: an exported codec folder to fine-tune (its configuration must be ``generator``'s).
+        semantic_teacher: an ASR model (folder, checkpoint, or ``"asr"``: Whisper tiny.en) whose encoder features
+            the first codebook's latent is trained to predict (weight ``loss_weights["semantic"]``; a 1×1 projection,
+            saved in checkpoints but not in exports): :mod:`audiokit.codec.semantic`.
     """
 
     def __init__(self, generator: dict | None = None, discriminator: dict | None = None, loss_weights: dict | None = None,
@@ -50,7 +56,8 @@ class CodecLightningModule(L.LightningModule):
                  adversarial_start: int = 0, dead_code_interval: int = 0, dead_code_threshold: float = 1e-3,
                  mel_n_mels: Sequence[int] = (5, 10, 20, 40, 80, 160, 320),
                  mel_window_lengths: Sequence[int] = (32, 64, 128, 256, 512, 1024, 2048),
-                 phase_terms: Sequence[str] = ("phase", "frequency", "delay")):
+                 phase_terms: Sequence[str] = ("phase", "frequency", "delay"), init_from: str | None = None,
+                 semantic_teacher: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -64,11 +71,20 @@ class CodecLightningModule(L.LightningModule):
         self.phase_loss = PhaseLoss(terms=phase_terms)
         self.balancer = Balancer({k: self.weights[k] for k in ("mel", "stft", "phase", "adv", "feat")}) if balancer else None
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        if init_from:
+            init_generator_from(self.generator, init_from)
+        self.teacher = None
+        if semantic_teacher:
+            self.teacher = SemanticTeacher(semantic_teacher)
+            self.semantic_proj = torch.nn.Conv1d(self.generator.latent_dim, self.teacher.dim, 1)
 
     # ------------------------------------------------------------------ optimization
     def configure_optimizers(self):
         h = self.hparams
-        opt_g = torch.optim.AdamW(self.generator.parameters(), lr=h.lr, betas=tuple(h.betas))
+        params = list(self.generator.parameters())
+        if self.teacher is not None:
+            params += list(self.semantic_proj.parameters())
+        opt_g = torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas))
         opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=h.lr, betas=tuple(h.betas))
         sch_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, h.lr_decay)
         sch_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, h.lr_decay)
@@ -133,6 +149,11 @@ class CodecLightningModule(L.LightningModule):
             losses["adv"] = generator_adversarial_loss(fake, h.gan_loss)
             losses["feat"] = feature_matching_loss(real, fake)
         vq = w["commitment"] * out["commitment"] + w["codebook"] * out["codebook"]
+        if self.teacher is not None:
+            sem = semantic_loss(out["first"], self.semantic_proj,
+                                       self.teacher.features(x[:, 0], self.generator.sample_rate))
+            vq = vq + w["semantic"] * sem
+            self.log("train/semantic", sem.detach(), prog_bar=True)
         if self.balancer is not None:
             surrogate, _ = self.balancer.surrogate(losses, y)
             total = surrogate + vq

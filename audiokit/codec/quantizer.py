@@ -219,7 +219,8 @@ class ResidualVectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor, n_q: int | None = None) -> dict:
         """Quantize ``z`` ``[B, D, T]``.
 
-        Returns ``z_q`` (sum over the levels each example uses), ``codes`` ``[B, n_q, T]``, per-example
+        Returns ``z_q`` (sum over the levels each example uses), ``first`` (the first level's latent, which every
+        example uses: what a semantic teacher is distilled into), ``codes`` ``[B, n_q, T]``, per-example
         ``commitment`` and ``codebook`` losses (averaged over used levels), and ``n_levels`` ``[B]``.
         """
         n_q = self.n_codebooks if n_q is None else n_q
@@ -236,10 +237,13 @@ class ResidualVectorQuantizer(nn.Module):
             z_q = z_q + q * mask
             residual = residual - q.detach() * mask if self.kind == "ema" else residual - q * mask
             codes.append(idx)
+            if i == 0:
+                first = q
             commit = commit + c * mask[:, 0, 0]
             cbloss = cbloss + k * mask[:, 0, 0]
         return {
             "z_q": z_q,
+            "first": first,
             "codes": torch.stack(codes, dim=1),
             "commitment": (commit / n_levels).mean(),
             "codebook": (cbloss / n_levels).mean(),
