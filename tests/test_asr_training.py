@@ -94,6 +94,32 @@ def test_speed_perturbation_changes_tempo_and_pitch_of_training_windows_only(bpe
         assert torch.equal(audio[b, :n], batch["audio"][b, :n])
 
 
+def test_training_windows_are_padded_as_transcription_pads_them(bpe, synth_corpus):
+    """The log-mel of a training window equals the transcriber's window of the same recording: the file's log-mel,
+    then zeros past its end (Whisper's padding). A model trained on silence-padded windows instead hears the zeros
+    as more speech and adds words at the end (RESULTS, session 19)."""
+    import torch.nn.functional as F
+
+    from audiokit.asr.transcribe import log_mel_long
+
+    module = ASRLightningModule(bpe, dims=DIMS)
+    batch = _batch(synth_corpus[0])
+    audio, _, _ = module.make_windows(batch, train=False)
+    mel = module.window_mel(audio)
+    frames = 2 * DIMS["n_audio_ctx"]
+    assert mel.shape == (6, 80, frames)
+    assert torch.equal(module._loss(batch, train=False)[2], mel)  # what training and validation feed the model
+    for b in range(6):
+        n = int(batch["audio"][b, : int(batch["audio_lengths"][b])].abs().gt(0).nonzero()[-1]) + 1
+        file_mel = log_mel_long(batch["audio"][b, :n], 80, module.window_samples)
+        content = file_mel.shape[-1] - frames
+        want = F.pad(file_mel[:, :content], (0, frames - content))
+        assert content < frames and torch.allclose(mel[b], want, atol=1e-4), b
+        assert mel[b, :, content:].abs().sum() == 0 and mel[b, :, : content - 2].abs().sum() > 0
+    noise = torch.randn(2, module.window_samples) * 1e-3  # sound to the end (a no-speech window): nothing zeroed
+    assert (module.window_mel(noise)[:, :, -1] != 0).all()
+
+
 def test_spec_augment_masks_within_the_utterance(bpe):
     module = ASRLightningModule(bpe, dims=DIMS, freq_masks=2, freq_width=10, time_masks=2, time_width=0.2)
     torch.manual_seed(0)
