@@ -281,7 +281,9 @@ class ASRLightningModule(L.LightningModule):
         logp = self.ctc_head(feats).float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
         T, B = logp.shape[:2]
         flat = [t for ids in texts_ids for t in ids]
-        targets = torch.tensor(flat if flat else [0], dtype=torch.long, device=feats.device)
+        if not flat:  # every window is a no-speech one: no text to align (and ctc_loss refuses empty targets)
+            return logp.sum() * 0.0
+        targets = torch.tensor(flat, dtype=torch.long, device=feats.device)
         target_lengths = torch.tensor([len(ids) for ids in texts_ids], dtype=torch.long, device=feats.device)
         input_lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
         return F.ctc_loss(logp, targets, input_lengths, target_lengths, blank=self.ctc_blank, zero_infinity=True)
