@@ -62,7 +62,9 @@ def test_semantic_loss_is_one_minus_cosine_and_resamples_time():
     a = torch.randn(2, 4, 10)
     assert semantic_loss(a, proj, a).abs() < 1e-6
     assert abs(semantic_loss(a, proj, -a).item() - 2.0) < 1e-6
-    assert semantic_loss(a, proj, torch.randn(2, 4, 20)).shape == ()  # a teacher at another frame rate
+    steady = torch.randn(2, 4, 1)  # a teacher at twice the frame rate is resampled to the codec's frames
+    assert semantic_loss(steady.expand(-1, -1, 10), proj, steady.expand(-1, -1, 20)).abs() < 1e-6
+    assert semantic_loss(steady.expand(-1, -1, 10), proj, -steady.expand(-1, -1, 20)).item() > 1.99
 
 
 def test_training_pulls_the_first_codebook_toward_the_teacher(tiny_en):

@@ -249,7 +249,7 @@ class ASRLightningModule(L.LightningModule):
         W = audio.shape[-1]
         mel = log_mel_spectrogram(audio, self.model.dims.n_mels)[..., : 2 * self.model.dims.n_audio_ctx]
         sound = audio != 0
-        ends = torch.where(sound.any(-1), W - sound.flip(-1).int().argmax(-1), torch.zeros_like(sound[:, 0], dtype=torch.long))
+        ends = (W - sound.flip(-1).int().argmax(-1)) * sound.any(-1)  # after the last non-zero sample; 0 if none
         frames = torch.arange(mel.shape[-1], device=mel.device)
         return mel.masked_fill(frames[None, None, :] >= (ends // HOP_LENGTH)[:, None, None], 0.0)
 

@@ -150,8 +150,7 @@ class CodecLightningModule(L.LightningModule):
             losses["feat"] = feature_matching_loss(real, fake)
         vq = w["commitment"] * out["commitment"] + w["codebook"] * out["codebook"]
         if self.teacher is not None:
-            sem = semantic_loss(out["first"], self.semantic_proj,
-                                       self.teacher.features(x[:, 0], self.generator.sample_rate))
+            sem = semantic_loss(out["first"], self.semantic_proj, self.teacher.features(x[:, 0], self.generator.sample_rate))
             vq = vq + w["semantic"] * sem
             self.log("train/semantic", sem.detach(), prog_bar=True)
         if self.balancer is not None:

@@ -22,13 +22,14 @@ class SemanticTeacher:
     """
 
     def __init__(self, name_or_path: str):
+        from ..asr.features import SAMPLE_RATE
         from ..asr.transcriber import Transcriber
 
         t = Transcriber.load(name_or_path)
         self.encoder = t.model.encoder.eval().requires_grad_(False)
         self.n_mels = t.model.dims.n_mels
         self.dim = t.model.dims.n_audio_state
-        self.sample_rate = 16000
+        self.sample_rate = SAMPLE_RATE
 
     @torch.no_grad()
     def features(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
