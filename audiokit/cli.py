@@ -203,6 +203,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--top-k", type=int, default=None, help="tts: the AR samples among its k likeliest codes [50]")
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
+    p.add_argument("--ctc-weight", type=float, default=None,
+                   help="asr: beam search's joint CTC/attention rescoring weight [0.3 for models with a CTC head; 0: off]")
     p.add_argument("--batch-size", type=int, default=8, help="asr: utterances decoded together [8]")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="asr: model precision")
@@ -334,6 +336,8 @@ def _add_asr_commands(sub) -> None:
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect it [en]")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     p.add_argument("--beam-size", type=int, default=None, help="beam search with this many beams [greedy]")
+    p.add_argument("--ctc-weight", type=float, default=None, help="beam search ranks its candidates jointly with the "
+                   "model's CTC head at this weight (models trained with ctc_weight) [0.3 where it has one; 0: off]")
     p.add_argument("--patience", type=float, default=None)
     p.add_argument("--length-penalty", type=float, default=None)
     p.add_argument("--best-of", type=int, default=5, help="samples per fallback temperature [5]")
@@ -386,7 +390,8 @@ def cmd_transcribe(args) -> int:
                                length_penalty=args.length_penalty, best_of=args.best_of,
                                without_timestamps=args.without_timestamps, initial_prompt=args.initial_prompt,
                                condition_on_previous_text=args.condition, batch_size=args.batch_size,
-                               draft_tokens=args.draft_tokens, seed=None if args.seed < 0 else args.seed, **kw)
+                               draft_tokens=args.draft_tokens, seed=None if args.seed < 0 else args.seed,
+                               ctc_weight=args.ctc_weight, **kw)
     formats = FORMATS if args.format == "all" else (args.format,)
     for f, r in zip(args.files, results):
         if args.output_dir:
@@ -633,7 +638,8 @@ def _eval_asr(args) -> int:
     import torch
 
     t = Transcriber.load(args.model, device=args.device, vocab=args.vocab).to(dtype=getattr(torch, args.dtype))
-    kw = {k: v for k, v in (("beam_size", args.beam_size), ("temperature", args.temperature)) if v is not None}
+    kw = {k: v for k, v in (("beam_size", args.beam_size), ("temperature", args.temperature),
+                            ("ctc_weight", args.ctc_weight)) if v is not None}
     summary, rows = evaluate_asr(t, args.manifest, max_items=args.max_items, batch_size=args.batch_size, **kw)
     print(f"{args.manifest}: WER {100 * summary['wer']:.2f} %  CER {100 * summary['cer']:.2f} %  "
           f"({summary['utterances']} utterances, {summary['words']} words; {summary['backend']})")

@@ -425,3 +425,72 @@ def test_fine_tuning_an_official_checkpoint(tmp_path):
     loss, _, _ = module._loss(batch, train=True)
     loss.backward()
     assert torch.isfinite(loss) and module.model.decoder.token_embedding.weight.grad.abs().sum() > 0
+
+
+def _ctc_model(ctc: bool):
+    """A small English Whisper-layout model (random weights), with or without a CTC head, and its tokenizer."""
+    from dataclasses import replace
+
+    from audiokit.asr.tokenizer import WhisperTokenizer
+    from audiokit.assets import ASSETS_DIR
+
+    tok = WhisperTokenizer.from_file(ASSETS_DIR / "gpt2.tiktoken.gz", multilingual=False)
+    torch.manual_seed(0)
+    dims = replace(TINY, n_vocab=tok.n_vocab, n_audio_ctx=100, n_text_ctx=64, n_ctc_vocab=257 if ctc else 0)
+    return ASRModel(dims).eval(), tok
+
+
+def test_ctc_score_is_the_ctc_log_likelihood_of_the_text_bytes():
+    import torch.nn.functional as F
+
+    model, _ = _ctc_model(ctc=True)
+    feats = torch.randn(100, TINY.n_audio_state)
+    texts = ["one two", " three", "x" * 120]  # the last has more bytes than the window has frames
+    got = model.ctc_score(feats, texts)
+    lp = model.ctc_log_probs(feats[None])[0]
+    for text, g in zip(texts[:2], got[:2]):
+        ids = torch.tensor([list((" " + text.strip()).encode())])
+        want = -F.ctc_loss(lp[:, None], ids, torch.tensor([100]), torch.tensor([ids.shape[1]]), blank=256, reduction="sum")
+        assert g.item() == pytest.approx(want.item(), rel=1e-5)
+    assert got[2].item() == float("-inf")
+    assert torch.equal(model.ctc_score(lp, texts), got)  # log-probabilities given instead of features
+    with pytest.raises(ValueError, match="n_ctc_vocab is 100"):
+        ASRModel(ModelDimensions(n_ctc_vocab=100))
+    plain, _ = _ctc_model(ctc=False)
+    assert plain.ctc_head is None and "ctc_head.weight" not in plain.state_dict()
+    with pytest.raises(ValueError, match="no CTC head"):
+        plain.ctc_log_probs(feats[None])
+
+
+def test_joint_ctc_rescoring_ranks_beam_candidates():
+    """Beam search's candidates ranked by (1 - w) log P_att + w log P_CTC over the length: a head that hears
+    " one" overturns the decoder's preference for " two" at w = 0.3 (the default for a model with a head), not
+    at w = 0; a model without a head ranks as before and refuses a weight; beam search with the head off gives
+    the same tokens as the model without one."""
+    from audiokit.asr.decoding import DecodingOptions, _Search, decode
+
+    model, tok = _ctc_model(ctc=True)
+    with torch.no_grad():
+        model.ctc_head.weight.zero_()
+        model.ctc_head.bias.fill_(-8.0)
+        model.ctc_head.bias[256] = 0.0  # blank
+        for b in b" one":
+            model.ctc_head.bias[b] = 0.0
+    feats = torch.randn(100, TINY.n_audio_state)
+    one, two = tok.encode(" one"), tok.encode(" two")
+    assert len(one) == len(two) == 1
+    cands = [(two, -1.0), (one, -1.5)]
+    pick = lambda m, **o: _Search(m, tok, DecodingOptions(beam_size=2, **o))._rank(cands, feats)[0]
+    assert pick(model, ctc_weight=0.0) == two
+    assert pick(model) == pick(model, ctc_weight=0.3) == one
+    plain, _ = _ctc_model(ctc=False)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ctc_head.")})
+    assert pick(plain) == two
+    with pytest.raises(ValueError, match="needs a model with a CTC head"):
+        pick(plain, ctc_weight=0.3)
+    with pytest.raises(ValueError, match="ctc_weight must be in"):
+        DecodingOptions(beam_size=2, ctc_weight=1.5)
+    mel = log_mel_spectrogram(_speechlike(2.0))[None, :, :200]
+    off = decode(model, tok, mel, DecodingOptions(beam_size=3, ctc_weight=0.0, sample_len=8, without_timestamps=True, screen_vocab=False))
+    base = decode(plain, tok, mel, DecodingOptions(beam_size=3, sample_len=8, without_timestamps=True, screen_vocab=False))
+    assert off[0].tokens == base[0].tokens and off[0].avg_logprob == pytest.approx(base[0].avg_logprob)

@@ -152,7 +152,7 @@ def test_loss_goes_down(bpe, synth_corpus, ctc_weight):
     torch.manual_seed(0)
     module = ASRLightningModule(bpe, dims=DIMS, freq_masks=0, time_masks=0, concat_prob=0.0, no_speech_prob=0.0, timestamp_prob=0.0,
                                 ctc_weight=ctc_weight)
-    assert (module.ctc_head is not None) == (ctc_weight > 0)
+    assert (module.model.ctc_head is not None) == (ctc_weight > 0)
     batch = _batch(synth_corpus[0], n=4)
     opt = torch.optim.AdamW(module.parameters(), lr=3e-3)
     losses, ctcs = [], []
@@ -203,6 +203,12 @@ def test_fine_tuning_starts_from_an_export_or_a_checkpoint(tmp_path, bpe, synth_
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
     assert not torch.equal(before["decoder.token_embedding.weight"], after["decoder.token_embedding.weight"])
     assert losses[-1] < 0.8 * losses[0], losses[::3]
+
+    # a model without a CTC head (official Whisper, or one trained without) gets a fresh one for ctc_weight > 0
+    Transcriber(ASRLightningModule(bpe, dims=DIMS).model, base.tok, "plain").export(tmp_path / "plain")
+    headed = ASRLightningModule(init_from=str(tmp_path / "plain"), ctc_weight=0.3)
+    assert headed.model.ctc_head is not None and headed.hparams["dims"]["n_ctc_vocab"] == 257
+    assert Transcriber.load(tmp_path / "plain").model.ctc_head is None
 
     with pytest.raises(ValueError, match="n_text_layer=2 .the model has 1."):
         ASRLightningModule(init_from=str(tmp_path / "exp"), dims=dict(DIMS, n_text_layer=2))
@@ -321,3 +327,28 @@ def test_librispeech_layout_trains(tmp_path, synth_corpus):
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.7 * first
+
+
+def test_checkpoints_from_before_the_ctc_head_moved_into_the_model(tmp_path, bpe):
+    """Sessions up to 19 kept the CTC head on the Lightning module (``ctc_head.*`` beside ``model.*``): such a
+    checkpoint resumes into the module, loads as a Transcriber and exports with the head in the model."""
+    from audiokit.asr.transcriber import Transcriber
+
+    torch.manual_seed(0)
+    new = ASRLightningModule(bpe, dims=DIMS, ctc_weight=0.3)
+    legacy_state = {(k[len("model."):] if k.startswith("model.ctc_head.") else k): v for k, v in new.state_dict().items()}
+    assert "ctc_head.weight" in legacy_state and "model.ctc_head.weight" not in legacy_state
+    hp = dict(new.hparams, dims={k: v for k, v in new.hparams["dims"].items() if k != "n_ctc_vocab"})
+    ckpt = {"hyper_parameters": hp, "state_dict": legacy_state}
+    new.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "legacy.ckpt")
+
+    resumed = ASRLightningModule(**{k: v for k, v in hp.items()})
+    loaded = torch.load(tmp_path / "legacy.ckpt", weights_only=False)
+    resumed.on_load_checkpoint(loaded)
+    resumed.load_state_dict(loaded["state_dict"])
+    assert torch.equal(resumed.model.ctc_head.weight, new.model.ctc_head.weight)
+    t = Transcriber.load(tmp_path / "legacy.ckpt")
+    assert t.model.dims.n_ctc_vocab == 257 and torch.equal(t.model.ctc_head.bias, new.model.ctc_head.bias)
+    again = Transcriber.load(t.export(tmp_path / "export"))
+    assert torch.equal(again.model.ctc_head.weight, new.model.ctc_head.weight)

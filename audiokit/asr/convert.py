@@ -20,7 +20,7 @@ def load_whisper_checkpoint(path: str | os.PathLike, device="cpu") -> ASRModel:
     ckpt = load_torch_file(path, CheckpointError, what="corrupt, truncated or not a PyTorch checkpoint")
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a Whisper checkpoint (expected 'dims' and 'model_state_dict')")
-    names = {f.name for f in fields(ModelDimensions)}
+    names = {f.name for f in fields(ModelDimensions)} - {"n_ctc_vocab"}  # Whisper's own ten
     missing = names - set(ckpt["dims"])
     if missing:
         raise CheckpointError(f"{path}: dims lack {sorted(missing)}")

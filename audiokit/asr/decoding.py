@@ -30,6 +30,9 @@ from .screen import screen_for
 from .tokenizer import WhisperTokenizer
 
 
+DEFAULT_CTC_WEIGHT = 0.3  # joint rescoring: measured on the digits recipe's ASR (benchmarks/RESULTS.md, session 20)
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
     """How to decode a window.
@@ -60,6 +63,11 @@ class DecodingOptions:
             (:mod:`audiokit.asr.screen`): the same decisions as the float32 projection at a quarter to half its
             memory traffic. None [default]: on a CPU for vocabularies of 16k+ text tokens (where reading the
             embedding dominates a step), for as many states per step as it pays (measured once); False: off.
+        ctc_weight: rank beam search's (or best-of's) candidates by ``(1 - w) · log P_attention + w · log P_CTC``,
+            the second from the model's CTC head on the window (joint CTC/attention rescoring, as in ESPnet;
+            both divided by the length as the ranking without it is). The CTC alignment has to account for every
+            sound in the window, so a candidate that stops early or adds words loses. None [default]: 0.3 for a
+            model with a CTC head, 0 for one without (official Whisper); 0 turns it off.
     """
 
     task: str = "transcribe"
@@ -80,8 +88,11 @@ class DecodingOptions:
     draft_tokens: int = 0
     draft: str = "ngram+jacobi"
     screen_vocab: bool | None = None
+    ctc_weight: float | None = None
 
     def __post_init__(self):
+        if self.ctc_weight is not None and not 0 <= self.ctc_weight <= 1:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
         if self.beam_size is not None and self.best_of is not None:
             raise ValueError("beam_size and best_of cannot be given together")
         if self.temperature == 0 and self.best_of is not None:
@@ -288,6 +299,10 @@ class _Search:
         # auto: screen only products of as few states as pay on this CPU (measured once per screen); forced: all
         self.screen_states = (self.screen.max_states if self.screen is not None and options.screen_vocab is None
                               else 1 << 30)
+        self.ctc_weight = DEFAULT_CTC_WEIGHT if options.ctc_weight is None and model.ctc_head is not None else options.ctc_weight or 0.0
+        if self.ctc_weight and model.ctc_head is None:
+            raise ValueError(f"ctc_weight {options.ctc_weight} needs a model with a CTC head; this one has none "
+                             "(official Whisper models have none: leave ctc_weight out)")
         self.generator = None
         if options.temperature > 0 and options.seed is not None:
             self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
@@ -457,7 +472,7 @@ class _Search:
             else:
                 seqs, lps = final[a]
                 cands = [c for row, lp in zip(seqs.tolist(), lps.tolist()) for c in self._greedy_candidates(row, lp)]
-            out.append((*self._rank(cands), no_speech[a]))
+            out.append((*self._rank(cands, feats[a]), no_speech[a]))
         return out
 
     def _run_drafted(self, feats: torch.Tensor, init: torch.Tensor) -> list[tuple[list[int], float, float]]:
@@ -571,13 +586,22 @@ class _Search:
             if len(store) >= self.beam:
                 break
 
-    def _rank(self, cands: list[tuple[list[int], float]]) -> tuple[list[int], float]:
-        def score(c):
-            n = len(c[0])
-            penalty = n if self.o.length_penalty is None else ((5 + n) / 6) ** self.o.length_penalty
-            return c[1] / penalty if penalty else c[1]
+    def _rank(self, cands: list[tuple[list[int], float]], feats: torch.Tensor | None = None) -> tuple[list[int], float]:
+        """The best candidate: by log-probability over the length penalty, joint with the CTC head's score of the
+        window ``feats`` where ``ctc_weight`` asks for it (and there is a choice to make)."""
+        joint = [c[1] for c in cands]
+        if self.ctc_weight and feats is not None and len(cands) > 1:
+            w = self.ctc_weight
+            texts = [self.tok.decode(c[0]) for c in cands]  # timestamps dropped
+            ctc = self.model.ctc_score(feats, texts).tolist()
+            joint = [(1 - w) * a + w * b for a, b in zip(joint, ctc)]
 
-        best = max(range(len(cands)), key=lambda i: (score(cands[i]), -i))
+        def score(i):
+            n = len(cands[i][0])
+            penalty = n if self.o.length_penalty is None else ((5 + n) / 6) ** self.o.length_penalty
+            return joint[i] / penalty if penalty else joint[i]
+
+        best = max(range(len(cands)), key=lambda i: (score(i), -i))
         return cands[best]
 
 

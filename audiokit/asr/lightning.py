@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -34,7 +35,7 @@ from .convert import CheckpointError
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
 from .metrics import error_rate, scoring_forms
-from .model import ASRModel, ModelDimensions
+from .model import CTC_BYTES, ASRModel, ModelDimensions
 from .tokenizer import WhisperTokenizer, load_ranks
 
 if TYPE_CHECKING:
@@ -55,29 +56,22 @@ def load_tokenizer(path: str) -> WhisperTokenizer:
     return WhisperTokenizer.from_bpe(BPETokenizer.load(p))
 
 
-def _load_init(path: str, tokenizer: str | None) -> tuple["Transcriber", dict]:
-    """The model to fine-tune (a :class:`Transcriber`) and the CTC head's weights of a training checkpoint
-    (``{}`` otherwise). ``tokenizer``: the rank file of an official checkpoint, or a vocabulary that must
-    be the model's own."""
+def _load_init(path: str, tokenizer: str | None) -> "Transcriber":
+    """The model to fine-tune (a :class:`Transcriber`, with its CTC head where it has one). ``tokenizer``: the
+    rank file of an official checkpoint, or a vocabulary that must be the model's own."""
     from .transcriber import Transcriber
 
     p = Path(path)
-    ctc_head = {}
-    if p.is_file() and p.suffix == ".ckpt":  # read once: the model, its tokenizer and the CTC head
-        ckpt = load_torch_file(p, CheckpointError)
-        init = Transcriber._load_lightning(p, None, ckpt)
-        ctc_head = {k[len("ctc_head."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ctc_head.")}
-    else:
-        official = p.is_file()
-        init = Transcriber.load(p, vocab=tokenizer if official else None)
-        if official:
-            return init, ctc_head  # ``tokenizer`` was its rank file
+    official = p.is_file() and p.suffix != ".ckpt"
+    init = Transcriber.load(p, vocab=tokenizer if official else None)
+    if official:
+        return init  # ``tokenizer`` was its rank file
     if tokenizer is not None:
         own = load_tokenizer(tokenizer)
         if own.ranks != init.tokenizer.ranks or own.n_vocab != init.tokenizer.n_vocab:
             raise ValueError(f"{tokenizer} is not the vocabulary of {path}: fine-tuning keeps the model's own "
                              "(leave tokenizer out)")
-    return init, ctc_head
+    return init
 
 
 class ASRLightningModule(L.LightningModule):
@@ -115,9 +109,10 @@ class ASRLightningModule(L.LightningModule):
         super().__init__()
         given = dict(dims or {})
         if init_from:
-            init, init_ctc = _load_init(init_from, tokenizer)
+            init = _load_init(init_from, tokenizer)
             self.tok = init.tokenizer
             full = init.model.dims
+            given.pop("n_ctc_vocab", None)  # a head is added below where ctc_weight asks for one
             differ = {k: (v, getattr(full, k)) for k, v in given.items() if getattr(full, k, None) != v}
             if differ:
                 raise ValueError(f"dims {', '.join(f'{k}={a} (the model has {b})' for k, (a, b) in differ.items())} "
@@ -130,15 +125,16 @@ class ASRLightningModule(L.LightningModule):
                 raise ValueError(f"dims.n_vocab is {given['n_vocab']} but the tokenizer {tokenizer} has {self.tok.n_vocab} tokens")
             given["n_vocab"] = self.tok.n_vocab
             full = ModelDimensions(**given)
+        if ctc_weight > 0 and not full.n_ctc_vocab:
+            full = replace(full, n_ctc_vocab=CTC_BYTES + 1)
         self.save_hyperparameters()
         self.hparams["dims"] = full.to_dict()  # checkpoints carry the complete dimensions
         self.model = ASRModel(full)
-        self.ctc_blank = 256  # targets are UTF-8 bytes 0..255
-        self.ctc_head = torch.nn.Linear(full.n_audio_state, self.ctc_blank + 1) if ctc_weight > 0 else None
-        if init_from:
-            self.model.load_state_dict(init.model.state_dict())
-            if self.ctc_head is not None and init_ctc:
-                self.ctc_head.load_state_dict(init_ctc)
+        self.ctc_blank = CTC_BYTES  # targets are UTF-8 bytes 0..255
+        if init_from:  # a model without a CTC head gets a fresh one
+            missing, unexpected = self.model.load_state_dict(init.model.state_dict(), strict=False)
+            if unexpected or set(missing) - {"ctc_head.weight", "ctc_head.bias"}:
+                raise ValueError(f"{init_from}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         if freeze_encoder:
             self.model.encoder.requires_grad_(False)
         self.window_samples = 2 * full.n_audio_ctx * HOP_LENGTH
@@ -148,6 +144,12 @@ class ASRLightningModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         ranks = sorted(self.tok.ranks.items(), key=lambda kv: kv[1])
         checkpoint["asr_tokenizer"] = {"ranks": [base64.b64encode(t).decode() for t, _ in ranks], "config": self.tok.config}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints from before the CTC head moved into :class:`ASRModel` kept it as ``ctc_head.*``."""
+        sd = checkpoint["state_dict"]
+        for k in [k for k in sd if k.startswith("ctc_head.")]:
+            sd["model." + k] = sd.pop(k)
 
     def on_fit_start(self) -> None:
         """Refuse training utterances longer than the model's window: their audio would be cut, their text not."""
@@ -269,7 +271,7 @@ class ASRLightningModule(L.LightningModule):
         valid = targets != IGNORE
         acc = ((logits.argmax(-1) == targets) & valid).sum() / valid.sum().clamp_min(1)
         self._last_ce = loss.detach()
-        if self.ctc_head is not None:
+        if self.hparams.ctc_weight > 0:
             ctc = self.ctc_loss(feats, texts_ids)
             self._last_ctc = ctc.detach()
             w = self.hparams.ctc_weight
@@ -278,7 +280,7 @@ class ASRLightningModule(L.LightningModule):
 
     def ctc_loss(self, feats: torch.Tensor, texts_ids: list[list[int]]) -> torch.Tensor:
         """CTC of each window's text bytes against the encoder frames (the blank absorbs silence)."""
-        logp = self.ctc_head(feats).float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
+        logp = self.model.ctc_log_probs(feats).transpose(0, 1)  # [T, B, C]
         T, B = logp.shape[:2]
         flat = [t for ids in texts_ids for t in ids]
         if not flat:  # every window is a no-speech one: no text to align (and ctc_loss refuses empty targets)
@@ -297,7 +299,7 @@ class ASRLightningModule(L.LightningModule):
         B = batch["audio"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         self.log("train/acc", acc, batch_size=B)
-        if self.ctc_head is not None:
+        if self.hparams.ctc_weight > 0:
             self.log("train/ce", self._last_ce, batch_size=B)
             self.log("train/ctc", self._last_ctc, batch_size=B)
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=B)

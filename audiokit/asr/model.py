@@ -23,9 +23,14 @@ class ModelDimensions:
     n_text_state: int = 384
     n_text_head: int = 6
     n_text_layer: int = 4
+    n_ctc_vocab: int = 0  # an auxiliary CTC head over UTF-8 bytes (256 + blank = 257); 0 = none (official Whisper)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; without a CTC head exactly Whisper's ten (openai-whisper's ``ModelDimensions(**d)`` takes them)."""
+        d = asdict(self)
+        if not d["n_ctc_vocab"]:
+            del d["n_ctc_vocab"]
+        return d
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -128,15 +133,43 @@ class TextDecoder(nn.Module):
         return self.ln(x)
 
 
+CTC_BYTES = 256  # the CTC head's symbols: UTF-8 bytes 0..255, then the blank
+
+
 class ASRModel(nn.Module):
+    """Whisper's encoder-decoder; with ``dims.n_ctc_vocab`` also a CTC head on the encoder over the UTF-8 bytes of
+    the text (the blank last), trained beside the decoder and used to rescore beam search's candidates."""
+
     def __init__(self, dims: ModelDimensions):
         super().__init__()
+        if dims.n_ctc_vocab not in (0, CTC_BYTES + 1):
+            raise ValueError(f"n_ctc_vocab is {dims.n_ctc_vocab}: 0 (no CTC head) or {CTC_BYTES + 1} (UTF-8 bytes + blank)")
         self.dims = dims
         self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
         self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer)
+        self.ctc_head = nn.Linear(dims.n_audio_state, dims.n_ctc_vocab) if dims.n_ctc_vocab else None
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel)
+
+    def ctc_log_probs(self, audio_features: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``[B, T, n_audio_state]`` → float32 log-probabilities ``[B, T, 257]`` of the CTC head."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head (dims.n_ctc_vocab is 0)")
+        return self.ctc_head(audio_features).float().log_softmax(-1)
+
+    def ctc_score(self, audio_features: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """log P_CTC(text | window) of each text against one window's features ``[T, n_audio_state]`` (or its
+        log-probabilities ``[T, 257]``): the texts' UTF-8 bytes after a space, as training aligned them; ``-inf``
+        where a text has more bytes than the window has frames."""
+        lp = audio_features if audio_features.shape[-1] == CTC_BYTES + 1 else self.ctc_log_probs(audio_features[None])[0]
+        targets = [list((" " + t.strip()).encode("utf-8")) for t in texts]
+        T, N = lp.shape[0], len(texts)
+        flat = torch.tensor([b for ids in targets for b in ids], dtype=torch.long, device=lp.device)
+        nll = F.ctc_loss(lp[:, None].expand(T, N, lp.shape[-1]), flat,
+                         torch.full((N,), T, dtype=torch.long), torch.tensor([len(ids) for ids in targets]),
+                         blank=CTC_BYTES, reduction="none", zero_infinity=False)
+        return -nll
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor, cache: KVCache | None = None,
                positions: list[int] | None = None, offsets: list[int] | None = None) -> torch.Tensor:

@@ -91,7 +91,7 @@ class Transcriber:
                    compression_ratio_threshold: float | None = 2.4, logprob_threshold: float | None = -1.0,
                    no_speech_threshold: float | None = 0.6, silence_threshold_db: float | None = -50.0,
                    batch_size: int = 8, suppress_tokens: str | Sequence[int] = "-1",
-                   draft_tokens: int = 0, seed: int | None = 0) -> Transcript | list[Transcript]:
+                   draft_tokens: int = 0, seed: int | None = 0, ctc_weight: float | None = None) -> Transcript | list[Transcript]:
         """Transcribe one input (→ :class:`Transcript`) or a list (→ list, decoded ``batch_size`` at a time).
 
         Inputs: a path, a waveform with ``sample_rate`` (resampled to 16 kHz), or :class:`CodecTokens` with
@@ -102,6 +102,8 @@ class Transcriber:
         (benchmarks/asr_speed.py); drafting pays where text repeats (its gains in RESULTS came from random weights).
         ``seed``: the sampler of the temperature fallback (and of ``temperature`` > 0) is seeded, so the same
         input gives the same transcript on every run [0]; None draws fresh randomness each time.
+        ``ctc_weight``: joint CTC/attention rescoring of beam search's candidates, for models trained with a CTC
+        head (see :class:`~audiokit.asr.decoding.DecodingOptions`) [0.3 where the model has one].
         """
         single = not isinstance(audio, (list, tuple))
         items = [audio] if single else list(audio)
@@ -114,7 +116,8 @@ class Transcriber:
         options = DecodingOptions(task=task, language=language, beam_size=beam_size, patience=patience,
                                   length_penalty=length_penalty, best_of=best_of if temps[0] > 0 else None,
                                   without_timestamps=without_timestamps, suppress_tokens=suppress_tokens,
-                                  temperature=temps[0], draft_tokens=draft_tokens, seed=seed)
+                                  temperature=temps[0], draft_tokens=draft_tokens, seed=seed,
+                                  ctc_weight=ctc_weight)
         if language is not None:
             self.tokenizer.with_options(language, task)  # an unknown language is an error here, not mid-way
         out = transcribe(self.model, self.tokenizer, waves, options, temps, compression_ratio_threshold,
@@ -195,9 +198,19 @@ class Transcriber:
 
         ranks = {base64.b64decode(t): i for i, t in enumerate(ckpt["asr_tokenizer"]["ranks"])}
         tok = WhisperTokenizer(ranks, **ckpt["asr_tokenizer"]["config"])
-        dims = ModelDimensions(**ckpt["hyper_parameters"]["dims"])
-        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        dims, state = lightning_model_state(ckpt)
         return cls(build_model(dims, state, str(path)), tok, name=name if name is not None else path.stem)
+
+
+def lightning_model_state(ckpt: dict) -> tuple[ModelDimensions, dict]:
+    """The :class:`ASRModel`'s dimensions and weights in an ``audiokit train asr`` checkpoint. Checkpoints before
+    the CTC head moved into the model kept it beside the model (``ctc_head.*``): it is taken along."""
+    dims = dict(ckpt["hyper_parameters"]["dims"])
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state.update({k: v for k, v in ckpt["state_dict"].items() if k.startswith("ctc_head.")})
+    if "ctc_head.weight" in state:
+        dims["n_ctc_vocab"] = state["ctc_head.weight"].shape[0]
+    return ModelDimensions(**dims), state
 
 
 def _official_tokenizer(path: Path, model: ASRModel, vocab) -> WhisperTokenizer:
