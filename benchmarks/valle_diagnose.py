@@ -26,6 +26,8 @@ from collections import defaultdict
 
 import torch
 
+from _timing import print_table
+
 warnings.filterwarnings("ignore")
 
 
@@ -143,11 +145,10 @@ def main():
             elif not args.ar:
                 row("ground truth", truth, 1)
     names = list(dict.fromkeys(speakers))
-    print("\n| system | codebooks | WER | " + " | ".join(names) + " |")
-    print("|---|---|---|" + "---|" * len(names))
-    for r in rows:
-        print(f"| {r['system']} | {r['codebooks']} | {100 * r['wer']:.1f} % | "
-              + " | ".join(f"{100 * r['by_speaker'][s]:.0f} %" for s in names) + " |")
+    print()
+    print_table(["system", "codebooks", "WER", *names],
+                [[r["system"], r["codebooks"], f"{100 * r['wer']:.1f} %",
+                  *(f"{100 * r['by_speaker'][s]:.0f} %" for s in names)] for r in rows])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""Which stage of a Tortoise loses the words? The AR, CLVP and the diffusion decoder judged apart.
+
+    python benchmarks/tortoise_diagnose.py --model exp/synth-digits/tortoise-export \\
+        --manifest data/digits/test.jsonl --items 40
+
+For held-out utterances (as ``audiokit eval tts`` picks them: the manifest's order, the voice a 3 s crop of
+another utterance of the same speaker), each row decodes the same items a different way and the judge reads them:
+
+- ``recording`` and ``codec resynthesis`` (the floor every row stands on);
+- ``diffusion on truth's codebook 1``: the AR is teacher-forced on the recording's own codebook-1 codes and the
+  decoder turns its latents into codec latents: what the decoder makes of a perfect AR;
+- ``AR, one sample``: one AR candidate (no reranking) through the same decoder; length ratio = its frames /
+  the recording's;
+- ``AR, CLVP's pick of N``: the preset's candidates, the best by CLVP (what ``synthesize`` does).
+
+The judge is Whisper tiny.en unless ``--judge``. Prints JSON lines and a Markdown table (WER in total and per
+speaker).
+"""
+import argparse
+import json
+import random
+import warnings
+from collections import defaultdict
+
+import torch
+
+from _timing import print_table
+
+warnings.filterwarnings("ignore")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="an exported Tortoise folder")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--judge", default="asr")
+    p.add_argument("--items", type=int, default=40)
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from audiokit.asr.metrics import wer_cer
+    from audiokit.asr.transcriber import Transcriber
+    from audiokit.data.manifest import entry_audio, read_manifest
+    from audiokit.tortoise.generate import ar_latents, sample_candidates
+    from audiokit.tortoise.tts import TortoiseTTS, resolve_preset
+    from audiokit.tts_eval import pick_prompts
+    from audiokit.valle.generate import SamplingOptions
+
+    tts = TortoiseTTS.load(args.model)
+    judge = Transcriber.load(args.judge)
+    sr = tts.sample_rate
+    entries = [e for e in read_manifest(args.manifest) if e.get("text")]
+    pairs = [(e, q) for e, q in zip(entries, pick_prompts(entries, entries, args.seed, tts.min_voice_seconds))
+             if q is not None][: args.items]
+    rng = random.Random(args.seed)
+    refs, speakers, real, voices = [], [], [], []
+    for e, q in pairs:
+        wav, _ = entry_audio(e, sr)
+        pwav, _ = entry_audio(q, sr)
+        n = int(3.0 * sr)
+        if pwav.shape[-1] > n:
+            s = rng.randrange(pwav.shape[-1] - n + 1)
+            pwav = pwav[s: s + n]
+        refs.append(e["text"])
+        speakers.append(e.get("speaker", ""))
+        real.append(wav)
+        voices.append(pwav)
+    names = list(dict.fromkeys(speakers))
+    rows = []
+
+    def row(system: str, wavs: list[torch.Tensor], **extra):
+        hyps = [h.text for h in judge.transcribe(wavs, sr, temperature=0.0)]
+        per = {s: wer_cer([r for r, t in zip(refs, speakers) if t == s],
+                          [h for h, t in zip(hyps, speakers) if t == s])["wer"] for s in names}
+        r = {"system": system, "items": len(refs), "wer": wer_cer(refs, hyps)["wer"], "by_speaker": per, **extra,
+             "examples": [{"ref": a, "hyp": b} for a, b in list(zip(refs, hyps))[:4]]}
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+
+    row("recording", real)
+    truth = [tts.codec.encode(w, sr) for w in real]
+    row("codec resynthesis", [tts.codec.decode(t)[0, : w.shape[-1]] for t, w in zip(truth, real)])
+
+    preset = resolve_preset(args.preset)
+    gen = torch.Generator().manual_seed(args.seed)
+    options = SamplingOptions(temperature=0.8, top_p=0.8, seed=args.seed)
+    teacher, one, ratio_num, ratio_den = [], [], 0, 0
+    with torch.inference_mode():
+        for text, t, v in zip(refs, truth, voices):
+            ids = tts._sentences(text)[0][1]
+            voice_ar, voice_diff = tts.voice_latents(tts.prepare_voice(v, sr))
+            first = t.codes[0, 0, : int(t.lengths[0])].cpu()
+            teacher.append(tts.diffuse(ar_latents(tts.ar, voice_ar, ids, [first]), voice_diff, preset.diffusion_steps,
+                                       preset.guidance, gen)[0])
+            max_frames = int(max(2.0, tts.seconds_per_token * len(ids)) * tts.codec.frame_rate)
+            cand = sample_candidates(tts.ar, voice_ar, ids, 1, max_frames, options)[0]
+            ratio_num, ratio_den = ratio_num + len(cand), ratio_den + len(first)
+            one.append(tts.diffuse(ar_latents(tts.ar, voice_ar, ids, [cand if len(cand) else first[:1]]), voice_diff,
+                                   preset.diffusion_steps, preset.guidance, gen)[0])
+    row("diffusion on truth's codebook 1", [tts._join([z], 0.0) for z in teacher])
+    row("AR, one sample", [tts._join([z], 0.0) for z in one], length_ratio=round(ratio_num / ratio_den, 3))
+    picked = [tts.synthesize(text, voice=v, sample_rate=sr, preset=args.preset, seed=args.seed).audio
+              for text, v in zip(refs, voices)]
+    row(f"AR, CLVP's pick of {preset.candidates}", picked)
+
+    print()
+    print_table(["system", "WER", *names], [[r["system"], f"{100 * r['wer']:.1f} %",
+                                             *(f"{100 * r['by_speaker'][s]:.0f} %" for s in names)] for r in rows])
+
+
+if __name__ == "__main__":
+    main()
