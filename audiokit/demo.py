@@ -113,6 +113,34 @@ class DemoBackend:
     def asr(self):
         return self._load("asr")
 
+    def measured(self) -> str:
+        """What each TTS model measures, from its card (``model.json`` → ``eval.tts``, written by ``audiokit eval
+        tts --card``): the judge's WER on its speech beside the recordings', and the voice similarity — so the page
+        says what the bundled models can do in the same figures as their READMEs."""
+        lines = []
+        for family, name in (("valle", "VALL-E"), ("tortoise", "Tortoise")):
+            path = self.paths.get(family)
+            if path is None:
+                continue
+            try:
+                card = json.loads((resolve(path) / "model.json").read_text())
+            except (OSError, ValueError, FileNotFoundError):
+                continue
+            tts = (card.get("eval") or {}).get("tts") or {}
+            rows = tts.get("rows") or []
+            truth = next((r for r in rows if r.get("system") == "ground truth"), None)
+            model = next((r for r in rows if r.get("system", "").startswith(name)), None)
+            if not (truth and model and "wer_asr" in model):
+                lines.append(f"- **{name}**: not measured yet (no evaluation in its card).")
+                continue
+            verdict = " — it does not say the words yet" if model["wer_asr"] > 0.5 else ""
+            lines.append(f"- **{name}**: the judge, {tts.get('judge', 'an ASR')}, gets {100 * model['wer_asr']:.0f} % of "
+                         f"the words wrong in its speech ({100 * truth['wer_asr']:.0f} % in the recordings){verdict}; voice "
+                         f"similarity to the prompt {model['similarity']:.2f} (to another speaker's "
+                         f"{model['similarity_other_speaker']:.2f}); {model.get('utterances', '?')} held-out "
+                         f"utterances, measured {tts.get('measured', '?')}.")
+        return "\n".join(lines)
+
     def preload(self) -> dict[str, float]:
         """Load every configured model now; seconds per model."""
         out = {}
@@ -286,7 +314,7 @@ def build_demo(backend: DemoBackend):
         gr.Markdown("# audiokit text-to-speech\nType a sentence, give a few seconds of a voice, and press **Generate**. "
                     "VALL-E continues the prompt in its voice; Tortoise samples candidates, reranks them with CLVP and "
                     "decodes the best through its diffusion decoder. The bundled models are small ones trained on "
-                    "synthetic speech (see `pretrained/*/README.md` for what they measure).")
+                    "synthetic speech; what they measure (from `pretrained/*/README.md`):\n\n" + backend.measured())
         with gr.Row():
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=3, max_lines=8, elem_id="text",

@@ -48,6 +48,28 @@ def test_bundled_voices_are_real_prompts():
         assert sr == v["sample_rate"] and 2.5 < len(wav) / sr < 6 and v["text"].endswith(".")
 
 
+def test_the_page_says_what_the_bundled_models_measure(tmp_path):
+    """The page's "what these models can do" comes from each model's card: the bundled cards' figures, and a
+    model whose card has no evaluation is said to be unmeasured rather than left out or made up."""
+    import json
+
+    from audiokit.pretrained import resolve
+
+    text = DemoBackend().measured()
+    for family, name in (("valle", "VALL-E"), ("tortoise", "Tortoise")):
+        tts = json.loads((resolve(family) / "model.json").read_text())["eval"]["tts"]
+        row = next(r for r in tts["rows"] if r["system"].startswith(name))
+        line = next(x for x in text.splitlines() if x.startswith(f"- **{name}**"))
+        assert f"{100 * row['wer_asr']:.0f} % of the words wrong" in line
+        assert ("does not say the words yet" in line) == (row["wer_asr"] > 0.5)
+    folder = tmp_path / "valle"
+    shutil.copytree(resolve("valle"), folder)
+    card = json.loads((folder / "model.json").read_text())
+    card.pop("eval")
+    (folder / "model.json").write_text(json.dumps(card))
+    assert "**VALL-E**: not measured yet" in DemoBackend(valle=folder, tortoise=None).measured()
+
+
 def test_backend_names_every_bad_input(backend, tmp_path, voice):
     cases = [
         (("", voice["path"]), "type the text"),
