@@ -44,8 +44,9 @@ def test_libritts_recipe_prepares_manifests_and_runs_the_shared_stages(tmp_path,
 
 
 def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_codec(tmp_path):
-    """recipes/digits/run.sh: stage 0 speaks digit strings (flite rms and festival ked held out), the shared
-    stages skip the codec's training and tokenize with the given (bundled) codec."""
+    """recipes/digits/run.sh: stage 0 speaks digit strings (flite rms and festival ked held out) and as many again
+    in 48 more espeak voices for the ASR; the shared stages skip the codec's training and tokenize with the given
+    (bundled) codec."""
     from audiokit.codec.codec import Codec
     from audiokit.data import read_manifest
     from audiokit.pretrained import PRETRAINED_DIR
@@ -69,6 +70,15 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     rows = read_manifest(out / "train.jsonl") + test
     assert all(is_digit_string(normalize_for_wer(e["text"])) for e in rows)
     assert not {e["text"] for e in test} & {e["text"] for e in read_manifest(out / "train.jsonl")}
+    # the ASR's extra voices: espeak only, none of them a held-out voice's variant, none of the test strings
+    import json
+
+    voices = json.loads((tmp_path / "digits-voices" / "speakers.json").read_text())
+    held = {s["voice"].split("+")[-1] for s in json.loads((out / "speakers.json").read_text()) if s["split"] == "test"}
+    assert len(voices) == 48 and {v["engine"] for v in voices} == {"espeak"}
+    assert not {v["voice"].split("+")[-1] for v in voices} & held
+    extra = read_manifest(tmp_path / "digits-voices" / "train.jsonl")
+    assert extra and not {e["text"] for e in extra} & {e["text"] for e in test}
     store = TokenStore(exp / "synth-digits" / "tokens")
     assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
         read_manifest(out / "valid.jsonl"))

