@@ -167,7 +167,8 @@ class ASRModel(nn.Module):
         T, N = lp.shape[0], len(texts)
         flat = torch.tensor([b for ids in targets for b in ids], dtype=torch.long, device=lp.device)
         nll = F.ctc_loss(lp[:, None].expand(T, N, lp.shape[-1]), flat,
-                         torch.full((N,), T, dtype=torch.long), torch.tensor([len(ids) for ids in targets]),
+                         torch.full((N,), T, dtype=torch.long, device=lp.device),
+                         torch.tensor([len(ids) for ids in targets], device=lp.device),
                          blank=CTC_BYTES, reduction="none", zero_infinity=False)
         return -nll
 
