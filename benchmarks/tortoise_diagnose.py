@@ -32,6 +32,9 @@ warnings.filterwarnings("ignore")
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="an exported Tortoise folder")
+    p.add_argument("--codes-decoder", default=None, metavar="CKPT",
+                   help="also: a stage-1 decoder checkpoint (conditioned on codebook-1 embeddings, not AR latents), "
+                        "run on truth's codebook 1: does conditioning on AR latents cost words?")
     p.add_argument("--manifest", required=True)
     p.add_argument("--judge", default="asr")
     p.add_argument("--items", type=int, default=40)
@@ -101,6 +104,19 @@ def main():
             one.append(tts.diffuse(ar_latents(tts.ar, voice_ar, ids, [cand if len(cand) else first[:1]]), voice_diff,
                                    preset.diffusion_steps, preset.guidance, gen)[0])
     row("diffusion on truth's codebook 1", [tts._join([z], 0.0) for z in teacher])
+    if args.codes_decoder:
+        from audiokit.tortoise.lightning import read_checkpoint
+        from audiokit.tortoise.diffusion import DiffusionDecoder
+        from audiokit.tts import TTSLoadError, load_state
+
+        meta, state = read_checkpoint(args.codes_decoder, ("diffusion",), TTSLoadError)
+        stage1, kept = load_state(DiffusionDecoder(**meta["config"]), state, args.codes_decoder).eval(), tts.diffusion
+        tts.diffusion = stage1
+        with torch.inference_mode():
+            z1 = [tts.diffuse([stage1.cond_from_codes(t.codes[0, 0, : int(t.lengths[0])])], tts.voice_latents(
+                tts.prepare_voice(v, sr))[1], preset.diffusion_steps, preset.guidance, gen)[0] for t, v in zip(truth, voices)]
+        tts.diffusion = kept
+        row("stage-1 decoder on truth's codebook 1", [tts._join([z], 0.0) for z in z1])
     row("AR, one sample", [tts._join([z], 0.0) for z in one], length_ratio=round(ratio_num / ratio_den, 3))
     picked = [tts.synthesize(text, voice=v, sample_rate=sr, preset=args.preset, seed=args.seed).audio
               for text, v in zip(refs, voices)]
