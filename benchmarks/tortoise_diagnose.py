@@ -20,7 +20,6 @@ import argparse
 import json
 import random
 import warnings
-from collections import defaultdict
 
 import torch
 

@@ -29,9 +29,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from ..fileio import load_torch_file
 from ..nn.optim import adamw_warmup_linear
-from .convert import CheckpointError
 from .decoding import DecodingOptions, decode
 from .features import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
 from .metrics import error_rate, scoring_forms
