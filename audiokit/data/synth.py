@@ -33,7 +33,7 @@ import torch
 
 from ..audio import loudness_normalize, resample, trim_silence, write_audio
 from ..text.normalize import normalize_text
-from .engines import ENGINES, EngineError, EspeakEngine, FestivalEngine, FliteEngine, Voice
+from .engines import ENGINES, EngineError, FestivalEngine, FliteEngine, Voice
 from .manifest import read_manifest, write_manifest
 
 log = logging.getLogger("audiokit.data")
