@@ -124,7 +124,7 @@ class DemoBackend:
                 continue
             try:
                 card = json.loads((resolve(path) / "model.json").read_text())
-            except (OSError, ValueError, FileNotFoundError):
+            except (OSError, ValueError):  # no folder (FileNotFoundError), no card, or not JSON
                 continue
             tts = (card.get("eval") or {}).get("tts") or {}
             rows = tts.get("rows") or []

@@ -128,7 +128,6 @@ class ASRLightningModule(L.LightningModule):
         self.save_hyperparameters()
         self.hparams["dims"] = full.to_dict()  # checkpoints carry the complete dimensions
         self.model = ASRModel(full)
-        self.ctc_blank = CTC_BYTES  # targets are UTF-8 bytes 0..255
         if init_from:  # a model without a CTC head gets a fresh one
             missing, unexpected = self.model.load_state_dict(init.model.state_dict(), strict=False)
             if unexpected or set(missing) - {"ctc_head.weight", "ctc_head.bias"}:
@@ -286,7 +285,7 @@ class ASRLightningModule(L.LightningModule):
         targets = torch.tensor(flat, dtype=torch.long, device=feats.device)
         target_lengths = torch.tensor([len(ids) for ids in texts_ids], dtype=torch.long, device=feats.device)
         input_lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
-        return F.ctc_loss(logp, targets, input_lengths, target_lengths, blank=self.ctc_blank, zero_infinity=True)
+        return F.ctc_loss(logp, targets, input_lengths, target_lengths, blank=CTC_BYTES, zero_infinity=True)
 
     @property
     def dtype_for_model(self) -> torch.dtype:
