@@ -65,12 +65,12 @@ def main():
                 ref = codec.decode_latents(codec.embed(tokens))[0]
                 voice_wav = read_audio(prompts[e["id"]]["audio"], sample_rate=sr)[0][: 3 * sr]
                 voice_ar, voice_diff = tts.voice_latents(tts.prepare_voice(voice_wav, sr))
+                ids = torch.cat([ids for _, ids in tts._sentences(e["text"])])
                 if tts.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
-                    ids = torch.cat([ids for _, ids in tts._sentences(e["text"])])
                     cond = ar_latents(tts.ar, voice_ar, ids, [codes[0]])[0]
                 else:
                     cond = tts.diffusion.cond_from_codes(codes[0])
-                prepared.append((cond, voice_diff, ref, codec.embed(tokens)[0]))
+                prepared.append((cond, voice_diff, ref, codec.embed(tokens)[0], ids))
         solvers = args.solvers if tts.diffusion_meta.get("prediction") == "flow" else ["ddim"]
         for solver in solvers:
             if solver != "ddim":
@@ -78,9 +78,10 @@ def main():
             for steps in args.steps:
                 acc = {"mel": 0.0, "latent": 0.0, "seconds": 0.0}
                 with torch.inference_mode():
-                    for i, (cond, voice, ref, z_true) in enumerate(prepared):
+                    for i, (cond, voice, ref, z_true, ids) in enumerate(prepared):
                         t = time.perf_counter()
-                        z = tts.diffuse([cond], voice, steps, args.guidance, torch.Generator().manual_seed(args.seed + i))[0]
+                        z = tts.diffuse([cond], voice, steps, args.guidance, torch.Generator().manual_seed(args.seed + i),
+                                        text=ids)[0]
                         acc["seconds"] += time.perf_counter() - t
                         y = codec.decode_latents(z[None])[0]
                         n = min(y.shape[-1], ref.shape[-1])

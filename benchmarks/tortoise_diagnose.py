@@ -8,7 +8,8 @@ another utterance of the same speaker), each row decodes the same items a differ
 
 - ``recording`` and ``codec resynthesis`` (the floor every row stands on);
 - ``diffusion on truth's codebook 1``: the AR is teacher-forced on the recording's own codebook-1 codes and the
-  decoder turns its latents into codec latents: what the decoder makes of a perfect AR;
+  decoder turns its latents into codec latents (a stage-1 decoder in the export reads the codes themselves):
+  what the decoder makes of a perfect AR;
 - ``AR, one sample``: one AR candidate (no reranking) through the same decoder; length ratio = its frames /
   the recording's;
 - ``AR, CLVP's pick of N``: the preset's candidates, the best by CLVP (what ``synthesize`` does).
@@ -90,19 +91,25 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     options = SamplingOptions(temperature=0.8, top_p=0.8, seed=args.seed)
     teacher, one, ratio_num, ratio_den = [], [], 0, 0
+    on_codes = tts.diffusion_meta.get("conditioning", "ar-latents") == "codes"  # a stage-1 decoder in the export
+
+    def cond(voice_ar, ids, codes):
+        return [tts.diffusion.cond_from_codes(codes)] if on_codes else ar_latents(tts.ar, voice_ar, ids, [codes])
+
     with torch.inference_mode():
         for text, t, v in zip(refs, truth, voices):
             ids = tts._sentences(text)[0][1]
             voice_ar, voice_diff = tts.voice_latents(tts.prepare_voice(v, sr))
             first = t.codes[0, 0, : int(t.lengths[0])].cpu()
-            teacher.append(tts.diffuse(ar_latents(tts.ar, voice_ar, ids, [first]), voice_diff, preset.diffusion_steps,
-                                       preset.guidance, gen)[0])
+            teacher.append(tts.diffuse(cond(voice_ar, ids, first), voice_diff, preset.diffusion_steps,
+                                       preset.guidance, gen, text=ids)[0])
             max_frames = int(max(2.0, tts.seconds_per_token * len(ids)) * tts.codec.frame_rate)
             cand = sample_candidates(tts.ar, voice_ar, ids, 1, max_frames, options)[0]
             ratio_num, ratio_den = ratio_num + len(cand), ratio_den + len(first)
-            one.append(tts.diffuse(ar_latents(tts.ar, voice_ar, ids, [cand if len(cand) else first[:1]]), voice_diff,
-                                   preset.diffusion_steps, preset.guidance, gen)[0])
-    row("diffusion on truth's codebook 1", [tts._join([z], 0.0) for z in teacher])
+            one.append(tts.diffuse(cond(voice_ar, ids, cand if len(cand) else first[:1]), voice_diff,
+                                   preset.diffusion_steps, preset.guidance, gen, text=ids)[0])
+    row("diffusion on truth's codebook 1" + (" (its codes)" if on_codes else " (AR latents)"),
+        [tts._join([z], 0.0) for z in teacher])
     if args.codes_decoder:
         from audiokit.tortoise.lightning import read_checkpoint
         from audiokit.tortoise.diffusion import DiffusionDecoder
@@ -113,7 +120,8 @@ def main():
         tts.diffusion = stage1
         with torch.inference_mode():
             z1 = [tts.diffuse([stage1.cond_from_codes(t.codes[0, 0, : int(t.lengths[0])])], tts.voice_latents(
-                tts.prepare_voice(v, sr))[1], preset.diffusion_steps, preset.guidance, gen)[0] for t, v in zip(truth, voices)]
+                tts.prepare_voice(v, sr))[1], preset.diffusion_steps, preset.guidance, gen, text=tts._sentences(text)[0][1])[0]
+                for t, v, text in zip(truth, voices, refs)]
         tts.diffusion = kept
         row("stage-1 decoder on truth's codebook 1", [tts._join([z], 0.0) for z in z1])
     row("AR, one sample", [tts._join([z], 0.0) for z in one], length_ratio=round(ratio_num / ratio_den, 3))

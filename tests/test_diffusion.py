@@ -1,6 +1,7 @@
 """Diffusion: schedule algebra, DDIM with an oracle, guidance, and the Tortoise decoder learns."""
 import pytest
 import torch
+from torch import nn
 
 from audiokit.nn.diffusion import DDPM, CosineSchedule, RectifiedFlow, ddim_sample, guided, make_process
 from audiokit.tortoise.diffusion import DiffusionDecoder
@@ -135,3 +136,41 @@ def test_decoder_learns_and_ignores_padding_and_drops_conditioning(prediction):
         dropped = net(xt, t, net.cond_from_codes(codes[:1]), voice[:1], drop=torch.tensor([True]))
         other = net(xt, t, net.cond_from_codes(codes[1:2]), voice[1:2], drop=torch.tensor([True]))
         assert torch.allclose(dropped, other, atol=1e-6) and not torch.allclose(dropped, a)
+
+
+def test_text_reading_decoder_masks_padded_text_and_drops_it_with_the_rest():
+    """A decoder with ``text_vocab`` reads the text through cross-attention: padded text positions change
+    nothing, another text changes the output, a dropped row (guidance) reads the null text whatever the text,
+    and calling it without text is one clear error. One without keeps its saved configuration."""
+    torch.manual_seed(0)
+    plain = DiffusionDecoder(latent_dim=6, cond_dim=8, voice_dim=5, codebook_size=16, d_model=32, n_head=4, n_layer=2)
+    assert "text_vocab" not in plain.config  # decoders saved before the option load unchanged
+    net = DiffusionDecoder(latent_dim=6, cond_dim=8, voice_dim=5, codebook_size=16, d_model=32, n_head=4, n_layer=2,
+                           text_vocab=20, n_text_layer=1)
+    nn.init.normal_(net.out.weight)  # the zero-initialised output would hide every difference
+    x, t, cond, voice = torch.randn(2, 7, 6), torch.tensor([3, 500]), torch.randn(2, 7, 8), torch.randn(2, 5)
+    text = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
+    valid = torch.tensor([[True, True, True, False], [True] * 4])
+    with torch.no_grad():
+        a = net(x, t, cond, voice, text=text, text_valid=valid)
+        other_pad = text.clone()
+        other_pad[0, 3] = 9
+        assert torch.equal(a, net(x, t, cond, voice, text=other_pad, text_valid=valid))
+        other = text.clone()
+        other[0, 1] = 9
+        b = net(x, t, cond, voice, text=other, text_valid=valid)
+        assert not torch.allclose(a[0], b[0]) and torch.equal(a[1], b[1])
+        drop = torch.tensor([True, False])
+        d1 = net(x, t, cond, voice, text=text, text_valid=valid, drop=drop)
+        d2 = net(x, t, cond, voice, text=other, text_valid=valid, drop=drop)
+        assert torch.equal(d1[0], d2[0]) and not torch.allclose(d1[0], a[0])
+        assert torch.equal(d1[1], a[1])
+    with pytest.raises(ValueError, match="reads the text"):
+        net(x, t, cond, voice)
+    # the guided-attention prior: each frame's likeliest token is the one at the same share of its own row's
+    # lengths (row 0: 6 of 7 frames, 3 tokens; row 1: 7 frames, 4 tokens); padded tokens are -inf
+    bias = net.text_bias(torch.tensor([[True] * 6 + [False], [True] * 7]), valid)[:, 0]
+    assert bias.argmax(-1)[0, :6].tolist() == [0, 0, 1, 1, 2, 2] and bias.argmax(-1)[1].tolist() == [0, 0, 1, 1, 2, 3, 3]
+    assert torch.isinf(bias[0, :, 3]).all() and torch.isfinite(bias[1]).all()
+    net.text_prior = 0.0
+    assert (net.text_bias(torch.ones(2, 7, dtype=torch.bool), valid)[1] == 0).all()

@@ -187,6 +187,47 @@ def test_tortoise_diffusion_reproduces_the_memorised_latents(tmp_path):
         assert err[i] < 0.6 and err[i] < 0.5 * others, (i, err)
 
 
+def test_text_reading_diffusion_decoder_says_what_only_the_text_tells(tmp_path):
+    """Four utterances with the same first codebook and voice but different text and codebooks 2-4: only the
+    text tells their latents apart. A decoder that reads the text (``text_vocab``), trained by its own
+    training_step and sampled by the pipeline's sampler with each text, gives each utterance's own latents —
+    nearer them than any other's. A decoder that ignored the text would give all four the same latents."""
+    from types import SimpleNamespace
+
+    from audiokit.codec.codec import Codec
+    from audiokit.codec.model import CodecModel
+    from audiokit.tortoise.data import collate_tortoise
+    from audiokit.tortoise.lightning import DiffusionModule, batch_voice
+    from audiokit.tortoise.tts import TortoiseTTS
+
+    torch.manual_seed(0)
+    Codec(CodecModel(sample_rate=16000, encoder_dim=4, encoder_rates=[4, 5, 8], decoder_dim=32, decoder_rates=[8, 5, 4],
+                     n_codebooks=Q, codebook_size=CODES, codebook_dim=4), name="c").export(tmp_path / "codec")
+    g = torch.Generator().manual_seed(5)
+    first = torch.randint(0, CODES, (1, 16), generator=g)
+    voice = torch.randint(0, CODES, (1, Q, 4), generator=g)
+    texts = [[1, 2], [3], [4, 5, 6], [7, 1]]
+    items = [{"id": f"t{i}", "text": torch.tensor(t), "voice": voice, "voice_frames": torch.tensor([4]),
+              "codes": torch.cat([first, torch.randint(0, CODES, (Q - 1, 16), generator=g)])} for i, t in enumerate(texts)]
+    batch = collate_tortoise(items)
+    module = DiffusionModule(str(tmp_path / "codec"), cond_dim=32, voice_dim=16, d_model=64, n_head=4, n_layer=2,
+                             n_voice_layer=1, cond_drop=0.0, schedule_steps=1000, text_vocab=8, n_text_layer=1)
+    module._measure_latents([batch])
+    _train(module, batch, 400)
+    z, _ = module._latents(batch)
+    pipeline = SimpleNamespace(diffusion=module.model, process=module.process, device=torch.device("cpu"))
+    with torch.no_grad():
+        v = batch_voice(module.model.voice_encoder, batch, "cpu")
+        cond = module.model.cond_from_codes(first)[0]
+        out = [TortoiseTTS.diffuse(pipeline, [cond], v[i], 20, 1.0, torch.Generator().manual_seed(0),
+                                   text=it["text"])[0] for i, it in enumerate(items)]
+    spread = (z - z.mean((0, 1))).pow(2).mean().sqrt()
+    err = [[float((zi.T - z[j]).pow(2).mean().sqrt() / spread) for j in range(len(items))] for zi in out]
+    own = [e[i] for i, e in enumerate(err)]
+    nearest_other = [min(x for j, x in enumerate(e) if j != i) for i, e in enumerate(err)]
+    assert all(a < 0.6 * b for a, b in zip(own, nearest_other)), err
+
+
 # ----------------------------------------------------------------------------- ASR
 def test_asr_transcribes_the_memorised_utterances_exactly(synth_corpus, tmp_path):
     """The ASR trained by its own loss on three utterances (no augmentation), then decoded as validation and

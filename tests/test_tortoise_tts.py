@@ -188,6 +188,37 @@ def test_flow_matching_decoder_trains_through_both_stages_and_synthesizes(corpus
                                                    root / "codec").process, DDPM)
 
 
+def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus, trained, tmp_path):
+    """A decoder that reads the text (``text_vocab``) trains through both stages, loads from its checkpoints
+    and its export, and what it makes depends on the sentence's ids; one with a smaller vocabulary than the
+    tokenizer, or a stage-1 decoder without the text, is one clear error, not an index error later."""
+    root, entries, codec, tok = corpus
+    L.seed_everything(0)
+    reads = dict(DIFF, text_vocab=400, n_text_layer=1)
+    _, ckpt1 = _fit(DiffusionModule(str(root / "codec"), **reads), root, 12, "text1")
+    with pytest.raises(ValueError, match="differs"):  # the decoders' configurations must match
+        DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), init_from=str(trained["diffusion"][1]), **reads)
+    _, ckpt2 = _fit(DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), init_from=str(ckpt1), **reads),
+                    root, 4, "text2")
+    with pytest.raises(ValueError, match="model.text_vocab is 5"):
+        _fit(DiffusionModule(str(root / "codec"), **dict(reads, text_vocab=5)), root, 1, "text-small")
+    t = TortoiseTTS.from_checkpoints(trained["ar"][1], trained["clvp"][1], ckpt2, root / "codec")
+    assert t.diffusion.text_vocab == 400 and t.diffusion_meta["conditioning"] == "ar-latents"
+    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
+    a = t.synthesize("Hello there.", _voice(), **kw)
+    assert a.audio.abs().max() > 0 and torch.isfinite(a.audio).all()
+    loaded = TTS.load(t.export(tmp_path / "reads"))
+    assert loaded.diffusion.text_vocab == 400
+    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, a.audio, atol=1e-4)
+    cond = [torch.randn(20, 32)]
+    _, voice = t.voice_latents(t.prepare_voice(_voice(), 16000))
+    one, other = (t.diffuse(cond, voice, 4, 1.0, torch.Generator().manual_seed(0), text=t._sentences(s)[0][1])[0]
+                  for s in ("Hello there.", "The quick brown fox."))
+    assert not torch.allclose(one, other)
+    with pytest.raises(ValueError, match="reads the text"):
+        t.diffuse(cond, voice, 4, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 @pytest.fixture(scope="module")
 def tts(corpus, trained):
@@ -301,7 +332,9 @@ def test_export_load_and_cli(tts, corpus, trained, tmp_path, capsys):
     dst = tmp_path / "cli-export"
     assert main(["export", str(trained["ar"][1]), str(dst), "--clvp", str(trained["clvp"][1]), "--diffusion",
                  str(trained["diffusion"][1]), "--codec", str(root / "codec")]) == 0
-    assert TTS.load(dst).diffusion_meta["conditioning"] == "codes"  # a stage-1 decoder conditions on token embeddings
+    stage1 = TTS.load(dst)
+    assert stage1.diffusion_meta["conditioning"] == "codes"  # a stage-1 decoder conditions on token embeddings
+    assert stage1.synthesize("Hello.", _voice(), sample_rate=16000, preset="ultra_fast", seed=0).audio.abs().max() > 0
     card = json.loads((dst / "model.json").read_text())
     assert card["family"] == "tortoise" and set(card["training"]) == {"ar", "clvp", "diffusion"}
     assert card["files"]["diffusion.safetensors"]["bytes"] == (dst / "diffusion.safetensors").stat().st_size

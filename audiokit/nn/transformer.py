@@ -249,10 +249,13 @@ class ResidualAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, causal: bool = False,
                 cache: _LayerCache | None = None, mask: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
+                cond: torch.Tensor | None = None, source_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``source_mask``: which of ``source``'s positions each query may attend to (``[B, 1, 1, S]``, as
+        :func:`padding_mask` makes for a padded source); none means all."""
         if self.adaptive and cond is None:
             raise ValueError("an adaptive-norm block needs its condition (cond)")
         x = x + self.drop(self.attn(self._norm(self.attn_ln, x, cond), mask=mask, causal=causal, cache=cache))
         if self.cross_attn is not None:
-            x = x + self.drop(self.cross_attn(self._norm(self.cross_attn_ln, x, cond), source=source, cache=cache))
+            x = x + self.drop(self.cross_attn(self._norm(self.cross_attn_ln, x, cond), source=source, cache=cache,
+                                              mask=source_mask))
         return x + self.drop(self.mlp(self._norm(self.mlp_ln, x, cond)))

@@ -207,6 +207,9 @@ class DiffusionModule(_TortoiseModule):
         cond_dim: width of the conditioning sequence — must equal the AR model's ``d_model``, because stage 2
             swaps the token embeddings for the AR latents.
         voice_dim, d_model, n_head, n_layer, n_voice_layer, dropout: network size.
+        text_vocab: > 0 makes a decoder that also reads the text (cross-attention; at least the tokenizer's
+            size, as the AR's ``text_vocab``), with ``n_text_layer`` blocks encoding it; 0 (the original's
+            decoder) reads only the codes or AR latents.
         prediction: ``"v"`` or ``"eps"`` (DDPM, cosine schedule over ``schedule_steps`` levels, DDIM sampling),
             or ``"flow"`` (rectified flow: velocity target, Euler sampling; :mod:`audiokit.nn.diffusion`);
         cond_drop: share of examples trained without conditioning (classifier-free guidance);
@@ -219,22 +222,25 @@ class DiffusionModule(_TortoiseModule):
                  n_layer: int = 8, n_voice_layer: int = 2, dropout: float = 0.0, prediction: str = "v",
                  schedule_steps: int = 1000, cond_drop: float = 0.1, stats_batches: int = 8, lr: float = 3e-4,
                  betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8, weight_decay: float = 0.01,
-                 warmup_steps: int = 500, final_lr_fraction: float = 0.0):
+                 warmup_steps: int = 500, final_lr_fraction: float = 0.0, text_vocab: int = 0, n_text_layer: int = 2):
         super().__init__()
         from ..codec.codec import Codec
 
         self.process = make_process(prediction, schedule_steps)  # an unknown prediction fails here, before loading
+        if text_vocab < 0:
+            raise ValueError(f"text_vocab must be >= 0 (0: a decoder that does not read the text), got {text_vocab}")
         self.save_hyperparameters()
         self.codec = Codec.load(codec)
         info = self.codec.info
         self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
                                       codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
-                                      dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer)
+                                      dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer,
+                                      text_vocab=text_vocab, n_text_layer=n_text_layer)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
     def on_fit_start(self) -> None:
-        self._expect(self.codec_info.codebook_size, None)
+        self._expect(self.codec_info.codebook_size, self.model.text_vocab or None)
         self.codec.to(self.device)
         if not bool(self.stats_ready):
             self._measure_latents()
@@ -279,7 +285,12 @@ class DiffusionModule(_TortoiseModule):
         drop = (torch.rand(B, generator=generator, device="cpu") < self.hparams.cond_drop).to(self.device) if split == "train" else None
         voice = batch_voice(self.model.voice_encoder, batch, self.device)
         x_t = self.process.noisy(x0, t, noise)
-        out = self.model(x_t, self.process.net_time(t), self.conditioning(batch), voice, valid=valid, drop=drop)
+        text = text_valid = None
+        if self.model.text_vocab:
+            text = batch["text"].to(self.device)
+            text_valid = torch.arange(text.shape[1], device=self.device)[None] < batch["text_lens"].to(self.device)[:, None]
+        out = self.model(x_t, self.process.net_time(t), self.conditioning(batch), voice, valid=valid, drop=drop,
+                         text=text, text_valid=text_valid)
         err = (out.float() - self.process.target(x0, noise, t)).pow(2).mean(-1)
         per_item = (err * valid).sum(1) / valid.sum(1)
         loss = per_item.mean()
@@ -308,12 +319,13 @@ class DiffusionARLatentsModule(DiffusionModule):
                  voice_dim: int = 512, d_model: int = 512, n_head: int = 8, n_layer: int = 8, n_voice_layer: int = 2,
                  dropout: float = 0.0, prediction: str = "v", schedule_steps: int = 1000, cond_drop: float = 0.1,
                  stats_batches: int = 8, lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8,
-                 weight_decay: float = 0.01, warmup_steps: int = 100, final_lr_fraction: float = 0.0):
+                 weight_decay: float = 0.01, warmup_steps: int = 100, final_lr_fraction: float = 0.0,
+                 text_vocab: int = 0, n_text_layer: int = 2):
         super().__init__(codec, cond_dim=cond_dim, voice_dim=voice_dim, d_model=d_model, n_head=n_head, n_layer=n_layer,
                          n_voice_layer=n_voice_layer, dropout=dropout, prediction=prediction,
                          schedule_steps=schedule_steps, cond_drop=cond_drop, stats_batches=stats_batches, lr=lr,
                          betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                         final_lr_fraction=final_lr_fraction)
+                         final_lr_fraction=final_lr_fraction, text_vocab=text_vocab, n_text_layer=n_text_layer)
         self.save_hyperparameters()
         meta, state = read_checkpoint(ar_checkpoint, ("ar",))
         dims = TortoiseDims.from_dict(meta["dims"])

@@ -93,6 +93,9 @@ class TortoiseTTS(TTSModel):
                 raise CodecMismatchError(f"the {what} model expects codebooks of {size} codes, but the codec is {codec.info.describe()}")
         if diffusion.out.out_features != codec.model.latent_dim:
             raise CodecMismatchError(f"the diffusion decoder makes {diffusion.out.out_features}-dim latents; the codec reads {codec.model.latent_dim}")
+        if diffusion.text_vocab and tokenizer.vocab_size > diffusion.text_vocab:
+            raise TTSLoadError(f"the diffusion decoder reads {diffusion.text_vocab} text tokens; the tokenizer has "
+                               f"{tokenizer.vocab_size}")
         self.ar, self.clvp, self.diffusion, self.codec, self.tokenizer = ar, clvp, diffusion, codec, tokenizer
         self.diffusion_meta = dict(diffusion_meta)
         # DDPM (DDIM sampling) or rectified flow (Euler; ``self.process.solver = "midpoint"`` for second order)
@@ -134,6 +137,8 @@ class TortoiseTTS(TTSModel):
         if metas["clvp"].get("tokenizer") and metas["clvp"]["tokenizer"] != metas["ar"]["tokenizer"]:
             raise TTSLoadError(f"{clvp_ckpt} and {ar_ckpt} were trained with different text tokenizers")
         d = metas["diffusion"]
+        if models["diffusion"].text_vocab and d.get("tokenizer") != metas["ar"]["tokenizer"]:
+            raise TTSLoadError(f"{diffusion_ckpt} reads the text with a different tokenizer from {ar_ckpt}'s")
         conditioning = "ar-latents" if d["stage"] == "diffusion-ar-latents" else "codes"
         if conditioning == "ar-latents" and d["config"]["cond_dim"] != models["ar"].dims.d_model:
             raise TTSLoadError(f"{diffusion_ckpt} was fine-tuned on {d['config']['cond_dim']}-dim AR latents; this AR "
@@ -240,10 +245,14 @@ class TortoiseTTS(TTSModel):
 
     @torch.inference_mode()
     def diffuse(self, cond: list[torch.Tensor], voice: torch.Tensor, steps: int, guidance: float,
-                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                generator: torch.Generator | None = None, text: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Codec latents ``[latent_dim, T_i]`` for each conditioning sequence ``[T_i, cond_dim]`` (one batch;
-        conditional and unconditional passes of guidance run as one batch too)."""
+        conditional and unconditional passes of guidance run as one batch too). ``text``: the sentence's BPE ids
+        ``[L]``, for a decoder that reads the text."""
         dev, net = self.device, self.diffusion
+        if net.text_vocab and text is None:
+            raise ValueError("this Tortoise's diffusion decoder reads the text: pass the sentence's ids (text=)")
+        ids = text.to(dev)[None] if net.text_vocab else None
         n, T = len(cond), max(c.shape[0] for c in cond)
         c = torch.zeros(n, T, cond[0].shape[-1], device=dev)
         valid = torch.zeros(n, T, dtype=torch.bool, device=dev)
@@ -254,7 +263,8 @@ class TortoiseTTS(TTSModel):
 
         def run(x, t, drop):  # x has n rows, or 2n when guidance batches both halves
             r = x.shape[0] // n
-            return net(x, t, c.repeat(r, 1, 1), v.repeat(r, 1), valid=valid.repeat(r, 1), drop=drop)
+            return net(x, t, c.repeat(r, 1, 1), v.repeat(r, 1), valid=valid.repeat(r, 1), drop=drop,
+                       text=None if ids is None else ids.expand(r * n, -1))
 
         model = guided(run, guidance, batched=True)
         x0 = self.process.sample(model, (n, T, net.out.out_features), steps, generator=generator, device=dev)
@@ -314,10 +324,11 @@ class TortoiseTTS(TTSModel):
             with stage("ar"):
                 if self.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
                     cond = ar_latents(self.ar, voice_ar, ids, chosen)
-                else:
-                    cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
+                else:  # a stage-1 decoder (to compare): the chosen codes themselves
+                    with torch.inference_mode():
+                        cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
             with stage("diffusion"):
-                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen))
+                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids))
             chosen_all.append(chosen)
             bar.update(1)
         bar.close()
