@@ -129,3 +129,6 @@ def test_tortoise_configs(path, capsys):
         assert cfg["model"]["n_codebooks"] == gen["n_codebooks"]
     if stage.startswith("diffusion"):
         assert cfg["model"]["cond_dim"] == ar["d_model"]
+        # a decoder that reads the text reads the AR's tokenizer: as many ids as the AR's text vocabulary at least
+        text_vocab = cfg["model"].get("text_vocab", 0)
+        assert text_vocab == 0 or text_vocab >= ar["text_vocab"]

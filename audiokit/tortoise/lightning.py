@@ -209,7 +209,8 @@ class DiffusionModule(_TortoiseModule):
         voice_dim, d_model, n_head, n_layer, n_voice_layer, dropout: network size.
         text_vocab: > 0 makes a decoder that also reads the text (cross-attention; at least the tokenizer's
             size, as the AR's ``text_vocab``), with ``n_text_layer`` blocks encoding it; 0 (the original's
-            decoder) reads only the codes or AR latents.
+            decoder) reads only the codes or AR latents. ``text_prior``: the width g of the guided-attention
+            prior on its cross-attention (:class:`~audiokit.tortoise.diffusion.DiffusionDecoder`; 0: none).
         prediction: ``"v"`` or ``"eps"`` (DDPM, cosine schedule over ``schedule_steps`` levels, DDIM sampling),
             or ``"flow"`` (rectified flow: velocity target, Euler sampling; :mod:`audiokit.nn.diffusion`);
         cond_drop: share of examples trained without conditioning (classifier-free guidance);
@@ -222,20 +223,21 @@ class DiffusionModule(_TortoiseModule):
                  n_layer: int = 8, n_voice_layer: int = 2, dropout: float = 0.0, prediction: str = "v",
                  schedule_steps: int = 1000, cond_drop: float = 0.1, stats_batches: int = 8, lr: float = 3e-4,
                  betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8, weight_decay: float = 0.01,
-                 warmup_steps: int = 500, final_lr_fraction: float = 0.0, text_vocab: int = 0, n_text_layer: int = 2):
+                 warmup_steps: int = 500, final_lr_fraction: float = 0.0, text_vocab: int = 0, n_text_layer: int = 2,
+                 text_prior: float = 0.2):
         super().__init__()
         from ..codec.codec import Codec
 
         self.process = make_process(prediction, schedule_steps)  # an unknown prediction fails here, before loading
-        if text_vocab < 0:
-            raise ValueError(f"text_vocab must be >= 0 (0: a decoder that does not read the text), got {text_vocab}")
+        if text_vocab < 0 or text_prior < 0:
+            raise ValueError(f"text_vocab and text_prior must be >= 0 (0: no text / no prior), got {text_vocab}, {text_prior}")
         self.save_hyperparameters()
         self.codec = Codec.load(codec)
         info = self.codec.info
         self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
                                       codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
                                       dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer,
-                                      text_vocab=text_vocab, n_text_layer=n_text_layer)
+                                      text_vocab=text_vocab, n_text_layer=n_text_layer, text_prior=text_prior)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
@@ -320,12 +322,13 @@ class DiffusionARLatentsModule(DiffusionModule):
                  dropout: float = 0.0, prediction: str = "v", schedule_steps: int = 1000, cond_drop: float = 0.1,
                  stats_batches: int = 8, lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 100, final_lr_fraction: float = 0.0,
-                 text_vocab: int = 0, n_text_layer: int = 2):
+                 text_vocab: int = 0, n_text_layer: int = 2, text_prior: float = 0.2):
         super().__init__(codec, cond_dim=cond_dim, voice_dim=voice_dim, d_model=d_model, n_head=n_head, n_layer=n_layer,
                          n_voice_layer=n_voice_layer, dropout=dropout, prediction=prediction,
                          schedule_steps=schedule_steps, cond_drop=cond_drop, stats_batches=stats_batches, lr=lr,
                          betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                         final_lr_fraction=final_lr_fraction, text_vocab=text_vocab, n_text_layer=n_text_layer)
+                         final_lr_fraction=final_lr_fraction, text_vocab=text_vocab, n_text_layer=n_text_layer,
+                         text_prior=text_prior)
         self.save_hyperparameters()
         meta, state = read_checkpoint(ar_checkpoint, ("ar",))
         dims = TortoiseDims.from_dict(meta["dims"])
