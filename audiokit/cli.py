@@ -664,7 +664,7 @@ def _eval_tts(args) -> int:
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed, **sampling,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None,
                                nar_decoding=args.nar_decoding if tts.family == "valle" else None)
-    print(format_table(rows))
+    print(format_table(rows, judge.name or "ASR"))
     per_voice = format_speaker_table(rows)
     if per_voice:
         print("\nper held-out voice:\n" + per_voice)

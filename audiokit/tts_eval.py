@@ -281,11 +281,12 @@ def format_speaker_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], judge: str = "ASR") -> str:
+    """The rows as Markdown; ``judge`` names the ASR whose WER the first column is (the judge's model name)."""
     def f(v, pct=False):
         return "-" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}")
 
-    lines = ["| system | WER audiokit ASR (%) | WER pocketsphinx (%) | similarity to the prompt | to another speaker's prompt | RTF |",
+    lines = [f"| system | WER {judge} (%) | WER pocketsphinx (%) | similarity to the prompt | to another speaker's prompt | RTF |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['system']} | {f(r.get('wer_asr'), True)} | {f(r.get('wer_pocketsphinx'), True)} | "

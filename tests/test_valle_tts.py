@@ -249,7 +249,11 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
     assert set(stages) == {"text", "prompt", "ar", "nar", "codec"} and stages["ar"] > 0
     assert sum(stages.values()) <= rows[2]["rtf"] * 1.01
     assert all(r["utterances"] == 2 for r in rows)
-    assert "| ground truth |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| ground truth |" in out
+    from audiokit.asr.transcriber import Transcriber
+
+    assert f"| WER {Transcriber.load('asr').name} (%) |" in out  # the table names the judge that read it
 
 
 def test_tts_eval_breaks_figures_down_by_voice():
