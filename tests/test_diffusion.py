@@ -80,6 +80,21 @@ def test_flow_sampling_with_an_oracle_follows_the_straight_path(solver):
         f.sample(oracle, x0.shape, 0)
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v", "flow"])
+def test_one_step_estimate_with_the_true_target_is_the_data(prediction):
+    """``x0_from`` inverts ``noisy`` given the exact target at any level ``time_at`` gives (and ``level`` of it is
+    that level): the diagnosis's "denoise from truth noised to t" rows rest on it."""
+    s = make_process(prediction, 1000)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    for level in (0.0, 0.3, 0.9):
+        t = s.time_at(level, 3)
+        assert t.shape == (3,) and torch.allclose(s.level(t), torch.full((3,), level), atol=1e-3)
+        x_t = s.noisy(x0, t, noise)
+        assert torch.allclose(s.x0_from(x_t, t, s.target(x0, noise, t)), x0, atol=1e-3)
+    assert not torch.allclose(s.x0_from(x_t, t, torch.zeros_like(x0)), x0, atol=1e-2)
+
+
 def test_guidance_mixes_conditional_and_unconditional():
     calls = []
 

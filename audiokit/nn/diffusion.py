@@ -11,7 +11,8 @@ integrates the ODE from noise (t = 1) to data (t = 0) in a few Euler or midpoint
 
 Training and sampling code sees either through one interface — :func:`make_process` returns a :class:`DDPM`
 or a :class:`RectifiedFlow` with ``draw`` (training times), ``noisy``, ``target``, ``level`` (noise level in
-[0, 1], for per-level losses) and ``sample``; the network always receives a time on the 0 … ``steps`` scale.
+[0, 1], for per-level losses), ``time_at`` (its inverse), ``x0_from`` (one-step estimate of the data) and
+``sample``; the network always receives a time on the 0 … ``steps`` scale.
 """
 from __future__ import annotations
 
@@ -135,6 +136,14 @@ class DDPM:
     def level(self, t: torch.Tensor) -> torch.Tensor:
         return t.float() / self.steps
 
+    def time_at(self, level: float, n: int = 1) -> torch.Tensor:
+        """Training times ``[n]`` at a noise level in [0, 1] (the inverse of :meth:`level`)."""
+        return torch.full((n,), min(self.steps - 1, round(level * self.steps)), dtype=torch.long, device="cpu")
+
+    def x0_from(self, x_t: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The data estimated in one step from the network's output ``out`` at ``x_t``."""
+        return self.schedule.to_x0_eps(x_t, t.to(x_t.device), out, self.prediction)[0]
+
     def sample(self, model: Callable, shape: tuple, steps: int, generator: torch.Generator | None = None,
                device="cpu", **kw) -> torch.Tensor:
         return ddim_sample(model, self.schedule, shape, steps, self.prediction, generator=generator, device=device, **kw)
@@ -170,6 +179,12 @@ class RectifiedFlow:
 
     def level(self, t: torch.Tensor) -> torch.Tensor:
         return t.float()
+
+    def time_at(self, level: float, n: int = 1) -> torch.Tensor:
+        return torch.full((n,), float(level), device="cpu")
+
+    def x0_from(self, x_t: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return x_t - self._t(t, x_t) * out
 
     @torch.no_grad()
     def sample(self, model: Callable, shape: tuple, steps: int, generator: torch.Generator | None = None,

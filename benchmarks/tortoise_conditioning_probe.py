@@ -1,0 +1,166 @@
+"""What does a Tortoise diffusion decoder's conditioning know about the codec latent — and about the words?
+
+    python benchmarks/tortoise_conditioning_probe.py --model exp/synth-digits/tortoise-export \\
+        --tokens exp/synth-digits/tokens --manifest data/digits/test.jsonl --mode codes --steps 800
+
+Trains a small deterministic regressor (the conditional mean, MSE on the normalized latent ``codec.embed``) from
+one conditioning — ``codes`` (codebook-1 embeddings, the decoder's stage 1), ``ar`` (the export's AR latents,
+teacher-forced: stage 2), either ``+text`` (cross-attention to the BPE ids) — on the recipe's token store, then
+prints its validation MSE and the judge's WER on the regressed latents of held-out strings, decoded by the codec
+(the same items as ``tortoise_diagnose.py``). Lower MSE = the conditioning tells more about the latent; the WER
+says whether what it tells is the words.
+"""
+import argparse
+import json
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from tortoise_diagnose import held_out
+
+warnings.filterwarnings("ignore")
+
+
+class Regressor(nn.Module):
+    def __init__(self, mode: str, latent_dim: int, ar_dim: int, text_vocab: int, codebook_size: int, n_codebooks: int,
+                 d: int = 128, layers: int = 3):
+        from audiokit.nn.transformer import LayerNorm, Linear, ResidualAttentionBlock
+        from audiokit.tortoise.model import ConditioningEncoder
+
+        super().__init__()
+        self.d, self.text = d, mode.endswith("+text")
+        self.voice = ConditioningEncoder(codebook_size, n_codebooks, 64, 4, 1)
+        self.voice_proj = Linear(64, d)
+        self.code_emb = nn.Embedding(codebook_size, d) if mode.startswith("codes") else None
+        self.ar_proj = Linear(ar_dim, d) if mode.startswith("ar") else None
+        if self.text:
+            self.text_emb = nn.Embedding(text_vocab, d)
+            self.text_enc = nn.ModuleList(ResidualAttentionBlock(d, 4) for _ in range(2))
+            self.text_ln = LayerNorm(d)
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, 4, cross_attention=self.text) for _ in range(layers))
+        self.ln = LayerNorm(d)
+        self.out = Linear(d, latent_dim)
+
+    def forward(self, first, ar_latents, text, text_valid, voice, valid):
+        from audiokit.nn.transformer import padding_mask
+        from audiokit.valle.model import sinusoids
+
+        B, T = first.shape
+        h = self.voice_proj(voice)[:, None].expand(B, T, self.d) + 0.1 * sinusoids(torch.arange(T), self.d)[None]
+        h = h + (self.code_emb(first) if self.code_emb is not None else self.ar_proj(ar_latents))
+        src = src_mask = None
+        if self.text:
+            src = self.text_emb(text) + sinusoids(torch.arange(text.shape[1]), self.d)[None]
+            src_mask = padding_mask(text_valid)
+            for b in self.text_enc:
+                src = b(src, mask=src_mask)
+            src = self.text_ln(src)
+        for b in self.blocks:
+            h = b(h, source=src, mask=padding_mask(valid), source_mask=src_mask)
+        return self.out(self.ln(h))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="an exported Tortoise folder (its codec, tokenizer and AR)")
+    p.add_argument("--tokens", required=True, help="the recipe's token store folder (train.jsonl, valid.jsonl)")
+    p.add_argument("--manifest", required=True, help="held-out utterances with audio, for the WER")
+    p.add_argument("--mode", required=True, choices=["codes", "ar", "codes+text", "ar+text"])
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--items", type=int, default=40)
+    p.add_argument("--judge", default="asr")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    from audiokit.asr.metrics import wer_cer
+    from audiokit.asr.transcriber import Transcriber
+    from audiokit.tortoise.data import TortoiseDataModule
+    from audiokit.tortoise.lightning import batch_speech, batch_text, batch_voice
+    from audiokit.tortoise.tts import TortoiseTTS
+
+    tts = TortoiseTTS.load(args.model)
+    codec, ar = tts.codec, tts.ar.eval()
+    tokenizer = f"{args.model}/tokenizer.json"
+    dm = TortoiseDataModule(f"{args.tokens}/train.jsonl", tokenizer, val_manifest=f"{args.tokens}/valid.jsonl",
+                            token_store=args.tokens, voice_seconds=1.5, max_duration=8.0, max_batch_seconds=120.0,
+                            max_batch_size=16, voice_clips=2, seed=args.seed)
+    dm.setup("fit")
+
+    @torch.no_grad()
+    def inputs(batch):
+        z = codec.model.embed(batch["codes"]).transpose(1, 2).float()
+        valid = torch.arange(z.shape[1])[None] < batch["code_lens"][:, None]
+        lat = None
+        if args.mode.startswith("ar"):
+            t, tv = batch_text(batch, ar.start_text, ar.stop_text)
+            s, sv = batch_speech(batch, ar.start_speech, ar.stop_speech)
+            lat = ar.losses(batch_voice(ar.conditioning, batch, "cpu"), t, tv, s, sv)["latents"]
+            lat = lat[:, 1: 1 + batch["codes"].shape[-1]].float()
+        text_valid = torch.arange(batch["text"].shape[1])[None] < batch["text_lens"][:, None]
+        return z, valid, lat, text_valid
+
+    frames = []
+    for _, b in zip(range(8), dm.train_dataloader()):
+        z, valid, _, _ = inputs(b)
+        frames.append(z[valid])
+    frames = torch.cat(frames)
+    mean, std = frames.mean(0), frames.std(0).clamp(min=1e-4)
+    model = Regressor(args.mode, codec.model.latent_dim, ar.dims.d_model, tts.tokenizer.vocab_size,
+                      codec.info.codebook_size, codec.info.n_codebooks)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.96), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / args.steps))
+
+    def predict(batch):
+        z, valid, lat, text_valid = inputs(batch)
+        out = model(batch["codes"][:, 0], lat, batch["text"], text_valid, batch_voice(model.voice, batch, "cpu"), valid)
+        return out, (z - mean) / std, valid
+
+    def loss_of(batch):
+        out, x0, valid = predict(batch)
+        err = (out - x0).pow(2).mean(-1)
+        return ((err * valid).sum(1) / valid.sum(1)).mean()
+
+    step, start = 0, time.time()
+    while step < args.steps:
+        for batch in dm.train_dataloader():
+            loss = loss_of(batch)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 100 == 0:
+                print(f"step {step}: loss {loss.item():.4f}, {step / (time.time() - start):.2f} steps/s", flush=True)
+            if step >= args.steps:
+                break
+    model.eval()
+    with torch.no_grad():
+        val = [loss_of(b).item() for _, b in zip(range(6), dm.val_dataloader())]
+
+    sr = tts.sample_rate
+    refs, _, real, voices = held_out(args.manifest, sr, args.items, args.seed, tts.min_voice_seconds)
+    wavs = []
+    with torch.no_grad():
+        for text, wav, voice in zip(refs, real, voices):
+            tokens, prompt = codec.encode(wav, sr), codec.encode(voice, sr)
+            codes = tokens.codes[0, :, : int(tokens.lengths[0])]
+            ids = tts._sentences(text)[0][1]
+            batch = {"text": ids[None], "text_lens": torch.tensor([len(ids)]), "codes": codes[None],
+                     "code_lens": torch.tensor([codes.shape[1]]), "voice": prompt.codes[:, :, : int(prompt.lengths[0])],
+                     "voice_frames": prompt.lengths.view(-1), "voice_clips": 1}
+            out, _, _ = predict(batch)
+            z = (out * std + mean).transpose(1, 2)
+            wavs.append(codec.decode_latents(z, torch.tensor([codes.shape[1]]))[0][: wav.shape[-1]])
+    hyps = [h.text for h in Transcriber.load(args.judge).transcribe(wavs, sr, temperature=0.0)]
+    print(json.dumps({"mode": args.mode, "steps": args.steps, "val_mse": round(sum(val) / len(val), 4),
+                      "wer": round(wer_cer(refs, hyps)["wer"], 4), "examples": list(zip(refs, hyps))[:4]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
