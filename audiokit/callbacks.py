@@ -69,17 +69,3 @@ def _time_left(trainer) -> float | None:
         if isinstance(cb, Timer):
             return cb.time_remaining("train")
     return None
-
-
-class PerRunTimeBudget(L.Callback):
-    """Make ``max_time`` a budget for *this* run. Lightning's Timer saves the time trained so far in the checkpoint
-    and a resumed run counts it, so a recipe stage resumed with the same ``--max-time`` would stop at once; the
-    recipes mean "train this long now" (long CPU runs go on over several sessions). Added by ``audiokit train``."""
-
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
-        from lightning.pytorch.callbacks import Timer
-
-        # runs before the callbacks' states are loaded: the Timer then starts from nothing
-        for cb in trainer.callbacks:
-            if isinstance(cb, Timer):
-                checkpoint.get("callbacks", {}).pop(cb.state_key, None)

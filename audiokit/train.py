@@ -1,8 +1,7 @@
 """``audiokit train FAMILY``: LightningCLI over a family's LightningModule and the shared DataModule.
 
 Every Trainer flag works from YAML or the command line (``--trainer.max_steps 100``), and ``--ckpt_path last``
-resumes a killed run from its last checkpoint; ``--trainer.max_time`` is the budget of each run, not of all the
-runs a checkpoint has seen (:class:`~audiokit.callbacks.PerRunTimeBudget`).
+resumes a killed run from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -54,14 +53,8 @@ def run(family: str, args: list[str]) -> None:
     # LightningCLI warns when given args while sys.argv holds others; sys.argv must stay as it is, because
     # Lightning's DDP launcher re-runs it to start the other ranks.
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-    from .callbacks import PerRunTimeBudget
-
-    class CLI(LightningCLI):
-        def before_fit(self):
-            self.trainer.callbacks.append(PerRunTimeBudget())  # --trainer.max_time counts this run only
-
-    cli = CLI(model_class(family), datamodule_class(family), args=["fit", *args],
-              save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    cli = LightningCLI(model_class(family), datamodule_class(family), args=["fit", *args],
+                       save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
     save_final_checkpoint(cli.trainer)
 
 

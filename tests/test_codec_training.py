@@ -69,12 +69,6 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, synth_corpus):
     assert final["global_step"] == 40 and int(final["state_dict"]["batches_seen"]) == 20
     codec = Codec.load(tmp_path / "ckpt" / "last.ckpt")
     assert codec.info.sample_rate == 16000 and codec.info.n_codebooks == 4
-    # --trainer.max_time is this run's budget: a checkpoint whose runs trained a day in all still resumes
-    final.setdefault("callbacks", {})["Timer"] = {"time_elapsed": {"train": 86400.0, "validate": 0.0, "test": 0.0}}
-    torch.save(final, tmp_path / "ckpt" / "last.ckpt")
-    again = _train(tmp_path, corpus, "--trainer.max_steps", "44", "--trainer.max_time", "00:00:30:00", "--ckpt_path", "last")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 44
 
 
 def test_ddp_on_cpu_with_two_processes(tmp_path, synth_corpus):
