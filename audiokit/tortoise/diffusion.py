@@ -103,9 +103,8 @@ class DiffusionDecoder(nn.Module):
         tokens = text_valid.sum(1, keepdim=True).clamp(min=1)
         t = (torch.arange(valid.shape[1], device=valid.device)[None] + 0.5) / frames  # [B, T]
         n = (torch.arange(text_valid.shape[1], device=valid.device)[None] + 0.5) / tokens  # [B, L]
-        bias = torch.zeros(valid.shape[0], valid.shape[1], text_valid.shape[1], device=valid.device)
-        if self.text_prior > 0:
-            bias = -(t[:, :, None] - n[:, None, :]).pow(2) / (2 * self.text_prior ** 2)
+        bias = -(t[:, :, None] - n[:, None, :]).pow(2) / (2 * self.text_prior ** 2) if self.text_prior > 0 else \
+            torch.zeros(valid.shape[0], valid.shape[1], text_valid.shape[1], device=valid.device)
         return bias.masked_fill(~text_valid[:, None, :], float("-inf"))[:, None]
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, voice: torch.Tensor,
