@@ -69,6 +69,10 @@ def main():
     p.add_argument("--manifest", required=True, help="held-out utterances with audio, for the WER")
     p.add_argument("--mode", required=True, choices=["codes", "ar", "codes+text", "ar+text"])
     p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--loss", default="mse", choices=["mse", "mel", "mel+mse"],
+                   help="mse: on the normalized latent (the conditional mean of the latent); mel: multi-scale log-mel "
+                        "L1 between the codec decoder's audio from the regressed latent and from the truth's (the "
+                        "conditional mean in the listener's domain); mel+mse: both")
     p.add_argument("--items", type=int, default=40)
     p.add_argument("--judge", default="asr")
     p.add_argument("--seed", type=int, default=0)
@@ -120,10 +124,24 @@ def main():
         out = model(batch["codes"][:, 0], lat, batch["text"], text_valid, batch_voice(model.voice, batch, "cpu"), valid)
         return out, (z - mean) / std, valid
 
-    def loss_of(batch):
+    from audiokit.codec.losses import MultiScaleMelLoss
+
+    mel_loss = MultiScaleMelLoss(codec.sample_rate, n_mels=(20, 40, 80, 160), window_lengths=(128, 256, 512, 1024))
+    hop = codec.model.hop_length
+
+    def loss_of(batch, kind=None):
+        kind = kind or args.loss
         out, x0, valid = predict(batch)
         err = (out - x0).pow(2).mean(-1)
-        return ((err * valid).sum(1) / valid.sum(1)).mean()
+        mse = ((err * valid).sum(1) / valid.sum(1)).mean()
+        if kind == "mse":
+            return mse
+        keep = valid.repeat_interleave(hop, 1)[:, None].float()
+        with torch.no_grad():
+            y = codec.model.decoder((x0 * std + mean).masked_fill(~valid[..., None], 0).transpose(1, 2)) * keep
+        y_hat = codec.model.decoder((out * std + mean).masked_fill(~valid[..., None], 0).transpose(1, 2)) * keep
+        mel = mel_loss(y_hat, y)
+        return mel + mse if kind == "mel+mse" else mel
 
     step, start = 0, time.time()
     while step < args.steps:
@@ -141,7 +159,7 @@ def main():
                 break
     model.eval()
     with torch.no_grad():
-        val = [loss_of(b).item() for _, b in zip(range(6), dm.val_dataloader())]
+        val = [loss_of(b, "mse").item() for _, b in zip(range(6), dm.val_dataloader())]
 
     sr = tts.sample_rate
     refs, _, real, voices = held_out(args.manifest, sr, args.items, args.seed, tts.min_voice_seconds)
@@ -158,7 +176,7 @@ def main():
             z = (out * std + mean).transpose(1, 2)
             wavs.append(codec.decode_latents(z, torch.tensor([codes.shape[1]]))[0][: wav.shape[-1]])
     hyps = [h.text for h in Transcriber.load(args.judge).transcribe(wavs, sr, temperature=0.0)]
-    print(json.dumps({"mode": args.mode, "steps": args.steps, "val_mse": round(sum(val) / len(val), 4),
+    print(json.dumps({"mode": args.mode, "loss": args.loss, "steps": args.steps, "val_mse": round(sum(val) / len(val), 4),
                       "wer": round(wer_cer(refs, hyps)["wer"], 4), "examples": list(zip(refs, hyps))[:4]}), flush=True)
 
 

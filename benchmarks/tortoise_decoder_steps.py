@@ -70,7 +70,7 @@ def main():
                     cond = ar_latents(tts.ar, voice_ar, ids, [codes[0]])[0]
                 else:
                     cond = tts.diffusion.cond_from_codes(codes[0])
-                prepared.append((cond, voice_diff, ref, codec.embed(tokens)[0], ids))
+                prepared.append((cond, voice_diff, ref, codec.embed(tokens)[0], ids, codes[0]))
         solvers = args.solvers if tts.diffusion_meta.get("prediction") == "flow" else ["ddim"]
         for solver in solvers:
             if solver != "ddim":
@@ -78,10 +78,10 @@ def main():
             for steps in args.steps:
                 acc = {"mel": 0.0, "latent": 0.0, "seconds": 0.0}
                 with torch.inference_mode():
-                    for i, (cond, voice, ref, z_true, ids) in enumerate(prepared):
+                    for i, (cond, voice, ref, z_true, ids, first) in enumerate(prepared):
                         t = time.perf_counter()
                         z = tts.diffuse([cond], voice, steps, args.guidance, torch.Generator().manual_seed(args.seed + i),
-                                        text=ids)[0]
+                                        text=ids, given=[first])[0]
                         acc["seconds"] += time.perf_counter() - t
                         y = codec.decode_latents(z[None])[0]
                         n = min(y.shape[-1], ref.shape[-1])

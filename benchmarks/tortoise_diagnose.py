@@ -123,12 +123,13 @@ def main():
             first = t.codes[0, 0, : int(t.lengths[0])].cpu()
             per_item.append((ids, voice_ar, voice_diff, first))
             teacher.append(tts.diffuse(cond(voice_ar, ids, first), voice_diff, preset.diffusion_steps,
-                                       preset.guidance, gen, text=ids)[0])
+                                       preset.guidance, gen, text=ids, given=[first])[0])
             max_frames = int(max(2.0, tts.seconds_per_token * len(ids)) * tts.codec.frame_rate)
             cand = sample_candidates(tts.ar, voice_ar, ids, 1, max_frames, options)[0]
             ratio_num, ratio_den = ratio_num + len(cand), ratio_den + len(first)
-            one.append(tts.diffuse(cond(voice_ar, ids, cand if len(cand) else first[:1]), voice_diff,
-                                   preset.diffusion_steps, preset.guidance, gen, text=ids)[0])
+            cand = cand if len(cand) else first[:1]
+            one.append(tts.diffuse(cond(voice_ar, ids, cand), voice_diff, preset.diffusion_steps, preset.guidance, gen,
+                                   text=ids, given=[cand])[0])
     row("diffusion on truth's codebook 1" + (" (its codes)" if on_codes else " (AR latents)"),
         [tts._join([z], 0.0) for z in teacher])
     net, process = tts.diffusion, tts.process
@@ -137,13 +138,13 @@ def main():
             zs = []
             with torch.inference_mode():
                 for i, (t, (ids, voice_ar, voice_diff, first)) in enumerate(zip(truth, per_item)):
-                    x0 = net.normalize(tts.codec.embed(t).transpose(1, 2))
+                    x0 = net.normalize(net.target(tts.codec.model, t.codes[:, :, : int(t.lengths[0])]))
                     tt = process.time_at(level)
                     x_t = process.noisy(x0, tt, torch.randn(x0.shape, generator=gen))
                     text = per_item[(i + 1) % len(per_item)][0] if wrong else ids  # another string's text
                     out = net(x_t, process.net_time(tt), cond(voice_ar, ids, first)[0][None], voice_diff[None],
                               text=text[None] if net.text_vocab else None)
-                    zs.append(net.denormalize(process.x0_from(x_t, tt, out))[0].T)
+                    zs.append(net.compose(tts.codec.model, net.denormalize(process.x0_from(x_t, tt, out)), first[None])[0].T)
             row(f"truth noised to level {level}, one step" + (", another string's text" if wrong else ""),
                 [tts._join([z], 0.0) for z in zs])
     if args.codes_decoder:
@@ -155,9 +156,9 @@ def main():
         stage1, kept = load_state(DiffusionDecoder(**meta["config"]), state, args.codes_decoder).eval(), tts.diffusion
         tts.diffusion = stage1
         with torch.inference_mode():
-            z1 = [tts.diffuse([stage1.cond_from_codes(t.codes[0, 0, : int(t.lengths[0])])], tts.voice_latents(
-                tts.prepare_voice(v, sr))[1], preset.diffusion_steps, preset.guidance, gen, text=tts._sentences(text)[0][1])[0]
-                for t, v, text in zip(truth, voices, refs)]
+            z1 = [tts.diffuse([stage1.cond_from_codes(first)], tts.voice_latents(tts.prepare_voice(v, sr))[1],
+                              preset.diffusion_steps, preset.guidance, gen, text=ids, given=[first])[0]
+                  for v, (ids, _, _, first) in zip(voices, per_item)]
         tts.diffusion = kept
         row("stage-1 decoder on truth's codebook 1", [tts._join([z], 0.0) for z in z1])
     row("AR, one sample", [tts._join([z], 0.0) for z in one], length_ratio=round(ratio_num / ratio_den, 3))

@@ -74,7 +74,7 @@ def test_paper_configs_have_the_published_sizes(name, params):
     assert model.frame_rate == 75.0 and model.bandwidths()[-1] == 24.0
 
 
-CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "tiny", "digits": "speech16"}  # digits: the bundled speech codec's tokens
+CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "speech16", "digits": "speech16"}  # cpu, digits: the bundled speech codec's tokens
 VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
 
 

@@ -219,6 +219,47 @@ def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus,
         t.diffuse(cond, voice, 4, 1.0)
 
 
+def test_decoder_given_the_first_codebook_models_the_rest_and_adds_it_back(corpus, trained, tmp_path):
+    """``given_codebooks`` 1, ``codebooks`` 3: the decoder trains on the latent of codebooks 1-3 less codebook 1's share, and what it makes is its
+    sample plus that share of the chosen codes, exactly — so codebook 1 reaches the codec unchanged, whatever the
+    decoder does. Through both stages, export and synthesis; without the codes, or with a bad count, one error."""
+    root, entries, codec, tok = corpus
+    L.seed_everything(0)
+    given = dict(DIFF, given_codebooks=1, codebooks=3)  # codebooks 2-3 modelled, codebook 4 left out
+    module = DiffusionModule(str(root / "codec"), **given)
+    _, ckpt1 = _fit(module, root, 6, "given1")
+    dm = _dm(root)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    codes = batch["codes"]
+    z, _ = module._latents(batch)  # the training target: the latent less codebook 1's share
+    full, first = codec.model.embed(codes[:, :3]).transpose(1, 2), codec.model.embed(codes[:, :1]).transpose(1, 2)
+    assert torch.allclose(z, full - first, atol=1e-5) and not torch.allclose(z, full, atol=1e-3)
+    assert torch.allclose(module.model.compose(codec.model, z, codes[:, 0]), full, atol=1e-5)
+    assert module.model.config["codebooks"] == 3 and module.model.config["given_codebooks"] == 1
+    for bad, match in (({"given_codebooks": 3}, "given_codebooks must be in"), ({"codebooks": 5}, "codebooks must be in")):
+        with pytest.raises(ValueError, match=match):
+            DiffusionModule(str(root / "codec"), **dict(given, **bad))
+    _, ckpt2 = _fit(DiffusionARLatentsModule(str(root / "codec"), str(trained["ar"][1]), init_from=str(ckpt1), **given),
+                    root, 3, "given2")
+    t = TortoiseTTS.from_checkpoints(trained["ar"][1], trained["clvp"][1], ckpt2, root / "codec")
+    assert t.diffusion.given_codebooks == 1
+    cond = [torch.randn(20, 32)]
+    _, voice = t.voice_latents(t.prepare_voice(_voice(), 16000))
+    a, b = torch.randint(0, 32, (20,)), torch.randint(0, 32, (20,))
+    za, zb = (t.diffuse(cond, voice, 3, 1.0, torch.Generator().manual_seed(0), given=[c])[0] for c in (a, b))
+    share = [codec.model.embed(c[None, None])[0] for c in (a, b)]
+    assert torch.allclose(za - zb, share[0] - share[1], atol=1e-4)  # the same sample, another codebook 1 added
+    with pytest.raises(ValueError, match="first codebooks"):
+        t.diffuse(cond, voice, 3, 1.0)
+    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
+    out = t.synthesize("Hello there.", _voice(), **kw)
+    assert out.audio.abs().max() > 0 and torch.isfinite(out.audio).all()
+    loaded = TTS.load(t.export(tmp_path / "given"))
+    assert loaded.diffusion.given_codebooks == 1
+    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, out.audio, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 @pytest.fixture(scope="module")
 def tts(corpus, trained):

@@ -211,6 +211,9 @@ class DiffusionModule(_TortoiseModule):
             size, as the AR's ``text_vocab``), with ``n_text_layer`` blocks encoding it; 0 (the original's
             decoder) reads only the codes or AR latents. ``text_prior``: the width g of the guided-attention
             prior on its cross-attention (:class:`~audiokit.tortoise.diffusion.DiffusionDecoder`; 0: none).
+        given_codebooks: g > 0 makes a decoder of the latent less the first g codebooks' share, which the chosen
+            candidate's codes give exactly at inference (0: the whole latent, the original's); codebooks: n > 0
+            models the latent of the first n codebooks only (0: all).
         prediction: ``"v"`` or ``"eps"`` (DDPM, cosine schedule over ``schedule_steps`` levels, DDIM sampling),
             or ``"flow"`` (rectified flow: velocity target, Euler sampling; :mod:`audiokit.nn.diffusion`);
         cond_drop: share of examples trained without conditioning (classifier-free guidance);
@@ -224,7 +227,7 @@ class DiffusionModule(_TortoiseModule):
                  schedule_steps: int = 1000, cond_drop: float = 0.1, stats_batches: int = 8, lr: float = 3e-4,
                  betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8, weight_decay: float = 0.01,
                  warmup_steps: int = 500, final_lr_fraction: float = 0.0, text_vocab: int = 0, n_text_layer: int = 2,
-                 text_prior: float = 0.2):
+                 text_prior: float = 0.2, given_codebooks: int = 0, codebooks: int = 0):
         super().__init__()
         from ..codec.codec import Codec
 
@@ -237,7 +240,8 @@ class DiffusionModule(_TortoiseModule):
         self.model = DiffusionDecoder(latent_dim=self.codec.model.latent_dim, cond_dim=cond_dim, voice_dim=voice_dim,
                                       codebook_size=info.codebook_size, d_model=d_model, n_head=n_head, n_layer=n_layer,
                                       dropout=dropout, n_codebooks=info.n_codebooks, n_voice_layer=n_voice_layer,
-                                      text_vocab=text_vocab, n_text_layer=n_text_layer, text_prior=text_prior)
+                                      text_vocab=text_vocab, n_text_layer=n_text_layer, text_prior=text_prior,
+                                      given_codebooks=given_codebooks, codebooks=codebooks)
         self.codec_info = info
         self.register_buffer("stats_ready", torch.tensor(False))
 
@@ -255,7 +259,7 @@ class DiffusionModule(_TortoiseModule):
     def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Codec latents ``[B, T, D]`` of the batch's tokens and their validity ``[B, T]``."""
         codes = batch["codes"].to(self.device)
-        z = self.codec.model.embed(codes).transpose(1, 2).float()
+        z = self.model.target(self.codec.model, codes)
         valid = torch.arange(codes.shape[-1], device=self.device)[None] < batch["code_lens"].to(self.device)[:, None]
         return z, valid
 
@@ -322,13 +326,14 @@ class DiffusionARLatentsModule(DiffusionModule):
                  dropout: float = 0.0, prediction: str = "v", schedule_steps: int = 1000, cond_drop: float = 0.1,
                  stats_batches: int = 8, lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 100, final_lr_fraction: float = 0.0,
-                 text_vocab: int = 0, n_text_layer: int = 2, text_prior: float = 0.2):
+                 text_vocab: int = 0, n_text_layer: int = 2, text_prior: float = 0.2, given_codebooks: int = 0,
+                 codebooks: int = 0):
         super().__init__(codec, cond_dim=cond_dim, voice_dim=voice_dim, d_model=d_model, n_head=n_head, n_layer=n_layer,
                          n_voice_layer=n_voice_layer, dropout=dropout, prediction=prediction,
                          schedule_steps=schedule_steps, cond_drop=cond_drop, stats_batches=stats_batches, lr=lr,
                          betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
                          final_lr_fraction=final_lr_fraction, text_vocab=text_vocab, n_text_layer=n_text_layer,
-                         text_prior=text_prior)
+                         text_prior=text_prior, given_codebooks=given_codebooks, codebooks=codebooks)
         self.save_hyperparameters()
         meta, state = read_checkpoint(ar_checkpoint, ("ar",))
         dims = TortoiseDims.from_dict(meta["dims"])

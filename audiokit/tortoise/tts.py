@@ -245,13 +245,17 @@ class TortoiseTTS(TTSModel):
 
     @torch.inference_mode()
     def diffuse(self, cond: list[torch.Tensor], voice: torch.Tensor, steps: int, guidance: float,
-                generator: torch.Generator | None = None, text: torch.Tensor | None = None) -> list[torch.Tensor]:
+                generator: torch.Generator | None = None, text: torch.Tensor | None = None,
+                given: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Codec latents ``[latent_dim, T_i]`` for each conditioning sequence ``[T_i, cond_dim]`` (one batch;
         conditional and unconditional passes of guidance run as one batch too). ``text``: the sentence's BPE ids
-        ``[L]``, for a decoder that reads the text."""
+        ``[L]``, for a decoder that reads the text; ``given``: each sequence's codes ``[T_i]`` (or ``[g, T_i]``),
+        for a decoder that models the latent less its first codebooks (``given_codebooks``)."""
         dev, net = self.device, self.diffusion
         if net.text_vocab and text is None:
             raise ValueError("this Tortoise's diffusion decoder reads the text: pass the sentence's ids (text=)")
+        if net.given_codebooks and given is None:
+            raise ValueError("this Tortoise's diffusion decoder adds to its first codebooks: pass their codes (given=)")
         ids = text.to(dev)[None] if net.text_vocab else None
         n, T = len(cond), max(c.shape[0] for c in cond)
         c = torch.zeros(n, T, cond[0].shape[-1], device=dev)
@@ -269,6 +273,12 @@ class TortoiseTTS(TTSModel):
         model = guided(run, guidance, batched=True)
         x0 = self.process.sample(model, (n, T, net.out.out_features), steps, generator=generator, device=dev)
         z = net.denormalize(x0)
+        if net.given_codebooks:
+            g = torch.zeros(n, net.given_codebooks, T, dtype=torch.long, device=dev)
+            for i, codes in enumerate(given):
+                codes = codes.reshape(-1, codes.shape[-1]) if codes.dim() > 1 else codes[None]
+                g[i, :, : codes.shape[-1]] = codes[: net.given_codebooks].to(dev)
+            z = net.compose(self.codec.model, z, g)
         return [z[i, : x.shape[0]].T for i, x in enumerate(cond)]
 
     # ------------------------------------------------------------------ synthesis
@@ -328,7 +338,7 @@ class TortoiseTTS(TTSModel):
                     with torch.inference_mode():
                         cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
             with stage("diffusion"):
-                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids))
+                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids, given=chosen))
             chosen_all.append(chosen)
             bar.update(1)
         bar.close()

@@ -19,7 +19,8 @@
 #   --codec DIR (an exported codec to tokenize with and build on, e.g. pretrained/codec: stages 2-3 then skip;
 #   recipes/digits/run.sh does this).
 # Sizes: tiny (CI, minutes on 2 CPU cores), oneshot (recipes/gpu/oneshot.sh: ten minutes on one GPU), small (one GPU, hours),
-#   digits (recipes/digits/run.sh: spoken digit strings, models that converge on 2 CPU cores).
+#   digits (recipes/digits/run.sh: spoken digit strings, models that converge on 2 CPU cores), cpu (the bundled
+#   VALL-E and Tortoise: the digits sizes on the speech codec's corpus, data/synth/speech16, and its tokens).
 # Stages:
 #   0  make the multi-speaker corpus (espeak-ng voices, plus flite/festival where installed)
 #   1  train the BPE text tokenizer on the training transcripts
@@ -102,8 +103,15 @@ case "$size" in
   oneshot) hours=8; speakers=80; test_speakers=6; rate=16000; tts_items=40 ;;
   small) hours=20; speakers=60; test_speakers=6; rate=24000; tts_items=200 ;;
   digits) hours=1; speakers=24; test_speakers=2; rate=16000; tts_items=40 ;;  # recipes/digits/run.sh makes the corpus
-  *) echo "--size must be tiny, oneshot, small or digits" >&2; exit 2 ;;
+  cpu) hours=3; speakers=48; test_speakers=4; rate=16000; tts_items=30 ;;  # the bundled models: the speech codec's corpus
+  *) echo "--size must be tiny, oneshot, small, digits or cpu" >&2; exit 2 ;;
 esac
+synth_extra=()
+if [ "$size" = cpu ]; then  # the bundled TTS models learn the bundled codec's tokens of the corpus it was trained on
+  [ -z "$corpus" ] && corpus=$out/speech16
+  codec_given=${codec_given:-pretrained/codec}
+  synth_extra=(--max-sentences 2 --hold-out flite-rms,festival-ked_diphone --seed 21)
+fi
 hours=${hours_arg:-$hours}
 tts_items=${tts_items_arg:-$tts_items}
 corpus=${corpus:-$out/$size}
@@ -134,7 +142,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus_given" ]; then
   if [ -f "$corpus/corpus.json" ]; then
     echo "  already made ($corpus/corpus.json); skipping"
   else
-    audiokit data synth --out "$corpus" --hours "$hours" --speakers "$speakers" --test-speakers "$test_speakers" --sample-rate "$rate"
+    audiokit data synth --out "$corpus" --hours "$hours" --speakers "$speakers" --test-speakers "$test_speakers" --sample-rate "$rate" \
+      "${synth_extra[@]}"
   fi
 fi
 
@@ -262,6 +271,11 @@ if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
   mkdir -p "$pretrained"
   for pair in "codec:$codec_export" "valle:$exp/valle-export" "tortoise:$exp/tortoise-export"; do
     name=${pair%%:*}
+    if [ ! -f "${pair#*:}/config.json" ]; then  # e.g. one family retrained: the bundle keeps the other's
+      echo "  ${pair#*:} is not exported: $pretrained/$name stays as it is"
+      continue
+    fi
+    [ "$(realpath "${pair#*:}")" = "$(realpath -m "$pretrained/$name")" ] && continue  # already there (a given codec)
     rm -rf "${pretrained:?}/.$name.new" && cp -r "${pair#*:}" "$pretrained/.$name.new"
     rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
   done
