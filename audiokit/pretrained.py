@@ -318,7 +318,7 @@ def check_files(folder: str | os.PathLike, card: dict | None = None, hashes: boo
 
 # ---------------------------------------------------------------------------------------------- shared parts
 LINK_SUFFIX = ".link"
-_VOLATILE = ("source", "name")  # config.json keys that differ between copies of one model
+_VOLATILE = ("source", "name", "dtype")  # config.json keys that differ between copies of one model (the weights decide)
 
 
 def component(folder: str | os.PathLike, name: str, error: type[Exception] = ModelCardError) -> Path | None:
@@ -338,8 +338,8 @@ def component(folder: str | os.PathLike, name: str, error: type[Exception] = Mod
 
 
 def _same_model(a: Path, b: Path) -> bool:
-    """Whether two exported folders hold the same model: the same weight and vocabulary files byte for byte, and
-    the same config.json apart from its name and source."""
+    """Whether two exported folders hold the same model: the same weight and vocabulary files byte for byte (weights:
+    or the same values in another float dtype), and the same config.json apart from its name and source."""
     def files(d: Path) -> dict:
         return {p.relative_to(d).as_posix(): p for p in d.rglob("*") if p.is_file() and p.name not in (CARD_FILE, CARD_README)}
 
@@ -351,9 +351,25 @@ def _same_model(a: Path, b: Path) -> bool:
             ca, cb = (json.loads(x.read_text()) for x in (p, fb[rel]))
             if {k: v for k, v in ca.items() if k not in _VOLATILE} != {k: v for k, v in cb.items() if k not in _VOLATILE}:
                 return False
-        elif p.stat().st_size != fb[rel].stat().st_size or _sha256(p) != _sha256(fb[rel]):
+        elif (p.stat().st_size != fb[rel].stat().st_size or _sha256(p) != _sha256(fb[rel])) and \
+                not (rel.endswith(".safetensors") and _same_values(p, fb[rel])):
             return False
     return True
+
+
+def _same_values(a: Path, b: Path) -> bool:
+    """Whether two safetensors files hold the same tensors by value, whatever their float dtypes: an export that
+    wrote a float16 codec's weights as float32 (exactly, as upcasting is) holds the same model."""
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        ta, tb = load_file(str(a)), load_file(str(b))
+    except Exception:  # noqa: BLE001 - unreadable: not the same model
+        return False
+    return ta.keys() == tb.keys() and all(
+        ta[k].shape == tb[k].shape and ta[k].is_floating_point() == tb[k].is_floating_point()
+        and torch.equal(ta[k].double(), tb[k].double()) for k in ta)
 
 
 def share_components(folders: list[str | os.PathLike]) -> list[str]:

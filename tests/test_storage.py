@@ -156,6 +156,31 @@ def test_share_keeps_a_copy_that_differs(tmp_path):
     assert (bundle / "tortoise" / "codec" / "model.safetensors").is_file()
 
 
+def test_share_links_a_copy_written_in_another_dtype(tmp_path):
+    """An export writes the codec it was given in float32; the bundle's is float16. The same values are the same
+    model: the copy becomes a link. One value off, and it stays."""
+    from safetensors.torch import load_file, save_file
+
+    for changed in (False, True):
+        bundle = tmp_path / f"b{changed}"
+        shutil.copytree(PRETRAINED_DIR / "codec", bundle / "codec")
+        shutil.copytree(PRETRAINED_DIR / "tortoise", bundle / "tortoise")
+        (bundle / "tortoise" / "codec.link").unlink(missing_ok=True)
+        shutil.rmtree(bundle / "tortoise" / "codec", ignore_errors=True)
+        shutil.copytree(bundle / "codec", bundle / "tortoise" / "codec")
+        w = bundle / "tortoise" / "codec" / "model.safetensors"
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w)).items()}
+        if changed:
+            k = next(k for k, v in tensors.items() if v.is_floating_point())
+            tensors[k] = tensors[k].clone()
+            tensors[k].view(-1)[0] += 1e-3
+        save_file(tensors, str(w))
+        assert w.stat().st_size > (bundle / "codec" / "model.safetensors").stat().st_size  # float32 now
+        done = share_components([bundle / "codec", bundle / "tortoise"])
+        assert done == ([] if changed else ["tortoise/codec -> ../codec"])
+        assert (bundle / "tortoise" / "codec.link").is_file() != changed
+
+
 def test_the_learning_rate_schedule_ends_with_the_wall_clock_budget(monkeypatch):
     from lightning.pytorch.callbacks import Timer
 

@@ -33,10 +33,11 @@ class DiffusionDecoder(nn.Module):
 
     ``codebooks`` n > 0 models the latent of the first n codebooks only (0: all of them): the bundled codec's
     last six add detail that the judge does not need (session 17: ground truth reads the same at 6 and 12) and a
-    decoder would have to invent. With ``given_codebooks`` g > 0 the decoder models only what codebooks after the first g add to the latent
-    (``codec.embed(codes) − codec.embed(codes[:, :g])``): the first g codebooks' share is known at inference
-    (the chosen candidate's codes) and is added back exactly (:meth:`compose`), so the decoder cannot lose what
-    those codes say and spends itself on the residual, where most of the words are (session 22).
+    decoder would have to invent. With ``given_codebooks`` g > 0 the decoder models only what the codebooks after
+    the first g add to the latent (``embed(codes) − embed(codes[:, :g])``): the first g codebooks' share is known
+    at inference (the chosen candidate's codes) and is added back exactly (:meth:`compose`), so the decoder
+    cannot lose what those codes say and spends itself on the residual, where most of the words are. Both are
+    off by default: at 5,000 digits steps neither changed the judged WER (benchmarks/RESULTS.md, session 22).
 
     The latents are modelled normalized: ``latent_mean``/``latent_std`` (buffers, saved with the weights) are
     measured on the training data before the first step; :meth:`normalize` / :meth:`denormalize` convert.
@@ -61,7 +62,8 @@ class DiffusionDecoder(nn.Module):
             self.config.update(given_codebooks=given_codebooks)
         if codebooks:
             self.config.update(codebooks=codebooks)
-        self.text_vocab, self.text_prior, self.given_codebooks, self.codebooks = text_vocab, text_prior, given_codebooks, codebooks
+        self.text_vocab, self.text_prior = text_vocab, text_prior
+        self.given_codebooks, self.codebooks = given_codebooks, codebooks
         d = d_model
         self.d_model = d
         self.voice_encoder = ConditioningEncoder(codebook_size, n_codebooks, voice_dim,
@@ -96,7 +98,7 @@ class DiffusionDecoder(nn.Module):
 
     def target(self, codec_model, codes: torch.Tensor) -> torch.Tensor:
         """What this decoder models of ``codes`` ``[B, Q, T]``: ``codec_model.embed`` (a ``CodecModel``) of their
-        first ``codebooks`` (all for 0) ``[B, T, latent_dim]``, less the given codebooks' share (``given_codebooks``)."""
+        first ``codebooks`` (all for 0) ``[B, T, latent_dim]``, less the given codebooks' share."""
         z = codec_model.embed(codes[:, : self.codebooks] if self.codebooks else codes)
         if self.given_codebooks:
             z = z - codec_model.embed(codes[:, : self.given_codebooks])

@@ -338,7 +338,8 @@ class TortoiseTTS(TTSModel):
                     with torch.inference_mode():
                         cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
             with stage("diffusion"):
-                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids, given=chosen))
+                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids,
+                                                given=chosen))
             chosen_all.append(chosen)
             bar.update(1)
         bar.close()
