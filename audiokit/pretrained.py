@@ -200,10 +200,17 @@ def _corpus_summary(manifest: Path) -> dict | None:
             except ValueError:
                 return None
             hours = s.get("hours", {})
+            engines = s.get("config", {}).get("engines")
+            if not engines:  # every installed engine: name the ones the corpus's voices came from
+                try:
+                    voices = json.loads((c.parent / "speakers.json").read_text())
+                    engines = sorted({v["engine"] for v in voices if isinstance(v, dict) and v.get("engine")}) or None
+                except (OSError, ValueError, TypeError):
+                    engines = None
             return {"source": "audiokit synthetic corpus (audiokit data synth)",
                     "hours": {k: round(v, 3) for k, v in hours.items()} if isinstance(hours, dict) else hours,
                     "speakers": s.get("speakers"), "test_speakers": len(s.get("test_speakers", [])),
-                    "engines": s.get("config", {}).get("engines"), "sample_rate": s.get("config", {}).get("sample_rate"),
+                    "engines": engines, "sample_rate": s.get("config", {}).get("sample_rate"),
                     "sentences": s.get("sentences")}
     return None
 
@@ -488,7 +495,7 @@ def render_card(card: dict, folder: Path | None = None) -> str:
             total = sum(hours.values()) if isinstance(hours, dict) else hours
             kind = f"{corpus['corpora']} synthetic corpora" if corpus.get("corpora") else "synthetic corpus"
             desc += (f": {kind}, {total:.2f} h, {corpus.get('speakers')} speakers "
-                     f"({corpus.get('test_speakers')} held out), engines {', '.join(corpus.get('engines') or [])}")
+                     f"({corpus.get('test_speakers')} held out), engines {', '.join(corpus.get('engines') or ['not recorded'])}")
         lines.append(f"- {part + ': ' if part else ''}{desc}")
     lines.append("")
     ev = card.get("eval") or {}

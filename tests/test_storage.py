@@ -1,5 +1,6 @@
 """Compact model storage: int8 weights with per-row scales (export --int8), bundles that hold each model once
 (NAME.link), and training budgets in wall-clock time (the learning-rate schedule ends with max_time)."""
+import json
 import shutil
 
 import pytest
@@ -217,3 +218,21 @@ def test_the_learning_rate_schedule_ends_with_the_wall_clock_budget(monkeypatch)
         sched.optimizer.step()
         sched.step()
     assert sched.get_last_lr()[0] == pytest.approx(1e-3 * (1 - 0.9 * 0.5), rel=1e-3)  # steps alone, as before
+
+
+def test_card_names_the_engines_of_a_corpus_made_with_every_installed_one(tmp_path):
+    """A corpus made without --engines records none in its config: the card names the engines its voices came
+    from (speakers.json), not an empty list."""
+    from audiokit.pretrained import _corpus_summary
+
+    corpus = tmp_path / "c"
+    (corpus / "wavs" / "v").mkdir(parents=True)
+    (corpus / "corpus.json").write_text(json.dumps({"config": {"engines": None, "sample_rate": 16000}, "speakers": 3,
+                                                    "test_speakers": ["b"], "hours": {"train": 1.0}}))
+    (corpus / "speakers.json").write_text(json.dumps([{"speaker": "a", "engine": "flite"}, {"speaker": "b", "engine": "espeak"},
+                                                      {"speaker": "c", "engine": "flite"}]))
+    manifest = corpus / "train.jsonl"
+    manifest.write_text(json.dumps({"id": "x", "audio": str(corpus / "wavs" / "v" / "x.wav"), "text": "a"}) + "\n")
+    assert _corpus_summary(manifest)["engines"] == ["espeak", "flite"]
+    (corpus / "speakers.json").unlink()
+    assert _corpus_summary(manifest)["engines"] is None
