@@ -1,4 +1,4 @@
-"""The LibriTTS recipe. The synthetic recipe's stages run end to end in the one-shot GPU recipe's dry run
+"""The LibriTTS recipe, and the bundle stage of the synthetic recipe. The synthetic recipe's stages run end to end in the one-shot GPU recipe's dry run
 (tests/test_gpu_oneshot.py), which drives recipes/synth/run.sh stage by stage."""
 import os
 import shutil
@@ -82,3 +82,35 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     store = TokenStore(exp / "synth-digits" / "tokens")
     assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
         read_manifest(out / "valid.jsonl"))
+
+
+def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):
+    """Stage 19 with one family exported (here Tortoise, as a fresh export writes it: its own float32 copy of the
+    bundle's float16 codec) replaces that family, keeps the other's folder as it was, and the export's codec copy
+    becomes a link to the bundle's codec (the same values in another dtype)."""
+    import filecmp
+
+    from safetensors.torch import load_file, save_file
+
+    from audiokit.pretrained import PRETRAINED_DIR, read_card
+
+    bundle, exp = tmp_path / "pretrained", tmp_path / "exp"
+    for name in ("codec", "codec-v1", "valle", "tortoise"):
+        shutil.copytree(PRETRAINED_DIR / name, bundle / name)
+    export = exp / "synth-cpu" / "tortoise-export"
+    shutil.copytree(PRETRAINED_DIR / "tortoise", export)
+    (export / "codec.link").unlink()
+    shutil.copytree(PRETRAINED_DIR / "codec", export / "codec")
+    weights = export / "codec" / "model.safetensors"
+    save_file({k: v.float() for k, v in load_file(str(weights)).items()}, str(weights))
+    (bundle / "tortoise" / "clvp.safetensors").unlink()  # the old folder, told apart from the export
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    r = subprocess.run(["bash", str(ROOT / "recipes/synth/run.sh"), "--size", "cpu", "--exp", str(exp), "--pretrained",
+                        str(bundle), "--codec", str(bundle / "codec"), "--stage", "19", "--stop-stage", "19"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "valle-export is not exported" in r.stdout
+    assert filecmp.cmp(bundle / "valle" / "ar.safetensors", PRETRAINED_DIR / "valle" / "ar.safetensors", shallow=False)
+    assert (bundle / "tortoise" / "clvp.safetensors").is_file()  # the export replaced it
+    assert (bundle / "tortoise" / "codec.link").read_text().strip() == "../codec"
+    assert not (bundle / "tortoise" / "codec").exists() and read_card(bundle / "tortoise")["shared"] == {"codec": "../codec"}
