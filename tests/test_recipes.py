@@ -1,5 +1,5 @@
-"""The LibriTTS recipe, and the bundle stage of the synthetic recipe. The synthetic recipe's stages run end to end in the one-shot GPU recipe's dry run
-(tests/test_gpu_oneshot.py), which drives recipes/synth/run.sh stage by stage."""
+"""The LibriTTS recipe, and the synthetic recipe's bundle stage. The synthetic recipe's stages run end to end in
+the one-shot GPU recipe's dry run (tests/test_gpu_oneshot.py), which drives recipes/synth/run.sh stage by stage."""
 import os
 import shutil
 import subprocess
