@@ -188,6 +188,16 @@ def test_flow_matching_decoder_trains_through_both_stages_and_synthesizes(corpus
                                                    root / "codec").process, DDPM)
 
 
+def _speaks_the_same_after_export(t, folder):
+    """``t`` synthesizes finite, non-silent audio, and its export, loaded, the same audio; returns the loaded model."""
+    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
+    a = t.synthesize("Hello there.", _voice(), **kw)
+    assert a.audio.abs().max() > 0 and torch.isfinite(a.audio).all()
+    loaded = TTS.load(t.export(folder))
+    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, a.audio, atol=1e-4)
+    return loaded
+
+
 def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus, trained, tmp_path):
     """A decoder that reads the text (``text_vocab``) trains through both stages, loads from its checkpoints
     and its export, and what it makes depends on the sentence's ids; one with a smaller vocabulary than the
@@ -204,12 +214,7 @@ def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus,
         _fit(DiffusionModule(str(root / "codec"), **dict(reads, text_vocab=5)), root, 1, "text-small")
     t = TortoiseTTS.from_checkpoints(trained["ar"][1], trained["clvp"][1], ckpt2, root / "codec")
     assert t.diffusion.text_vocab == 400 and t.diffusion_meta["conditioning"] == "ar-latents"
-    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
-    a = t.synthesize("Hello there.", _voice(), **kw)
-    assert a.audio.abs().max() > 0 and torch.isfinite(a.audio).all()
-    loaded = TTS.load(t.export(tmp_path / "reads"))
-    assert loaded.diffusion.text_vocab == 400
-    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, a.audio, atol=1e-4)
+    assert _speaks_the_same_after_export(t, tmp_path / "reads").diffusion.text_vocab == 400
     cond = [torch.randn(20, 32)]
     _, voice = t.voice_latents(t.prepare_voice(_voice(), 16000))
     one, other = (t.diffuse(cond, voice, 4, 1.0, torch.Generator().manual_seed(0), text=t._sentences(s)[0][1])[0]
@@ -220,8 +225,8 @@ def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus,
 
 
 def test_decoder_given_the_first_codebook_models_the_rest_and_adds_it_back(corpus, trained, tmp_path):
-    """``given_codebooks`` 1, ``codebooks`` 3: the decoder trains on the latent of codebooks 1-3 less codebook 1's share, and what it makes is its
-    sample plus that share of the chosen codes, exactly — so codebook 1 reaches the codec unchanged, whatever the
+    """``given_codebooks`` 1, ``codebooks`` 3: the decoder trains on the latent of codebooks 1-3 less codebook 1's
+    share, and what it makes is its sample plus that share of the chosen codes, exactly — so codebook 1 reaches the codec unchanged, whatever the
     decoder does. Through both stages, export and synthesis; without the codes, or with a bad count, one error."""
     root, entries, codec, tok = corpus
     L.seed_everything(0)
@@ -252,12 +257,7 @@ def test_decoder_given_the_first_codebook_models_the_rest_and_adds_it_back(corpu
     assert torch.allclose(za - zb, share[0] - share[1], atol=1e-4)  # the same sample, another codebook 1 added
     with pytest.raises(ValueError, match="first codebooks"):
         t.diffuse(cond, voice, 3, 1.0)
-    kw = dict(sample_rate=16000, preset="ultra_fast", seed=3)
-    out = t.synthesize("Hello there.", _voice(), **kw)
-    assert out.audio.abs().max() > 0 and torch.isfinite(out.audio).all()
-    loaded = TTS.load(t.export(tmp_path / "given"))
-    assert loaded.diffusion.given_codebooks == 1
-    assert torch.allclose(loaded.synthesize("Hello there.", _voice(), **kw).audio, out.audio, atol=1e-4)
+    assert _speaks_the_same_after_export(t, tmp_path / "given").diffusion.given_codebooks == 1
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
