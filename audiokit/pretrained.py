@@ -517,10 +517,13 @@ def render_card(card: dict, folder: Path | None = None) -> str:
                                     ("cer", "CER %", "{:.1f}")])]
     if "tts" in ev:
         e = ev["tts"]
-        rows = [{**r, "wer_asr": _pct(r.get("wer_asr")), "wer_pocketsphinx": _pct(r.get("wer_pocketsphinx"))} for r in e["rows"]]
+        rows = [{**r, "wer_asr": _pct(r.get("wer_asr")), "wer_asr_capped": _pct(r.get("wer_asr_capped")),
+                 "wer_pocketsphinx": _pct(r.get("wer_pocketsphinx"))} for r in e["rows"]]
+        capped = [("wer_asr_capped", "capped %", "{:.1f}"), ("exact_asr", "said exactly", "")] \
+            if any("wer_asr_capped" in r for r in e["rows"]) else []  # measured before session 23: not there
         lines += [f"TTS on `{e.get('manifest')}` ({e['measured']}; WER through the ASR named in `judge`):", "",
                   _table(rows, [("system", "system", ""), ("utterances", "n", ""), ("wer_asr", "WER ASR %", "{:.1f}"),
-                                ("wer_pocketsphinx", "WER pocketsphinx %", "{:.1f}"),
+                                *capped, ("wer_pocketsphinx", "WER pocketsphinx %", "{:.1f}"),
                                 ("similarity", "similarity to prompt", "{:.3f}"),
                                 ("similarity_other_speaker", "to another speaker's prompt", "{:.3f}"), ("rtf", "RTF", "{:.3f}")])]
         if e.get("judge"):

@@ -148,7 +148,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         row = {"system": name, "utterances": len(items)}
         if asr is not None:
             hyps = asr.transcribe([w16[it["id"]] for it in items], 16000, temperature=0.0)
-            row["wer_asr"] = wer_cer([it["text"] for it in items], [h.text for h in hyps])["wer"]
+            scores = wer_cer([it["text"] for it in items], [h.text for h in hyps])
+            row.update(wer_asr=scores["wer"], wer_asr_capped=scores["wer_capped"], exact_asr=scores["exact"])
             for it, h in zip(items, hyps):
                 it[f"{key}_asr"] = h.text
         if sphinx is not None:
@@ -286,9 +287,11 @@ def format_table(rows: list[dict], judge: str = "ASR") -> str:
     def f(v, pct=False):
         return "-" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}")
 
-    lines = [f"| system | WER {judge} (%) | WER pocketsphinx (%) | similarity to the prompt | to another speaker's prompt | RTF |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| system | WER {judge} (%) | capped (%) | said exactly | WER pocketsphinx (%) | similarity to the prompt | "
+             "to another speaker's prompt | RTF |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['system']} | {f(r.get('wer_asr'), True)} | {f(r.get('wer_pocketsphinx'), True)} | "
+        exact = "-" if r.get("exact_asr") is None else f"{r['exact_asr']} / {r['utterances']}"
+        lines.append(f"| {r['system']} | {f(r.get('wer_asr'), True)} | {f(r.get('wer_asr_capped'), True)} | {exact} | "
+                     f"{f(r.get('wer_pocketsphinx'), True)} | "
                      f"{f(r.get('similarity'))} | {f(r.get('similarity_other_speaker'))} | {f(r.get('rtf'))} |")
     return "\n".join(lines)

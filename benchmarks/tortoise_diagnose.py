@@ -95,9 +95,9 @@ def main():
         hyps = [h.text for h in judge.transcribe(wavs, sr, temperature=0.0)]
         per = {s: wer_cer([r for r, t in zip(refs, speakers) if t == s],
                           [h for h, t in zip(hyps, speakers) if t == s])["wer"] for s in names}
-        each = [wer_cer([a], [b])["wer"] for a, b in zip(refs, hyps)]
-        r = {"system": system, "items": len(refs), "wer": wer_cer(refs, hyps)["wer"], "by_speaker": per, **extra,
-             "wer_capped": sum(min(1.0, w) for w in each) / len(each), "exact": sum(w == 0 for w in each),
+        scores = wer_cer(refs, hyps)
+        r = {"system": system, "items": len(refs), "wer": scores["wer"], "by_speaker": per, **extra,
+             "wer_capped": scores["wer_capped"], "exact": scores["exact"],
              "examples": [{"ref": a, "hyp": b} for a, b in list(zip(refs, hyps))[:4]]}
         rows.append(r)
         print(json.dumps(r), flush=True)

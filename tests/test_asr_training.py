@@ -250,6 +250,17 @@ def test_error_rates_match_jiwer():
         wer_cer([""], ["x"])
 
 
+def test_capped_wer_counts_babble_once():
+    """A hypothesis far longer than its reference (babble the judge hears as a sentence) weighs 100 % in the
+    capped WER however long it is, while the corpus WER grows with it; ``exact`` counts utterances said right."""
+    refs = ["one two", "three four", "five six"]
+    hyps = ["one two", "three for", "the quick brown fox jumps over the lazy dog again"]
+    s = wer_cer(refs, hyps, normalize=False)
+    assert s["wer"] == pytest.approx((0 + 1 + 10) / 6)
+    assert s["wer_capped"] == pytest.approx((0 + 0.5 + 1.0) / 3)
+    assert s["exact"] == 1
+
+
 def test_digit_strings_are_scored_digit_by_digit():
     """A reference made only of digit words is scored digit by digit — Whisper writes "4719", "4-7-1-9" or
     "four seven one nine" for the same speech — and "oh" is zero; other references keep the usual form."""

@@ -249,7 +249,13 @@ def test_train_export_tts_and_eval_from_the_cli(synth_corpus, tmp_path, capsys):
     assert set(stages) == {"text", "prompt", "ar", "nar", "codec"} and stages["ar"] > 0
     assert sum(stages.values()) <= rows[2]["rtf"] * 1.01
     assert all(r["utterances"] == 2 for r in rows)
+    for r in rows:  # babble counts at most once per utterance in the capped WER
+        assert min(1.0, r["wer_asr"]) >= r["wer_asr_capped"] - 1e-9 and 0 <= r["wer_asr_capped"] <= 1
+        assert r["exact_asr"] in (0, 1, 2) and (r["exact_asr"] == 2) == (r["wer_asr"] == 0)
+    readme = (tmp_path / "valle" / "README.md").read_text()
+    assert "| capped % | said exactly |" in readme
     out = capsys.readouterr().out
+    assert f"| {100 * rows[2]['wer_asr_capped']:.1f} | {rows[2]['exact_asr']} / 2 |" in out
     assert "| ground truth |" in out
     from audiokit.asr.transcriber import Transcriber
 

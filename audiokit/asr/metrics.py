@@ -46,7 +46,11 @@ def wer_cer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) ->
     """WER and CER after :func:`normalize_for_wer`, with jiwer (the ``eval`` extra) when installed.
 
     A reference that is a digit string (only digit words: a digits corpus, a phone number read out) is scored
-    digit by digit (:func:`digits_for_wer`): an ASR that writes ``4719`` for "four seven one nine" is right."""
+    digit by digit (:func:`digits_for_wer`): an ASR that writes ``4719`` for "four seven one nine" is right.
+
+    Besides the corpus WER: ``wer_capped``, the mean over utterances of each one's WER capped at 100 % (babble
+    that the judge hears as a long wrong sentence counts once, not five times: steadier where a model is far
+    off), and ``exact``, how many utterances were transcribed without a word wrong."""
     if normalize:
         refs, hyps = scoring_forms(refs, hyps)
     keep = [i for i, r in enumerate(refs) if r.strip()]
@@ -66,7 +70,9 @@ def wer_cer(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) ->
         e, n = error_rate(refs, hyps, "char")
         cer = e / n
         backend = "audiokit"
-    return {"wer": wer, "cer": cer, "utterances": len(refs), "words": sum(len(r.split()) for r in refs), "backend": backend}
+    each = [edit_distance(r.split(), h.split()) / len(r.split()) for r, h in zip(refs, hyps)]
+    return {"wer": wer, "cer": cer, "utterances": len(refs), "words": sum(len(r.split()) for r in refs), "backend": backend,
+            "wer_capped": sum(min(1.0, w) for w in each) / len(each), "exact": sum(w == 0 for w in each)}
 
 
 def evaluate_asr(transcriber, manifest: str | os.PathLike, max_items: int | None = None, batch_size: int = 8,
