@@ -172,6 +172,16 @@ def training_summary(checkpoint: str | os.PathLike) -> dict:
     return out
 
 
+def _named_engines(training: dict) -> dict:
+    """A card's training facts with the voice engines filled in where a card written before session 22 recorded
+    none (a corpus made with every installed engine) and its corpus is still there to ask (``models --refresh``)."""
+    for t in (training.values() if "steps" not in training else [training]):
+        c, m = (t.get("corpus"), t.get("train_manifest")) if isinstance(t, dict) else (None, None)
+        if isinstance(c, dict) and not c.get("engines") and isinstance(m, str):
+            c["engines"] = (_corpus_summary(Path(m)) or {}).get("engines")
+    return training
+
+
 def _merged(corpora: list[dict]) -> dict:
     """Several synthetic corpora trained on together, summarized as one (hours and speakers add up)."""
     hours: dict[str, float] = {}
@@ -281,7 +291,7 @@ def write_card(folder: str | os.PathLike, training: dict | None = None, notes: s
             "parameters": _parameters(folder), "dtype": config.get("dtype", "float32"),
             "source": config.get("source"), "license": config.get("license"), "conversion": config.get("conversion"),
             "shared": {p.name[: -len(LINK_SUFFIX)]: p.read_text().strip() for p in sorted(folder.glob("*" + LINK_SUFFIX))},
-            "training": training if training is not None else old.get("training", {}),
+            "training": training if training is not None else _named_engines(old.get("training", {})),
             "notes": notes if notes is not None else old.get("notes"),
             "eval": old.get("eval", {}), "load_as": load_as if load_as is not None else old.get("load_as"),
             "written": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")}

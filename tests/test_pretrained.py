@@ -94,14 +94,13 @@ def test_bundled_models_are_complete_and_load():
         if family != "codec":  # the codec stays float32: the TTS models learned its exact tokens
             assert card["dtype"] in ("float16", "int8")
     assert total <= 57e6  # the tracked tree stays <= 60 MiB (tests/test_gpu_oneshot.py), so a GPU run can be sent
-    # each model once: VALL-E and Tortoise link to a bundled codec, the one whose tokens they learned (the old
-    # smoke codec, codec-v1, until they are retrained on the speech codec); no ASR is bundled (the default one is
-    # resolved)
+    # each model once: VALL-E and Tortoise link to the bundled codec, the one whose tokens they learned; no ASR is
+    # bundled (the default one is resolved)
     assert isinstance(audiokit.load("codec"), Codec)
     assert not (PRETRAINED_DIR / "asr").exists() and not (PRETRAINED_DIR / "valle" / "asr").exists()
     for name in ("valle", "tortoise"):
         shared = read_card(PRETRAINED_DIR / name)["shared"]
-        assert set(shared) == {"codec"} and shared["codec"].startswith("../")
+        assert shared == {"codec": "../codec"}  # both speak the bundled speech codec's tokens
         sibling = shared["codec"][3:]
         assert sibling in available() and read_card(PRETRAINED_DIR / sibling)["family"] == "codec"
         tts = audiokit.load(name)

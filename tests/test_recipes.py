@@ -95,7 +95,7 @@ def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):
     from audiokit.pretrained import PRETRAINED_DIR, read_card
 
     bundle, exp = tmp_path / "pretrained", tmp_path / "exp"
-    for name in ("codec", "codec-v1", "valle", "tortoise"):
+    for name in ("codec", "valle", "tortoise"):
         shutil.copytree(PRETRAINED_DIR / name, bundle / name)
     export = exp / "synth-cpu" / "tortoise-export"
     shutil.copytree(PRETRAINED_DIR / "tortoise", export)

@@ -113,7 +113,7 @@ def test_a_bundle_holds_each_model_once(tmp_path):
     bundle = tmp_path / "pretrained"
     for name in ("valle", "tortoise"):
         shutil.copytree(PRETRAINED_DIR / name, bundle / name, symlinks=False)
-    # the codec their tokens came from (the bundle's codec-v1 until they are retrained on the speech codec)
+    # the codec their tokens came from
     shutil.copytree(PRETRAINED_DIR / read_card(PRETRAINED_DIR / "valle")["shared"]["codec"][3:], bundle / "codec")
     _small_asr(bundle / "asr")
     # make the copies the export writes: each TTS folder with its own codec (and VALL-E with the ASR given to it)
@@ -234,5 +234,13 @@ def test_card_names_the_engines_of_a_corpus_made_with_every_installed_one(tmp_pa
     manifest = corpus / "train.jsonl"
     manifest.write_text(json.dumps({"id": "x", "audio": str(corpus / "wavs" / "v" / "x.wav"), "text": "a"}) + "\n")
     assert _corpus_summary(manifest)["engines"] == ["espeak", "flite"]
+    # a card written before that (engines null) gets them named when it is refreshed (as stage 19 does), per part
+    from audiokit.pretrained import _named_engines
+
+    old = {"steps": 5, "train_manifest": str(manifest), "corpus": {"engines": None, "speakers": 3}}
+    assert _named_engines(json.loads(json.dumps(old)))["corpus"] == {"engines": ["espeak", "flite"], "speakers": 3}
+    parts = _named_engines({"ar": json.loads(json.dumps(old)), "nar": {**old, "corpus": {"engines": ["festival"]}}})
+    assert parts["ar"]["corpus"]["engines"] == ["espeak", "flite"] and parts["nar"]["corpus"]["engines"] == ["festival"]
     (corpus / "speakers.json").unlink()
     assert _corpus_summary(manifest)["engines"] is None
+    assert _named_engines(json.loads(json.dumps(old)))["corpus"]["engines"] is None  # nothing to ask: stays unknown
