@@ -235,10 +235,15 @@ def test_card_names_the_engines_of_a_corpus_made_with_every_installed_one(tmp_pa
     manifest.write_text(json.dumps({"id": "x", "audio": str(corpus / "wavs" / "v" / "x.wav"), "text": "a"}) + "\n")
     assert _corpus_summary(manifest)["engines"] == ["espeak", "flite"]
     # a card written before that (engines null) gets them named when it is refreshed (as stage 19 does), per part
-    from audiokit.pretrained import _named_engines
+    from audiokit.pretrained import _named_engines, read_card, write_card
 
-    old = {"steps": 5, "train_manifest": str(manifest), "corpus": {"engines": None, "speakers": 3}}
-    assert _named_engines(json.loads(json.dumps(old)))["corpus"] == {"engines": ["espeak", "flite"], "speakers": 3}
+    old = {"steps": 5, "train_manifest": str(manifest), "corpus": {"engines": None, "speakers": 3, "hours": {"train": 1.0}}}
+    _small_asr(tmp_path / "m")
+    card = read_card(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**card, "training": old}))
+    assert write_card(tmp_path / "m")["training"]["corpus"]["engines"] == ["espeak", "flite"]
+    assert "engines espeak, flite" in (tmp_path / "m" / "README.md").read_text()
+    assert _named_engines(json.loads(json.dumps(old)))["corpus"]["engines"] == ["espeak", "flite"]
     parts = _named_engines({"ar": json.loads(json.dumps(old)), "nar": {**old, "corpus": {"engines": ["festival"]}}})
     assert parts["ar"]["corpus"]["engines"] == ["espeak", "flite"] and parts["nar"]["corpus"]["engines"] == ["festival"]
     (corpus / "speakers.json").unlink()
