@@ -134,8 +134,12 @@ class DemoBackend:
                 lines.append(f"- **{name}**: not measured yet (no evaluation in its card).")
                 continue
             verdict = " — it does not say the words yet" if model["wer_asr"] > 0.5 else ""
+            said = ""  # measured since session 23: how many utterances the judge wrote word for word
+            if model.get("exact_asr") is not None and truth.get("exact_asr") is not None:
+                said = (f", and writes {model['exact_asr']} of {model.get('utterances', '?')} utterances word for word "
+                        f"({truth['exact_asr']} of the recordings)")
             lines.append(f"- **{name}**: the judge, {tts.get('judge', 'an ASR')}, gets {100 * model['wer_asr']:.0f} % of "
-                         f"the words wrong in its speech ({100 * truth['wer_asr']:.0f} % in the recordings){verdict}; voice "
+                         f"the words wrong in its speech ({100 * truth['wer_asr']:.0f} % in the recordings){said}{verdict}; voice "
                          f"similarity to the prompt {model['similarity']:.2f} (to another speaker's "
                          f"{model['similarity_other_speaker']:.2f}); {model.get('utterances', '?')} held-out "
                          f"utterances, measured {tts.get('measured', '?')}.")

@@ -62,6 +62,8 @@ def test_the_page_says_what_the_bundled_models_measure(tmp_path):
         line = next(x for x in text.splitlines() if x.startswith(f"- **{name}**"))
         assert f"{100 * row['wer_asr']:.0f} % of the words wrong" in line
         assert ("does not say the words yet" in line) == (row["wer_asr"] > 0.5)
+        truth = next(r for r in tts["rows"] if r["system"] == "ground truth")
+        assert f"writes {row['exact_asr']} of {row['utterances']} utterances word for word ({truth['exact_asr']} of" in line
     folder = tmp_path / "valle"
     shutil.copytree(resolve("valle"), folder)
     card = json.loads((folder / "model.json").read_text())
