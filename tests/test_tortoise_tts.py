@@ -226,8 +226,9 @@ def test_text_reading_decoder_trains_through_both_stages_and_synthesizes(corpus,
 
 def test_decoder_given_the_first_codebook_models_the_rest_and_adds_it_back(corpus, trained, tmp_path):
     """``given_codebooks`` 1, ``codebooks`` 3: the decoder trains on the latent of codebooks 1-3 less codebook 1's
-    share, and what it makes is its sample plus that share of the chosen codes, exactly — so codebook 1 reaches the codec unchanged, whatever the
-    decoder does. Through both stages, export and synthesis; without the codes, or with a bad count, one error."""
+    share, and what it makes is its sample plus that share of the chosen codes, exactly — so codebook 1 reaches the
+    codec unchanged, whatever the decoder does. Through both stages, export and synthesis; without the codes, or
+    with a bad count, one error."""
     root, entries, codec, tok = corpus
     L.seed_everything(0)
     given = dict(DIFF, given_codebooks=1, codebooks=3)  # codebooks 2-3 modelled, codebook 4 left out
