@@ -201,6 +201,8 @@ def _add_codec_commands(sub) -> None:
                    help="asr: one decoding temperature, no fallback [0 with fallback to 1.0]; tts: the AR's sampling "
                         "temperature, 0 = greedy [VALL-E 1.0, Tortoise 0.8]")
     p.add_argument("--top-k", type=int, default=None, help="tts: the AR samples among its k likeliest codes [50]")
+    p.add_argument("--top-p", type=float, default=None, help="tts: nucleus sampling [VALL-E none, Tortoise 0.8]")
+    _add_repetition_options(p)
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--ctc-weight", type=float, default=None,
@@ -261,6 +263,17 @@ def _add_tortoise_options(p) -> None:
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale, 1 = none [the preset's]")
 
 
+def _add_repetition_options(p) -> None:
+    p.add_argument("--repetition-window", type=int, default=0,
+                   help="repetition-aware sampling (VALL-E 2): a drawn code that already fills --repetition-threshold "
+                        "of the last N generated ones is drawn again from the whole distribution [0: off]")
+    p.add_argument("--repetition-threshold", type=float, default=0.1, help="see --repetition-window [0.1]")
+
+
+def _repetition(args) -> dict:
+    return {"repetition_window": args.repetition_window, "repetition_threshold": args.repetition_threshold}
+
+
 def _add_tts_commands(sub) -> None:
     p = sub.add_parser("tts", help="speak text in the voice of a short prompt or reference clips (VALL-E, Tortoise)",
                        description="Synthesize TEXT in a voice. VALL-E takes one --prompt (1 s or more of speech; longer than "
@@ -282,6 +295,7 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=None, help="AR sampling temperature; 0 = greedy [VALL-E 1.0, Tortoise 0.8]")
     p.add_argument("--top-k", type=int, default=None, help="[VALL-E 50, Tortoise none]")
     p.add_argument("--top-p", type=float, default=None, help="[VALL-E none, Tortoise 0.8]")
+    _add_repetition_options(p)
     p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
                    help="VALL-E: codebooks 2-Q decoded at the expectation of the NAR's probabilities, or as its most "
                         "likely codes [the model's: expected]")
@@ -421,6 +435,7 @@ def cmd_tts(args) -> int:
 
     tts = TTS.load(args.model, device=args.device, asr=args.asr)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
+    sampling.update(_repetition(args))
     if tts.family == "tortoise":
         clips = args.voice or ([args.prompt] if args.prompt else None)
         if not clips:
@@ -660,7 +675,10 @@ def _eval_tts(args) -> int:
     tts = TTS.load(args.model, device=args.device, asr=judge)
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
-    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k), ("top_p", args.top_p))
+                if v is not None}
+    if args.repetition_window:
+        sampling.update(_repetition(args))
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed, **sampling,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None,
                                nar_decoding=args.nar_decoding if tts.family == "valle" else None)

@@ -87,13 +87,15 @@ def pick_prompts(entries: list[dict], pool: list[dict], seed: int = 0, min_secon
 def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_seconds: float = 3.0, seed: int = 0,
                  batch_size: int = 8, temperature: float | None = None, top_k: int | None = 50,
                  transcribe_prompts: bool = True, options: dict | None = None,
-                 nar_decoding: str | None = None) -> tuple[list[dict], list[dict]]:
+                 nar_decoding: str | None = None, top_p: float | None = None, repetition_window: int = 0,
+                 repetition_threshold: float = 0.1) -> tuple[list[dict], list[dict]]:
     """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items).
 
     ``transcribe_prompts`` (VALL-E): the prompts' transcripts come from the TTS's ASR (continuation, the
     paper's inference); False uses every prompt as a voice reference only. ``options`` go to Tortoise's
     ``synthesize`` (``preset``, ``candidates``, …); ``nar_decoding`` is VALL-E's (``ValleTTS``; default: the
-    model's). ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
+    model's). ``top_p`` (default: each family's) and ``repetition_window``/``repetition_threshold``
+    (repetition-aware sampling, off at 0) go to both families' sampling. ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
     the TTS model's own ASR]."""
     from .data.manifest import read_manifest
 
@@ -126,11 +128,13 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
             pwav = pwav[s : s + n]
         items.append({"id": e["id"], "speaker": e.get("speaker"), "text": e["text"], "prompt_id": p["id"],
                       "real": wav, "prompt": pwav})
+    sampling = {"repetition_window": repetition_window, "repetition_threshold": repetition_threshold,
+                **({"top_p": top_p} if top_p is not None else {})}
     if tts.family == "tortoise":
-        systems, seconds, stages = _tortoise_outputs(tts, items, seed, temperature, top_k, **(options or {}))
+        systems, seconds, stages = _tortoise_outputs(tts, items, seed, temperature, top_k, **sampling, **(options or {}))
     else:
         systems, seconds, stages = _valle_outputs(tts, items, seed, temperature, top_k, batch_size, transcribe_prompts,
-                                                  nar_decoding)
+                                                  nar_decoding, sampling)
     out_seconds = sum(it["model"].shape[-1] for it in items) / sr
     n_q = getattr(tts, "n_codebooks", tts.codec.info.n_codebooks)
     for it in items:
@@ -173,7 +177,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
 
 
 def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None, top_k: int | None, batch_size: int,
-                   transcribe_prompts: bool, nar_decoding: str | None = None) -> tuple[list[tuple[str, str]], float]:
+                   transcribe_prompts: bool, nar_decoding: str | None = None,
+                   sampling: dict | None = None) -> tuple[list[tuple[str, str]], float]:
     """VALL-E: prompts prepared one by one (ASR transcripts where available), sentences decoded in batches.
     Returns the systems it added, the seconds the model took, and their split by stage."""
     from .text.phonemes import PHONEME_VOCAB
@@ -195,7 +200,8 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
                         tokens.codes[0, :, : int(tokens.lengths[0])]))
         it["prompt_text"] = ptext
         bar.update(1)
-    options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed)
+    options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed,
+                              **(sampling or {}))
     probs: list = []
     codes = tts.generate(rows_in, options, batch_size, timings, probs=probs)
     for it, c, p in zip(items, codes, probs):

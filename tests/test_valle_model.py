@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from audiokit.nn.sampling import filter_logits, sample
+from audiokit.nn.sampling import filter_logits, repetition_aware, sample
 from audiokit.valle.data import ar_inputs, collate_valle, nar_inputs
 from audiokit.valle.generate import SamplingOptions, generate_ar, generate_nar
 from audiokit.valle.model import AUDIO, PAD, TEXT, ValleAR, ValleDims, ValleNAR, attention_mask
@@ -170,6 +170,39 @@ def test_ar_stops_at_the_end_token_but_not_before_its_minimum(models):
     assert [len(o) for o in sampled] == [12, 20] and all(ar.eos not in o.tolist() for o in sampled)
     with pytest.raises(ValueError, match="min_length"):
         SamplingOptions(min_length=1.5)
+
+
+def test_repetition_aware_sampling_redraws_only_a_repeated_code():
+    logits = torch.tensor([[9.0, 0.0, 0.0, 0.0], [9.0, 0.0, 0.0, 0.0]])
+    drawn = torch.tensor([0, 0])
+    # row 0 has said 0 once in its last 4 (threshold 0.25 of 4 = 1 repeat); row 1 has not said it lately
+    g = torch.Generator().manual_seed(0)
+    out = [repetition_aware(drawn, logits.clone().fill_(0.0), [[0, 1, 2, 3], [0, 1, 2, 3, 1]], 4, 0.25, 1.0, g)
+           for _ in range(40)]
+    assert all(o[1] == 0 for o in out)  # not repeated within the window: kept
+    assert {int(o[0]) for o in out} == {0, 1, 2, 3}  # repeated: a draw from the whole (here uniform) distribution
+    assert torch.equal(repetition_aware(drawn, logits, [[0, 1], [1, 2]], 4, 0.5, 1.0), drawn)  # below threshold
+    with pytest.raises(ValueError, match="repetition"):
+        repetition_aware(drawn, logits, [[], []], 0, 0.1)
+
+
+def test_repetition_aware_sampling_breaks_a_loop_in_ar_decoding(models):
+    ar, _ = models
+    it = _items(2)
+    texts, prompts = [i["text"] for i in it], [i["prompt"][0] for i in it]
+    with torch.no_grad():
+        ar.head.bias[5] += 3.0  # code 5 is the likeliest at every step: top-1 sampling loops on it
+        try:
+            plain = generate_ar(ar, texts, prompts, [40, 40], SamplingOptions(seed=0, top_k=1, min_length=1.0))
+            ras = generate_ar(ar, texts, prompts, [40, 40], SamplingOptions(seed=0, top_k=1, min_length=1.0,
+                                                                          repetition_window=8, repetition_threshold=0.5))
+        finally:
+            ar.head.bias[5] -= 3.0
+    assert all(o.tolist() == [5] * 40 for o in plain)
+    for o in ras:  # once 5 fills half the window it is drawn again from the whole distribution (where it is ~1 in 3)
+        assert len(o) == 40 and o.tolist().count(5) < 28 and len(set(o.tolist())) > 5
+    with pytest.raises(ValueError, match="repetition"):
+        SamplingOptions(repetition_window=-1)
 
 
 def test_nar_fills_codebooks_2_to_q(models):

@@ -1,4 +1,5 @@
-"""Next-token sampling shared by the autoregressive decoders: temperature, top-k, top-p (nucleus)."""
+"""Next-token sampling shared by the autoregressive decoders: temperature, top-k, top-p (nucleus), and
+repetition-aware resampling (VALL-E 2's remedy for a codec language model stuck in a loop)."""
 from __future__ import annotations
 
 import torch
@@ -30,6 +31,26 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+
+
+def repetition_aware(tokens: torch.Tensor, logits: torch.Tensor, histories: list[list[int]], window: int,
+                     threshold: float, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Repetition-aware sampling (VALL-E 2, as CosyVoice decodes): a row whose drawn token already makes up at
+    least ``threshold`` of the last ``window`` tokens of its history is drawn again from the whole tempered
+    distribution (no top-k/top-p), which lets a model that keeps choosing the same few codes leave the loop
+    while an unrepeated draw keeps the filtered one. ``tokens`` ``[B]``: the draws; ``logits`` ``[B, V]``;
+    ``histories``: each row's tokens so far. Returns the tokens (a new tensor where any row was redrawn)."""
+    if window < 1 or not 0 < threshold <= 1:
+        raise ValueError(f"repetition window must be >= 1 and threshold in (0, 1], got {window}, {threshold}")
+    need = max(1, round(window * threshold))
+    stuck = [i for i, (t, h) in enumerate(zip(tokens.tolist(), histories)) if h[-window:].count(t) >= need]
+    if not stuck:
+        return tokens
+    probs = (logits[stuck].float() / max(temperature, 1e-5)).softmax(-1)
+    tokens = tokens.clone()
+    tokens[stuck] = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(tokens.device)
+    return tokens
 
 
 def forbid_early_stop(logits: torch.Tensor, rows: torch.Tensor, out: list[list[int]], stop: int, min_lengths,

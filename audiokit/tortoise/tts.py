@@ -286,7 +286,8 @@ class TortoiseTTS(TTSModel):
                    candidates: int | None = None, diffusion_steps: int | None = None, guidance: float | None = None,
                    k: int = 1, rerank: bool = True, temperature: float = 0.8, top_k: int | None = None,
                    top_p: float | None = 0.8, seed: int | None = None, sentence_pause: float = 0.2,
-                   language: str = "en", prompt=None, prompt_text=None) -> Synthesis:
+                   language: str = "en", prompt=None, prompt_text=None, repetition_window: int = 0,
+                   repetition_threshold: float = 0.1) -> Synthesis:
         """Speak ``text`` in the voice of the reference clip(s) ``voice`` (see :meth:`prepare_voice`).
 
         ``preset`` sets candidates / diffusion steps / guidance (:data:`PRESETS`); each can be overridden.
@@ -294,6 +295,7 @@ class TortoiseTTS(TTSModel):
         the next ``k − 1`` in rank order. ``rerank=False`` picks candidates at
         random instead of by CLVP (to measure what reranking buys). ``prompt`` is accepted as an alias of
         ``voice`` (the VALL-E signature); ``prompt_text`` and ``language`` must be left unset / English.
+        ``repetition_window`` > 0: repetition-aware sampling of the speech tokens (:class:`SamplingOptions`).
         """
         start = time.perf_counter()
         if prompt is not None:
@@ -306,7 +308,8 @@ class TortoiseTTS(TTSModel):
             notices.append("Tortoise takes no prompt transcript; it was ignored")
         sentences = self._sentences(text, language)
         clips = self.prepare_voice(voice, sample_rate, notices)
-        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                  repetition_window=repetition_window, repetition_threshold=repetition_threshold)
         gen = options.generator()
         pick_rng = random.Random(seed)
         timings = {"ar": 0.0, "clvp": 0.0, "diffusion": 0.0, "codec": 0.0}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.sampling import append_step, forbid_early_stop, sample
+from ..nn.sampling import append_step, forbid_early_stop, repetition_aware, sample
 from ..nn.speculative import DRAFT_MODES, accepted, block_causal_mask, make_drafts
 from ..nn.transformer import KVCache
 from .data import nar_inputs
@@ -28,7 +28,12 @@ class SamplingOptions:
 
     Greedy decoding (temperature 0) with the cache checks ``draft_tokens`` drafted frames per forward pass
     (``draft``: ``ngram``, ``jacobi`` or ``ngram+jacobi``, see :mod:`audiokit.nn.speculative`): the same
-    frames as one pass per frame, in fewer passes. 0 turns it off."""
+    frames as one pass per frame, in fewer passes. 0 turns it off.
+
+    ``repetition_window`` > 0 turns on repetition-aware sampling (:func:`audiokit.nn.sampling.repetition_aware`,
+    VALL-E 2): a sampled frame that already fills ``repetition_threshold`` of the row's last
+    ``repetition_window`` generated frames is drawn again from the unfiltered distribution. Sampling only
+    (temperature > 0); off by default."""
 
     temperature: float = 1.0
     top_k: int | None = 50
@@ -39,6 +44,8 @@ class SamplingOptions:
     min_length: float = 0.1
     draft_tokens: int = 8
     draft: str = "ngram+jacobi"
+    repetition_window: int = 0
+    repetition_threshold: float = 0.1
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -51,6 +58,9 @@ class SamplingOptions:
             raise ValueError(f"min_length must be a fraction in [0, 1], got {self.min_length}")
         if self.draft_tokens < 0:
             raise ValueError(f"draft_tokens must be >= 0, got {self.draft_tokens}")
+        if self.repetition_window < 0 or not 0 < self.repetition_threshold <= 1:
+            raise ValueError(f"repetition_window must be >= 0 and repetition_threshold in (0, 1], got "
+                             f"{self.repetition_window}, {self.repetition_threshold}")
         if self.draft not in DRAFT_MODES:
             raise ValueError(f"unknown draft mode {self.draft!r}: one of {', '.join(DRAFT_MODES)}")
 
@@ -119,6 +129,9 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
             logits[:, model.eos] = float("-inf")
         forbid_early_stop(logits, rows, out, model.eos, shortest)
         nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
+        if options.repetition_window and options.temperature > 0:
+            nxt = repetition_aware(nxt, logits, [out[r] for r in rows.tolist()], options.repetition_window,
+                                   options.repetition_threshold, options.temperature, gen)
         done = append_step(out, rows, nxt, model.eos, limit)
         if done.all():
             break

@@ -271,16 +271,19 @@ class ValleTTS(TTSModel):
     def synthesize(self, text: str, prompt, prompt_text: str | None = None, sample_rate: int | None = None,
                    language: str = "en", temperature: float = 1.0, top_k: int | None = 50, top_p: float | None = None,
                    seed: int | None = None, batch_size: int = 8, sentence_pause: float = 0.2,
-                   nar_decoding: str | None = None) -> Synthesis:
+                   nar_decoding: str | None = None, repetition_window: int = 0,
+                   repetition_threshold: float = 0.1) -> Synthesis:
         """Speak ``text`` in the voice of ``prompt`` (see :meth:`prepare_prompt`). Long text is split into
         sentences, synthesized as a batch with the same prompt, and joined with ``sentence_pause`` seconds of
-        silence. ``seed`` makes the result reproducible. ``nar_decoding``: see the class (default: the model's)."""
+        silence. ``seed`` makes the result reproducible. ``nar_decoding``: see the class (default: the model's).
+        ``repetition_window`` > 0: repetition-aware sampling of codebook 1 (:class:`SamplingOptions`)."""
         start = time.perf_counter()
         notices: list[str] = []
         timings = {"text": 0.0, "prompt": 0.0, "ar": 0.0, "nar": 0.0, "codec": 0.0}
         with stage_timer(timings, "text"):
             sentences, phonemes = self._sentences(text, language)
-        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                  repetition_window=repetition_window, repetition_threshold=repetition_threshold)
         with stage_timer(timings, "prompt", self.device):  # codec encoding, and the ASR when it transcribes
             tokens, prompt_text = self.prepare_prompt(prompt, sample_rate, prompt_text, notices)
         with stage_timer(timings, "text"):
