@@ -200,10 +200,11 @@ def test_tts_cli_writes_audio_and_bad_prompts_leave_no_file(tts, tmp_path, capsy
     akc = tmp_path / "voice.akc"  # a codec bitstream of the model's codec is a prompt too
     assert main(["encode", prompt, str(akc), "--codec", str(folder / "codec")]) == 0
     assert main(["tts", "--model", str(folder), "--text", "Hello.", "--prompt", str(akc), "--prompt-text", "",
-                 "--out", str(tmp_path / "out2.wav")]) == 0
+                 "--out", str(tmp_path / "out2.wav"), "--repetition-window", "4"]) == 0
     short = write_wav(str(tmp_path / "short.wav"), _voice(0.4).numpy())
     bad = tmp_path / "bad.wav"
-    for args in (["--prompt", short], ["--prompt", str(tmp_path / "missing.wav")], ["--prompt", prompt, "--text", "..."]):
+    for args in (["--prompt", short], ["--prompt", str(tmp_path / "missing.wav")], ["--prompt", prompt, "--text", "..."],
+                 ["--prompt", prompt, "--repetition-window", "-1"]):
         argv = ["tts", "--model", str(folder), "--text", "Hello.", "--out", str(bad), *args]
         assert main(argv) == 2
         err = capsys.readouterr().err
