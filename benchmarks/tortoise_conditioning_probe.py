@@ -5,7 +5,9 @@
 
 Trains a small deterministic regressor (the conditional mean, MSE on the normalized latent ``codec.embed``) from
 one conditioning — ``codes`` (codebook-1 embeddings, the decoder's stage 1), ``ar`` (the export's AR latents,
-teacher-forced: stage 2), either ``+text`` (cross-attention to the BPE ids) — on the recipe's token store, then
+teacher-forced: stage 2), either ``+text`` (cross-attention to the BPE ids), or ``units`` (the utterance's speech
+units, ``--units``: a folder ``audiokit.codec.units.UnitTokenizer.fit`` made, or an ASR model to fit K = 256 units
+from, on up to 1,000 training utterances) — on the recipe's token store, then
 prints its validation MSE and the judge's WER on the regressed latents of held-out strings, decoded by the codec
 (the same items as ``tortoise_diagnose.py``). Lower MSE = the conditioning tells more about the latent; the WER
 says whether what it tells is the words.
@@ -25,7 +27,7 @@ warnings.filterwarnings("ignore")
 
 class Regressor(nn.Module):
     def __init__(self, mode: str, latent_dim: int, ar_dim: int, text_vocab: int, codebook_size: int, n_codebooks: int,
-                 d: int = 128, layers: int = 3):
+                 d: int = 128, layers: int = 3, n_units: int = 0):
         from audiokit.nn.transformer import LayerNorm, Linear, ResidualAttentionBlock
         from audiokit.tortoise.model import ConditioningEncoder
 
@@ -34,6 +36,7 @@ class Regressor(nn.Module):
         self.voice = ConditioningEncoder(codebook_size, n_codebooks, 64, 4, 1)
         self.voice_proj = Linear(64, d)
         self.code_emb = nn.Embedding(codebook_size, d) if mode.startswith("codes") else None
+        self.unit_emb = nn.Embedding(n_units, d) if mode == "units" else None
         self.ar_proj = Linear(ar_dim, d) if mode.startswith("ar") else None
         if self.text:
             self.text_emb = nn.Embedding(text_vocab, d)
@@ -49,7 +52,10 @@ class Regressor(nn.Module):
 
         B, T = first.shape
         h = self.voice_proj(voice)[:, None].expand(B, T, self.d) + 0.1 * sinusoids(torch.arange(T), self.d)[None]
-        h = h + (self.code_emb(first) if self.code_emb is not None else self.ar_proj(ar_latents))
+        if self.unit_emb is not None:  # units: ``ar_latents`` carries the unit ids [B, T]
+            h = h + self.unit_emb(ar_latents)
+        else:
+            h = h + (self.code_emb(first) if self.code_emb is not None else self.ar_proj(ar_latents))
         src = src_mask = None
         if self.text:
             src = self.text_emb(text) + sinusoids(torch.arange(text.shape[1]), self.d)[None]
@@ -62,12 +68,30 @@ class Regressor(nn.Module):
         return self.out(self.ln(h))
 
 
+def unit_tokenizer(source: str, manifest: str, seed: int, k: int = 256, items: int = 1000):
+    """A saved UnitTokenizer folder, or one fitted here from the ASR ``source`` on ``items`` utterances."""
+    import random
+
+    from audiokit.codec.units import UnitTokenizer
+    from audiokit.data.manifest import entry_audio, read_manifest
+
+    if source is None:
+        raise SystemExit("--mode units needs --units (a units folder or an ASR model)")
+    try:
+        return UnitTokenizer.load(source)
+    except ValueError:
+        entries = read_manifest(manifest)
+        random.Random(seed).shuffle(entries)
+        return UnitTokenizer.fit(source, (entry_audio(e) for e in entries[:items]), k=k, seed=seed)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="an exported Tortoise folder (its codec, tokenizer and AR)")
     p.add_argument("--tokens", required=True, help="the recipe's token store folder (train.jsonl, valid.jsonl)")
     p.add_argument("--manifest", required=True, help="held-out utterances with audio, for the WER")
-    p.add_argument("--mode", required=True, choices=["codes", "ar", "codes+text", "ar+text"])
+    p.add_argument("--mode", required=True, choices=["codes", "ar", "codes+text", "ar+text", "units"])
+    p.add_argument("--units", default=None, help="units: a UnitTokenizer folder, or an ASR model to fit one from")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--loss", default="mse", choices=["mse", "mel", "mel+mse"],
                    help="mse: on the normalized latent (the conditional mean of the latent); mel: multi-scale log-mel "
@@ -94,12 +118,29 @@ def main():
                             token_store=args.tokens, voice_seconds=1.5, max_duration=8.0, max_batch_seconds=120.0,
                             max_batch_size=16, voice_clips=2, seed=args.seed)
     dm.setup("fit")
+    units, unit_cache, by_id = None, {}, {}
+    if args.mode == "units":
+        from audiokit.data.manifest import entry_audio, read_manifest
+
+        units = unit_tokenizer(args.units, f"{args.tokens}/train.jsonl", args.seed)
+        by_id = {e["id"]: e for split in ("train", "valid") for e in read_manifest(f"{args.tokens}/{split}.jsonl")}
+
+    def unit_ids(entry_id, T):
+        """The utterance's units, cut or padded (last unit) to the codec's ``T`` frames."""
+        if entry_id not in unit_cache:
+            wav, sr = entry_audio(by_id[entry_id])
+            unit_cache[entry_id] = units.encode(wav, sr).codes[0, 0]
+        u = unit_cache[entry_id][:T]
+        return torch.cat([u, u[-1:].expand(T - len(u))])
 
     @torch.no_grad()
     def inputs(batch):
         z = codec.model.embed(batch["codes"]).transpose(1, 2).float()
         valid = torch.arange(z.shape[1])[None] < batch["code_lens"][:, None]
         lat = None
+        if units is not None:
+            T = batch["codes"].shape[-1]
+            lat = torch.stack([unit_ids(i, T) for i in batch["id"]])
         if args.mode.startswith("ar"):
             t, tv = batch_text(batch, ar.start_text, ar.stop_text)
             s, sv = batch_speech(batch, ar.start_speech, ar.stop_speech)
@@ -115,7 +156,7 @@ def main():
     frames = torch.cat(frames)
     mean, std = frames.mean(0), frames.std(0).clamp(min=1e-4)
     model = Regressor(args.mode, codec.model.latent_dim, ar.dims.d_model, tts.tokenizer.vocab_size,
-                      codec.info.codebook_size, codec.info.n_codebooks)
+                      codec.info.codebook_size, codec.info.n_codebooks, n_units=units.k if units else 0)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.96), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / args.steps))
 
@@ -169,7 +210,9 @@ def main():
             tokens, prompt = codec.encode(wav, sr), codec.encode(voice, sr)
             codes = tokens.codes[0, :, : int(tokens.lengths[0])]
             ids = tts._sentences(text)[0][1]
-            batch = {"text": ids[None], "text_lens": torch.tensor([len(ids)]), "codes": codes[None],
+            if units is not None:
+                unit_cache["held-out"] = units.encode(wav, sr).codes[0, 0]
+            batch = {"id": ["held-out"], "text": ids[None], "text_lens": torch.tensor([len(ids)]), "codes": codes[None],
                      "code_lens": torch.tensor([codes.shape[1]]), "voice": prompt.codes[:, :, : int(prompt.lengths[0])],
                      "voice_frames": prompt.lengths.view(-1), "voice_clips": 1}
             out, _, _ = predict(batch)

@@ -1,0 +1,202 @@
+"""Discrete speech units: an ASR encoder's frames, each replaced by the nearest of K k-means centroids.
+
+Why (issue 22, benchmarks/RESULTS.md session 24): the bundled codec spreads the words over its codebooks, so a
+TTS model that writes codebook 1 writes a quarter of them, and no model we can train on a CPU fills in the rest
+(sessions 17-23). Units from the encoder of an ASR model (HuBERT-style units, here from a Whisper-style encoder)
+hold the phones, frame by frame, at the codec's 50 frames/s: a small regressor from the units of a held-out
+digit string to the codec's latent reads at 26 % WER to the judge where one from codebook 1 reads at 74 %.
+
+A :class:`UnitTokenizer` speaks the token contract: ``encode`` returns :class:`~audiokit.tokens.CodecTokens` of one
+codebook of K codes whose :class:`~audiokit.tokens.CodecInfo` fingerprints the encoder and the centroids, so a
+model trained on one set of units refuses another's. It encodes only (units have no decoder of their own).
+Folder: ``config.json`` (format ``audiokit.units``, the encoder's sizes, K) + ``units.safetensors`` (the
+encoder's weights and the centroids): self-contained, no ASR folder needed once fitted.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+from ..tokens import CodecInfo, CodecTokens, fingerprint
+
+FORMAT = "audiokit.units"
+SAMPLE_RATE = 16000
+
+
+class UnitsError(ValueError):
+    """A units folder that cannot be read, or input the tokenizer cannot encode."""
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Tensor:
+    """Centroids ``[k, D]`` of the rows of ``x`` ``[N, D]`` (Lloyd's algorithm from k distinct random rows; an
+    emptied cluster restarts at a random row). Deterministic for a seed."""
+    if x.dim() != 2 or len(x) < k:
+        raise UnitsError(f"k-means needs at least k = {k} rows of features, got {tuple(x.shape)}")
+    g = torch.Generator().manual_seed(seed)
+    x = x.float()
+    c = x[torch.randperm(len(x), generator=g)[:k]].clone()
+    for _ in range(iters):
+        a = torch.cdist(x, c).argmin(1)
+        sums = torch.zeros_like(c).index_add_(0, a, x)
+        counts = torch.bincount(a, minlength=k)
+        empty = counts == 0
+        c = sums / counts.clamp(min=1)[:, None].float()
+        if empty.any():
+            c[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g)]
+    return c
+
+
+class _UnitModel(nn.Module):
+    """The encoder and the centroids, as one module (``tokenize`` moves ``.model`` to its device)."""
+
+    def __init__(self, dims: dict, k: int):
+        super().__init__()
+        from ..asr.model import AudioEncoder
+
+        self.dims = dims
+        self.encoder = AudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"],
+                                    dims["n_audio_layer"])
+        self.register_buffer("centroids", torch.zeros(k, dims["n_audio_state"]))
+
+
+class UnitTokenizer:
+    """Audio → units (:class:`CodecTokens`, one codebook of ``k`` codes, 50 frames/s). Build with :meth:`fit`
+    from an ASR model, or :meth:`load` a saved folder."""
+
+    def __init__(self, model: _UnitModel, name: str = ""):
+        self.model = model.eval().requires_grad_(False)
+        self.name = name
+        state = model.state_dict()
+        self.info = CodecInfo(sample_rate=SAMPLE_RATE, frame_rate=SAMPLE_RATE / 320, codebook_size=self.k,
+                              n_codebooks=1, fingerprint=fingerprint(state, {"format": FORMAT, **model.dims}),
+                              name=name or "units")
+
+    # ------------------------------------------------------------------ properties the token tools read
+    @property
+    def k(self) -> int:
+        return self.model.centroids.shape[0]
+
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATE
+
+    @property
+    def frame_rate(self) -> float:
+        return self.info.frame_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.centroids.device
+
+    def n_q_for(self, bandwidth: float | None = None, n_q: int | None = None) -> int:
+        if n_q not in (None, 1) or bandwidth is not None:
+            raise UnitsError("units have one codebook: no bandwidth or n_q other than 1")
+        return 1
+
+    def to(self, device=None) -> "UnitTokenizer":
+        self.model.to(device)
+        return self
+
+    # ------------------------------------------------------------------ encoding
+    @torch.inference_mode()
+    def features(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """One clip ``[T]`` → encoder features ``[frames, D]``, in windows of the encoder's length (each window's
+        positions start at 0; a last piece under 40 ms is dropped, as ``encode`` pads it back)."""
+        from ..asr.features import log_mel_spectrogram
+        from ..audio.dsp import resample
+
+        wav = torch.as_tensor(wav).float().to(self.device)
+        if wav.dim() != 1:
+            raise UnitsError(f"expected one mono clip [T], got {tuple(wav.shape)}")
+        if sample_rate != SAMPLE_RATE:
+            wav = resample(wav, sample_rate, SAMPLE_RATE)
+        window = 2 * self.model.dims["n_audio_ctx"] * 160
+        out = []
+        for s in range(0, wav.shape[-1], window):
+            piece = wav[s : s + window]
+            if piece.shape[-1] < 640 and out:
+                break
+            mel = log_mel_spectrogram(piece[None], self.model.dims["n_mels"])
+            mel = mel[..., : max(2, mel.shape[-1] // 2 * 2)]
+            out.append(self.model.encoder(mel)[0])
+        return torch.cat(out).float()
+
+    def encode(self, wav, sample_rate: int, bandwidth: float | None = None, n_q: int | None = None) -> CodecTokens:
+        """Audio ``[T]``, ``[B, T]`` or a list of clips → units ``[B, 1, frames]`` (``ceil(samples / 320)``
+        frames per clip at 16 kHz, the bundled codec's count, so the two grids line up frame for frame)."""
+        self.n_q_for(bandwidth, n_q)
+        clips = list(wav) if isinstance(wav, (list, tuple)) or torch.as_tensor(wav).dim() == 2 else [wav]
+        rows = []
+        for c in clips:
+            c = torch.as_tensor(c).float()
+            n = -(-int(round(c.shape[-1] * SAMPLE_RATE / sample_rate)) // 320)
+            if n == 0:
+                raise UnitsError("cannot encode an empty clip")
+            u = torch.cdist(self.features(c, sample_rate), self.model.centroids.float()).argmin(1).cpu()
+            rows.append(torch.cat([u, u[-1:].expand(max(0, n - len(u)))])[:n])
+        lengths = torch.tensor([len(r) for r in rows])
+        codes = torch.zeros(len(rows), 1, int(lengths.max()), dtype=torch.long)
+        for i, r in enumerate(rows):
+            codes[i, 0, : len(r)] = r
+        return CodecTokens(codes, self.info, lengths)
+
+    # ------------------------------------------------------------------ building, saving, loading
+    @classmethod
+    def fit(cls, asr, clips: Iterable[tuple[torch.Tensor, int]], k: int = 256, max_frames: int = 200_000,
+            iters: int = 25, seed: int = 0, name: str = "") -> "UnitTokenizer":
+        """Units of ``asr``'s encoder (a :class:`~audiokit.asr.transcriber.Transcriber`, or anything
+        ``Transcriber.load`` reads), clustered into ``k`` by k-means over up to ``max_frames`` frames (a random
+        subset, seeded) of ``clips`` (``(audio, sample_rate)`` pairs)."""
+        from ..asr.transcriber import Transcriber
+
+        t = asr if isinstance(asr, Transcriber) else Transcriber.load(asr)
+        d = t.model.dims
+        dims = {"n_mels": d.n_mels, "n_audio_ctx": d.n_audio_ctx, "n_audio_state": d.n_audio_state,
+                "n_audio_head": d.n_audio_head, "n_audio_layer": d.n_audio_layer}
+        model = _UnitModel(dims, k)
+        model.encoder.load_state_dict(t.model.encoder.state_dict())
+        model.encoder.float()
+        tok = cls(model, name)
+        feats = torch.cat([tok.features(w, sr).cpu() for w, sr in clips])
+        if len(feats) > max_frames:
+            feats = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:max_frames]]
+        model.centroids.copy_(kmeans(feats, k, iters, seed))
+        return cls(model, name)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        from safetensors.torch import save_file
+
+        from ..fileio import write_folder
+
+        def write(tmp: Path) -> None:
+            state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+            save_file(state, str(tmp / "units.safetensors"))
+            (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "version": 1, "name": self.name,
+                                                         "k": self.k, "dims": self.model.dims}, indent=1))
+
+        write_folder(folder, write)
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, device="cpu") -> "UnitTokenizer":
+        from ..fileio import load_safetensors_file, read_json_file
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise UnitsError(f"{folder}: not a units folder (no config.json)")
+        config = read_json_file(folder / "config.json", UnitsError, FORMAT, what="units folder")
+        try:
+            model = _UnitModel(config["dims"], int(config["k"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UnitsError(f"{folder}/config.json: not a units configuration ({e})") from None
+        state = load_safetensors_file(folder / "units.safetensors", UnitsError)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise UnitsError(f"{folder}/units.safetensors does not match its config.json: {str(e).splitlines()[0]}") from None
+        return cls(model, config.get("name", "")).to(device)
