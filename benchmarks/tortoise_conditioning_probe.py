@@ -7,13 +7,16 @@ Trains a small deterministic regressor (the conditional mean, MSE on the normali
 one conditioning — ``codes`` (codebook-1 embeddings, the decoder's stage 1), ``ar`` (the export's AR latents,
 teacher-forced: stage 2), either ``+text`` (cross-attention to the BPE ids), or ``units`` (the utterance's speech
 units, ``--units``: a folder ``audiokit.codec.units.UnitTokenizer.fit`` made, or an ASR model to fit K = 256 units
-from, on up to 1,000 training utterances) — on the recipe's token store, then
+from, on up to 1,000 training utterances; with ``--ar-units``, also from the units a VALL-E AR trained on a units
+store writes for each held-out text, greedy and sampled: text → units → latent, end to end) — on the recipe's
+token store, then
 prints its validation MSE and the judge's WER on the regressed latents of held-out strings, decoded by the codec
 (the same items as ``tortoise_diagnose.py``). Lower MSE = the conditioning tells more about the latent; the WER
 says whether what it tells is the words.
 """
 import argparse
 import json
+import os
 import time
 import warnings
 
@@ -92,6 +95,10 @@ def main():
     p.add_argument("--manifest", required=True, help="held-out utterances with audio, for the WER")
     p.add_argument("--mode", required=True, choices=["codes", "ar", "codes+text", "ar+text", "units"])
     p.add_argument("--units", default=None, help="units: a UnitTokenizer folder, or an ASR model to fit one from")
+    p.add_argument("--regressor", default=None,
+                   help="a file: load the regressor from it if it exists (no training), else save it there once trained")
+    p.add_argument("--ar-units", default=None,
+                   help="units: also regress from the units a VALL-E AR checkpoint trained on a units store writes")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--loss", default="mse", choices=["mse", "mel", "mel+mse"],
                    help="mse: on the normalized latent (the conditional mean of the latent); mel: multi-scale log-mel "
@@ -185,6 +192,10 @@ def main():
         return mel + mse if kind == "mel+mse" else mel
 
     step, start = 0, time.time()
+    if args.regressor and os.path.exists(args.regressor):  # trained before: its weights and normalization
+        saved = torch.load(args.regressor, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        mean, std, step = saved["mean"], saved["std"], args.steps
     while step < args.steps:
         for batch in dm.train_dataloader():
             loss = loss_of(batch)
@@ -198,30 +209,65 @@ def main():
                 print(f"step {step}: loss {loss.item():.4f}, {step / (time.time() - start):.2f} steps/s", flush=True)
             if step >= args.steps:
                 break
+    if args.regressor and not os.path.exists(args.regressor):
+        torch.save({"model": model.state_dict(), "mean": mean, "std": std}, args.regressor)
     model.eval()
     with torch.no_grad():
         val = [loss_of(b, "mse").item() for _, b in zip(range(6), dm.val_dataloader())]
 
     sr = tts.sample_rate
     refs, _, real, voices = held_out(args.manifest, sr, args.items, args.seed, tts.min_voice_seconds)
-    wavs = []
+    unit_ar = None
+    if args.ar_units:
+        from audiokit.valle.lightning import ValleARModule
+
+        unit_ar = ValleARModule.load_from_checkpoint(args.ar_units, map_location="cpu").model.eval()
+    systems = {"truth": []} | ({"AR greedy": [], "AR top-k 50": []} if unit_ar is not None else {})
     with torch.no_grad():
         for text, wav, voice in zip(refs, real, voices):
             tokens, prompt = codec.encode(wav, sr), codec.encode(voice, sr)
             codes = tokens.codes[0, :, : int(tokens.lengths[0])]
             ids = tts._sentences(text)[0][1]
-            if units is not None:
-                unit_cache["held-out"] = units.encode(wav, sr).codes[0, 0]
-            batch = {"id": ["held-out"], "text": ids[None], "text_lens": torch.tensor([len(ids)]), "codes": codes[None],
-                     "code_lens": torch.tensor([codes.shape[1]]), "voice": prompt.codes[:, :, : int(prompt.lengths[0])],
-                     "voice_frames": prompt.lengths.view(-1), "voice_clips": 1}
-            out, _, _ = predict(batch)
-            z = (out * std + mean).transpose(1, 2)
-            wavs.append(codec.decode_latents(z, torch.tensor([codes.shape[1]]))[0][: wav.shape[-1]])
-    hyps = [h.text for h in Transcriber.load(args.judge).transcribe(wavs, sr, temperature=0.0)]
-    print(json.dumps({"mode": args.mode, "loss": args.loss, "steps": args.steps, "val_mse": round(sum(val) / len(val), 4),
-                      "wer": round(wer_cer(refs, hyps)["wer"], 4), "examples": list(zip(refs, hyps))[:4]}), flush=True)
+            inputs_of = {"truth": units.encode(wav, sr).codes[0, 0] if units is not None else None}
+            if unit_ar is not None:
+                inputs_of.update(generated_units(unit_ar, units, text, voice, sr, args.seed))
+            for name, u in inputs_of.items():
+                T = codes.shape[1] if name == "truth" else len(u)
+                unit_cache["held-out"] = u
+                batch = {"id": ["held-out"], "text": ids[None], "text_lens": torch.tensor([len(ids)]),
+                         "codes": codes[None] if name == "truth" else torch.zeros(1, codes.shape[0], T, dtype=torch.long),
+                         "code_lens": torch.tensor([T]), "voice": prompt.codes[:, :, : int(prompt.lengths[0])],
+                         "voice_frames": prompt.lengths.view(-1), "voice_clips": 1}
+                out, _, _ = predict(batch)
+                z = (out * std + mean).transpose(1, 2)
+                audio = codec.decode_latents(z, torch.tensor([T]))[0]
+                systems[name].append(audio[: wav.shape[-1]] if name == "truth" else audio)
+    judge = Transcriber.load(args.judge)
+    result = {"mode": args.mode, "loss": args.loss, "steps": args.steps, "val_mse": round(sum(val) / len(val), 4)}
+    for name, wavs in systems.items():
+        hyps = [h.text for h in judge.transcribe(wavs, sr, temperature=0.0)]
+        scores = wer_cer(refs, hyps)
+        key = "" if name == "truth" else f" ({name}'s units)"
+        result.update({f"wer{key}": round(scores["wer"], 4), f"wer capped{key}": round(scores["wer_capped"], 4),
+                       f"exact{key}": scores["exact"], f"examples{key}": list(zip(refs, hyps))[:4]})
+    print(json.dumps(result), flush=True)
 
+
+def generated_units(ar, units, text: str, voice: torch.Tensor, sr: int, seed: int) -> dict:
+    """Units a VALL-E AR trained on a units store writes for ``text`` after the voice clip's units (the prompt as a
+    voice reference, no transcript), greedy and sampled."""
+    from audiokit.text.phonemes import PHONEME_VOCAB
+    from audiokit.valle.data import phoneme_ids, phonemize
+    from audiokit.valle.generate import SamplingOptions, generate_ar
+
+    ph = phonemize([text], "en")[0]
+    ids, prompt = torch.tensor(phoneme_ids(ph)), units.encode(voice, sr).codes[0, 0]
+    out = {}
+    for name, options in (("AR greedy", SamplingOptions(temperature=0.0)), ("AR top-k 50", SamplingOptions(seed=seed))):
+        limit = options.max_frames(len(PHONEME_VOCAB.encode(ph)), units.frame_rate)
+        u = generate_ar(ar, [ids], [prompt], [limit], options)[0]
+        out[name] = u if len(u) else prompt[-1:]
+    return out
 
 if __name__ == "__main__":
     main()
