@@ -222,7 +222,8 @@ def main():
         from audiokit.valle.lightning import ValleARModule
 
         unit_ar = ValleARModule.load_from_checkpoint(args.ar_units, map_location="cpu").model.eval()
-    systems = {"truth": []} | ({"AR greedy": [], "AR top-k 50": []} if unit_ar is not None else {})
+    systems = {"truth": []} | ({"AR greedy": [], "AR top-k 50": [], "AR top-p 0.8, repetition-aware": []}
+                               if unit_ar is not None else {})
     with torch.no_grad():
         for text, wav, voice in zip(refs, real, voices):
             tokens, prompt = codec.encode(wav, sr), codec.encode(voice, sr)
@@ -255,7 +256,7 @@ def main():
 
 def generated_units(ar, units, text: str, voice: torch.Tensor, sr: int, seed: int) -> dict:
     """Units a VALL-E AR trained on a units store writes for ``text`` after the voice clip's units (the prompt as a
-    voice reference, no transcript), greedy and sampled."""
+    voice reference, no transcript): greedy, top-k 50, and top-p 0.8 with repetition-aware sampling (VALL-E 2)."""
     from audiokit.text.phonemes import PHONEME_VOCAB
     from audiokit.valle.data import phoneme_ids, phonemize
     from audiokit.valle.generate import SamplingOptions, generate_ar
@@ -263,7 +264,9 @@ def generated_units(ar, units, text: str, voice: torch.Tensor, sr: int, seed: in
     ph = phonemize([text], "en")[0]
     ids, prompt = torch.tensor(phoneme_ids(ph)), units.encode(voice, sr).codes[0, 0]
     out = {}
-    for name, options in (("AR greedy", SamplingOptions(temperature=0.0)), ("AR top-k 50", SamplingOptions(seed=seed))):
+    for name, options in (("AR greedy", SamplingOptions(temperature=0.0)), ("AR top-k 50", SamplingOptions(seed=seed)),
+                          ("AR top-p 0.8, repetition-aware", SamplingOptions(seed=seed, top_k=None, top_p=0.8,
+                                                                            repetition_window=10))):
         limit = options.max_frames(len(PHONEME_VOCAB.encode(ph)), units.frame_rate)
         u = generate_ar(ar, [ids], [prompt], [limit], options)[0]
         out[name] = u if len(u) else prompt[-1:]
