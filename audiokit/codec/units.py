@@ -39,7 +39,8 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
         raise UnitsError(f"k-means needs at least k = {k} rows of features, got {tuple(x.shape)}")
     g = torch.Generator().manual_seed(seed)
     x = x.float()
-    c = x[torch.randperm(len(x), generator=g)[:k]].clone()
+    x = x.cpu()
+    c = x[torch.randperm(len(x), generator=g, device="cpu")[:k]].clone()
     for _ in range(iters):
         a = torch.cdist(x, c).argmin(1)
         sums = torch.zeros_like(c).index_add_(0, a, x)
@@ -47,7 +48,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
         empty = counts == 0
         c = sums / counts.clamp(min=1)[:, None].float()
         if empty.any():
-            c[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g)]
+            c[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g, device="cpu")]
     return c
 
 
@@ -110,7 +111,7 @@ class UnitTokenizer:
         from ..asr.features import log_mel_spectrogram
         from ..audio.dsp import resample
 
-        wav = torch.as_tensor(wav).float().to(self.device)
+        wav = torch.as_tensor(wav, device=self.device).float()
         if wav.dim() != 1:
             raise UnitsError(f"expected one mono clip [T], got {tuple(wav.shape)}")
         if sample_rate != SAMPLE_RATE:
@@ -130,17 +131,17 @@ class UnitTokenizer:
         """Audio ``[T]``, ``[B, T]`` or a list of clips → units ``[B, 1, frames]`` (``ceil(samples / 320)``
         frames per clip at 16 kHz, the bundled codec's count, so the two grids line up frame for frame)."""
         self.n_q_for(bandwidth, n_q)
-        clips = list(wav) if isinstance(wav, (list, tuple)) or torch.as_tensor(wav).dim() == 2 else [wav]
+        clips = list(wav) if isinstance(wav, (list, tuple)) or torch.as_tensor(wav, device="cpu").dim() == 2 else [wav]
         rows = []
         for c in clips:
-            c = torch.as_tensor(c).float()
+            c = torch.as_tensor(c, device="cpu").float()
             n = -(-int(round(c.shape[-1] * SAMPLE_RATE / sample_rate)) // 320)
             if n == 0:
                 raise UnitsError("cannot encode an empty clip")
             u = torch.cdist(self.features(c, sample_rate), self.model.centroids.float()).argmin(1).cpu()
             rows.append(torch.cat([u, u[-1:].expand(max(0, n - len(u)))])[:n])
-        lengths = torch.tensor([len(r) for r in rows])
-        codes = torch.zeros(len(rows), 1, int(lengths.max()), dtype=torch.long)
+        lengths = torch.tensor([len(r) for r in rows], device="cpu")
+        codes = torch.zeros(len(rows), 1, int(lengths.max()), dtype=torch.long, device="cpu")
         for i, r in enumerate(rows):
             codes[i, 0, : len(r)] = r
         return CodecTokens(codes, self.info, lengths)
@@ -164,7 +165,7 @@ class UnitTokenizer:
         tok = cls(model, name)
         feats = torch.cat([tok.features(w, sr).cpu() for w, sr in clips])
         if len(feats) > max_frames:
-            feats = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:max_frames]]
+            feats = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed), device="cpu")[:max_frames]]
         model.centroids.copy_(kmeans(feats, k, iters, seed))
         return cls(model, name)
 
