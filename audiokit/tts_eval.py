@@ -95,8 +95,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     paper's inference); False uses every prompt as a voice reference only. ``options`` go to Tortoise's
     ``synthesize`` (``preset``, ``candidates``, …); ``nar_decoding`` is VALL-E's (``ValleTTS``; default: the
     model's). ``top_p`` (default: each family's) and ``repetition_window``/``repetition_threshold``
-    (repetition-aware sampling, off at 0) go to both families' sampling. ``asr``: the judge [the default ASR, Whisper tiny.en; without it,
-    the TTS model's own ASR]."""
+    (repetition-aware sampling, off at 0) go to both families' sampling. ``asr``: the judge [the default ASR,
+    Whisper tiny.en; without it, the TTS model's own ASR]."""
     from .data.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.get("text")]

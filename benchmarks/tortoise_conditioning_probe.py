@@ -22,7 +22,6 @@ import warnings
 
 import torch
 from torch import nn
-
 from tortoise_diagnose import held_out
 
 warnings.filterwarnings("ignore")

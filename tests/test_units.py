@@ -3,11 +3,10 @@ import json
 
 import pytest
 import torch
+from test_asr_transcribe import SENTENCES, _transcriber
 
 from audiokit.codec.units import UnitsError, UnitTokenizer, kmeans
 from audiokit.tokens import TokenStore
-
-from test_asr_transcribe import SENTENCES, _transcriber
 
 
 def _tone(freq, seconds=1.0, sr=16000, seed=0):
@@ -42,7 +41,7 @@ def test_units_tell_sounds_apart_and_line_up_with_the_codec_frames(asr):
     tok = UnitTokenizer.fit(asr, clips, k=8, seed=0)
     a, a2, b = (tok.encode(_tone(f, 1.3, seed=s), 16000).codes[0, 0] for f, s in ((200, 7), (200, 8), (3500, 9)))
     assert len(a) == -(-int(1.3 * 16000) // 320) == 65  # ceil(samples / 320): the bundled codec's frame count
-    common = lambda u: torch.mode(u[2:-2]).values  # noqa: E731  (the edges see the window's borders)
+    common = lambda u: torch.mode(u[2:-2]).values
     assert common(a) == common(a2) and common(a) != common(b)  # one sound, one unit; another sound, another
     batch = tok.encode([_tone(200, 0.5), _tone(3500, 0.9)], 16000)
     assert batch.codes.shape == (2, 1, 45) and batch.lengths.tolist() == [25, 45]

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..tokens import CodecInfo, CodecTokens, fingerprint
 
@@ -99,7 +99,7 @@ class UnitTokenizer:
             raise UnitsError("units have one codebook: no bandwidth or n_q other than 1")
         return 1
 
-    def to(self, device=None) -> "UnitTokenizer":
+    def to(self, device=None) -> UnitTokenizer:
         self.model.to(device)
         return self
 
@@ -135,7 +135,7 @@ class UnitTokenizer:
         rows = []
         for c in clips:
             c = torch.as_tensor(c, device="cpu").float()
-            n = -(-int(round(c.shape[-1] * SAMPLE_RATE / sample_rate)) // 320)
+            n = -(-round(c.shape[-1] * SAMPLE_RATE / sample_rate) // 320)
             if n == 0:
                 raise UnitsError("cannot encode an empty clip")
             u = torch.cdist(self.features(c, sample_rate), self.model.centroids.float()).argmin(1).cpu()
@@ -149,7 +149,7 @@ class UnitTokenizer:
     # ------------------------------------------------------------------ building, saving, loading
     @classmethod
     def fit(cls, asr, clips: Iterable[tuple[torch.Tensor, int]], k: int = 256, max_frames: int = 200_000,
-            iters: int = 25, seed: int = 0, name: str = "") -> "UnitTokenizer":
+            iters: int = 25, seed: int = 0, name: str = "") -> UnitTokenizer:
         """Units of ``asr``'s encoder (a :class:`~audiokit.asr.transcriber.Transcriber`, or anything
         ``Transcriber.load`` reads), clustered into ``k`` by k-means over up to ``max_frames`` frames (a random
         subset, seeded) of ``clips`` (``(audio, sample_rate)`` pairs)."""
@@ -184,7 +184,7 @@ class UnitTokenizer:
         return Path(folder)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, device="cpu") -> "UnitTokenizer":
+    def load(cls, folder: str | os.PathLike, device="cpu") -> UnitTokenizer:
         from ..fileio import load_safetensors_file, read_json_file
 
         folder = Path(folder)
