@@ -43,6 +43,7 @@ def test_units_tell_sounds_apart_and_line_up_with_the_codec_frames(asr):
     assert len(a) == -(-int(1.3 * 16000) // 320) == 65  # ceil(samples / 320): the bundled codec's frame count
     common = lambda u: torch.mode(u[2:-2]).values
     assert common(a) == common(a2) and common(a) != common(b)  # one sound, one unit; another sound, another
+    assert tok.encode(_tone(200, 1.31), 16000).codes.shape[-1] == 66  # a part frame: ceil, as the codec counts
     batch = tok.encode([_tone(200, 0.5), _tone(3500, 0.9)], 16000)
     assert batch.codes.shape == (2, 1, 45) and batch.lengths.tolist() == [25, 45]
     at8k = tok.encode(_tone(200, 1.0)[::2], 8000)  # other rates are resampled; frames follow the duration
