@@ -37,7 +37,7 @@ def main():
         entries = read_manifest(src / "train.jsonl")
         random.Random(args.seed).shuffle(entries)
         units = UnitTokenizer.fit(args.asr, (entry_audio(e) for e in entries[: args.fit_items]), k=args.k,
-                                  seed=args.seed, name=f"{Path(args.units).name}")
+                                  seed=args.seed, name=Path(args.units).name)
         units.save(args.units)
         print(f"fitted {units.info.describe()} in {time.time() - t0:.0f} s", flush=True)
     splits = {s: read_manifest(src / f"{s}.jsonl") for s in ("train", "valid", "test") if (src / f"{s}.jsonl").exists()}

@@ -82,7 +82,8 @@ def test_identity_save_load_and_bad_folders(asr, tmp_path):
 def test_units_fill_a_token_store(asr, tmp_path):
     clips = [(_tone(f, seed=i), 16000) for i, f in enumerate((200, 900, 1500, 3500))]
     tok = UnitTokenizer.fit(asr, clips, k=6, seed=0)
+    units = tok.encode(_tone(200, 0.7), 16000)
     with TokenStore.writer(tmp_path / "store", tok.info) as w:
-        w.add("a", tok.encode(_tone(200, 0.7), 16000))
+        w.add("a", units)
     store = TokenStore(tmp_path / "store", expected=tok.info)
-    assert store["a"].codes.shape == (1, 1, 35)
+    assert torch.equal(store["a"].codes, units.codes) and units.codes.shape == (1, 1, 35)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..nn.sampling import append_step, forbid_early_stop, repetition_aware, sample
+from ..nn.sampling import append_step, forbid_early_stop
 from ..nn.transformer import KVCache, padded_causal_mask
 from ..valle.generate import SamplingOptions
 from .model import TortoiseAR, framed
@@ -35,10 +35,7 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
         if suppress_stop:
             logits[:, model.stop_speech] = float("-inf")
         forbid_early_stop(logits, rows, out, model.stop_speech, [options.min_frames(max_frames)] * n)
-        nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
-        if options.repetition_window and options.temperature > 0:
-            nxt = repetition_aware(nxt, logits, [out[r] for r in rows.tolist()], options.repetition_window,
-                                   options.repetition_threshold, options.temperature, gen)
+        nxt = options.draw(logits, [out[r] for r in rows.tolist()], gen)
         done = append_step(out, rows, nxt, model.stop_speech, [max_frames] * n)
         if done.all():
             break

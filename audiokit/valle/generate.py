@@ -70,6 +70,15 @@ class SamplingOptions:
     def max_frames(self, n_phonemes: int, frame_rate: float) -> int:
         return int(max(self.min_max_seconds, self.max_seconds_per_phoneme * n_phonemes) * frame_rate)
 
+    def draw(self, logits: torch.Tensor, histories: list[list[int]], generator: torch.Generator | None) -> torch.Tensor:
+        """One sampled token per row of ``logits`` ``[B, V]`` (temperature, top-k, top-p), redrawn where it repeats
+        itself in the row's ``histories`` when repetition-aware sampling is on."""
+        nxt = sample(logits, self.temperature, self.top_k, self.top_p, generator)
+        if self.repetition_window and self.temperature > 0:
+            nxt = repetition_aware(nxt, logits, histories, self.repetition_window, self.repetition_threshold,
+                                   self.temperature, generator)
+        return nxt
+
     def min_frames(self, max_frames: int) -> int:
         """Frames before which the end token is not sampled, for a row limited to ``max_frames``."""
         return int(self.min_length * max_frames)
@@ -128,10 +137,7 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
         if suppress_eos:
             logits[:, model.eos] = float("-inf")
         forbid_early_stop(logits, rows, out, model.eos, shortest)
-        nxt = sample(logits, options.temperature, options.top_k, options.top_p, gen)
-        if options.repetition_window and options.temperature > 0:
-            nxt = repetition_aware(nxt, logits, [out[r] for r in rows.tolist()], options.repetition_window,
-                                   options.repetition_threshold, options.temperature, gen)
+        nxt = options.draw(logits, [out[r] for r in rows.tolist()], gen)
         done = append_step(out, rows, nxt, model.eos, limit)
         if done.all():
             break
