@@ -1,12 +1,13 @@
-"""Speech units (audiokit.codec.units): k-means, the tokenizer's frames, identity, save/load and bad folders."""
+"""Speech units (audiokit.codec.units): k-means, the tokenizer's frames, identity, save/load, bad folders, and the
+grids built from units (runs; units stacked on a codec)."""
 import json
 
 import pytest
 import torch
 from test_asr_transcribe import SENTENCES, _transcriber
 
-from audiokit.codec.units import UnitsError, UnitTokenizer, kmeans
-from audiokit.tokens import TokenStore
+from audiokit.codec.units import UnitsError, UnitTokenizer, deduplicate, expand, kmeans, runs_info, stacked_info
+from audiokit.tokens import CodecInfo, CodecTokens, TokenError, TokenStore
 
 
 def _tone(freq, seconds=1.0, sr=16000, seed=0):
@@ -87,3 +88,29 @@ def test_units_fill_a_token_store(asr, tmp_path):
         w.add("a", units)
     store = TokenStore(tmp_path / "store", expected=tok.info)
     assert torch.equal(store["a"].codes, units.codes) and units.codes.shape == (1, 1, 35)
+
+
+def test_runs_round_trip_split_long_runs_and_have_their_own_identity():
+    u = torch.tensor([5, 5, 5, 2, 7, 7] + [3] * 9)
+    values, lengths = deduplicate(u, max_run=4)
+    assert values.tolist() == [5, 2, 7, 3, 3, 3] and lengths.tolist() == [3, 1, 2, 4, 4, 1]  # 9 frames of 3: 4+4+1
+    assert torch.equal(expand(values, lengths), u)
+    assert expand(torch.tensor([1, 2]), torch.tensor([0, 2])).tolist() == [1, 2, 2]  # a zero length still sounds
+    with pytest.raises(UnitsError, match="one non-empty row"):
+        deduplicate(torch.zeros(0, dtype=torch.long), 4)
+    units = CodecInfo(16000, 50.0, 256, 1, "u1", "units")
+    runs = runs_info(units)
+    assert (runs.n_codebooks, runs.codebook_size) == (2, 256) and runs.fingerprint != units.fingerprint
+    CodecTokens(torch.stack([values, lengths])[None], runs)  # a valid grid of that identity
+
+
+def test_stacked_grid_identity_depends_on_both_and_refuses_a_mismatch():
+    units, codec = CodecInfo(16000, 50.0, 256, 1, "u1", "units"), CodecInfo(16000, 50.0, 1024, 12, "c1", "codec")
+    s = stacked_info(units, codec, 6)
+    assert (s.n_codebooks, s.codebook_size, s.frame_rate) == (7, 1024, 50.0)
+    other = stacked_info(CodecInfo(16000, 50.0, 256, 1, "u2", "units"), codec, 6)
+    assert other.fingerprint != s.fingerprint != stacked_info(units, codec, 4).fingerprint
+    with pytest.raises(UnitsError, match="frame rates or codebook sizes"):
+        stacked_info(units, CodecInfo(24000, 75.0, 1024, 8, "c2"), 6)
+    with pytest.raises(TokenError):  # codes past the codec's codebook size are not of this grid
+        CodecTokens(torch.full((1, 7, 3), 1024), s)

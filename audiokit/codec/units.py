@@ -201,3 +201,40 @@ class UnitTokenizer:
         except RuntimeError as e:
             raise UnitsError(f"{folder}/units.safetensors does not match its config.json: {str(e).splitlines()[0]}") from None
         return cls(model, config.get("name", "")).to(device)
+
+
+# ---------------------------------------------------------------------- grids built from units
+def deduplicate(units: torch.Tensor, max_run: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Units ``[T]`` → (the unit of each run ``[N]``, its length in frames ``[N]``), runs longer than ``max_run``
+    split (so a run's length is a code below a codebook's size). ``expand`` undoes it."""
+    if units.dim() != 1 or not len(units):
+        raise UnitsError(f"deduplicate takes one non-empty row of units, got shape {tuple(units.shape)}")
+    values, counts = torch.unique_consecutive(units, return_counts=True)
+    pieces = -(-counts // max_run)  # runs over max_run become several
+    values = values.repeat_interleave(pieces)
+    lengths = torch.full((int(pieces.sum()),), max_run, dtype=torch.long, device="cpu")
+    ends = pieces.cumsum(0) - 1
+    lengths[ends] = counts - (pieces - 1) * max_run
+    return values, lengths
+
+
+def expand(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Runs → frames: each unit repeated its length (lengths below 1 count as 1, so a model's output always
+    leaves every unit it wrote audible)."""
+    return values.repeat_interleave(lengths.clamp(min=1))
+
+
+def runs_info(units: CodecInfo) -> CodecInfo:
+    """The identity of a grid of deduplicated units: row 1 the units of the runs, row 2 their lengths (frames)."""
+    return CodecInfo(units.sample_rate, units.frame_rate, units.codebook_size, 2,
+                     fingerprint({}, {"runs": units.fingerprint}), f"{units.name}-runs" if units.name else "runs")
+
+
+def stacked_info(units: CodecInfo, codec: CodecInfo, n_q: int) -> CodecInfo:
+    """The identity of a grid whose row 1 is the units and rows 2 … ``n_q + 1`` the codec's first ``n_q``
+    codebooks, frame for frame (same frame rate; the units' codes fit under the codec's codebook size)."""
+    if units.frame_rate != codec.frame_rate or units.codebook_size > codec.codebook_size:
+        raise UnitsError(f"cannot stack {units.describe()} on {codec.describe()}: frame rates or codebook sizes differ")
+    return CodecInfo(codec.sample_rate, codec.frame_rate, codec.codebook_size, n_q + 1,
+                     fingerprint({}, {"units": units.fingerprint, "codec": codec.fingerprint, "n_q": n_q}),
+                     f"{units.name}+{codec.name}")
