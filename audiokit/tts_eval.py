@@ -203,7 +203,8 @@ def _valle_outputs(tts, items: list[dict], seed: int, temperature: float | None,
     options = SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=top_k, seed=seed,
                               **(sampling or {}))
     probs: list = []
-    codes = tts.generate(rows_in, options, batch_size, timings, probs=probs)
+    codes = tts.generate(rows_in, options, batch_size, timings, probs=probs,
+                         voice_only=[not it["prompt_text"] for it in items])
     for it, c, p in zip(items, codes, probs):
         # outputs are judged on the CPU (resemblyzer, pocketsphinx and the metrics take host arrays)
         with stage_timer(timings, "codec", tts.device):

@@ -267,7 +267,7 @@ def generated_units(ar, units, text: str, voice: torch.Tensor, sr: int, seed: in
                           ("AR top-p 0.8, repetition-aware", SamplingOptions(seed=seed, top_k=None, top_p=0.8,
                                                                             repetition_window=10))):
         limit = options.max_frames(len(PHONEME_VOCAB.encode(ph)), units.frame_rate)
-        u = generate_ar(ar, [ids], [prompt], [limit], options)[0]
+        u = generate_ar(ar, [ids], [prompt], [limit], options, voice_only=True)[0]
         out[name] = u if len(u) else prompt[-1:]
     return out
 

@@ -155,7 +155,7 @@ def main():
             if ar is not None and with_lengths:
                 limit = 4 * len(ids) + 20
                 for name, opt in (("greedy", SamplingOptions(temperature=0.0)), ("top-k 50", SamplingOptions(seed=args.seed))):
-                    v = generate_ar(ar, [ids], [voice_runs[0]], [limit], opt)[0]
+                    v = generate_ar(ar, [ids], [voice_runs[0]], [limit], opt, voice_only=True)[0]
                     v = v if len(v) else voice_runs[0, -1:]
                     frames[f"AR runs ({name}) → lengths → decoder"] = expand(v, paced(run_lengths(ids, voice_runs, v), ids))
                     stats.setdefault(name, []).append(len(v))

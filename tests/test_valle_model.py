@@ -296,3 +296,40 @@ def test_nar_tables_step_sqrt_d_faster_and_a_run_saved_with_one_rate_resumes_so(
     later.fit(resumed, loader(), ckpt_path=tmp_path / "old.ckpt")
     assert later.global_step == 3 and resumed.table_lr_scale == 1.0
     assert len(later.optimizers[0].param_groups) == 2
+
+
+def test_prompt_kinds_mark_a_voice_only_prompt_in_training_and_decoding():
+    """With ``prompt_kinds`` a prompt from another utterance starts with its own token (session 25: an AR that
+    cannot tell the kinds apart skips the text's first words after a voice-only prompt)."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    ar = ValleAR(replace(DIMS, prompt_kinds=True)).eval()
+    with torch.no_grad():  # every output projection random (some start at zero: then no earlier token matters)
+        for w in ar.parameters():
+            if w.dim() == 2:
+                w.normal_(0, 0.3)
+    assert ar.voice_bos == 34 and ar.audio_embedding.num_embeddings == 35
+    assert ValleAR(DIMS).voice_bos == ValleAR(DIMS).bos  # models saved without it: one start token, as trained
+    assert ValleDims.from_dict({k: v for k, v in DIMS.to_dict().items() if k != "prompt_kinds"}).prompt_kinds is False
+    items = _items(2)  # item 0: the utterance's own prefix; item 1: another utterance
+    x = ar_inputs(collate_valle(items), ar.bos, ar.eos, voice_bos=ar.voice_bos)
+    starts = [int(x["tokens"][b][x["kind"][b] == AUDIO][0]) for b in range(2)]
+    assert starts == [ar.bos, ar.voice_bos]
+    plain = ar_inputs(collate_valle(items), ar.bos, ar.eos)
+    assert [int(plain["tokens"][b][plain["kind"][b] == AUDIO][0]) for b in range(2)] == [ar.bos, ar.bos]
+    texts, prompts = [it["text"] for it in items], [it["prompt"][0] for it in items]
+    greedy = SamplingOptions(temperature=0.0)
+    with torch.no_grad():
+        ar.audio_embedding.weight[ar.voice_bos] = ar.audio_embedding.weight[ar.bos]
+        same = generate_ar(ar, texts, prompts, [15, 15], greedy, suppress_eos=True, voice_only=True)
+        ref = generate_ar(ar, texts, prompts, [15, 15], greedy, suppress_eos=True)
+        assert all(torch.equal(a, b) for a, b in zip(same, ref))  # the tokens' embeddings alike: the same frames
+        ar.audio_embedding.weight[ar.voice_bos] = 10 * torch.randn(DIMS.d_model, generator=torch.Generator().manual_seed(1))
+        voiced = generate_ar(ar, texts, prompts, [15, 15], greedy, suppress_eos=True, voice_only=[False, True])
+        assert torch.equal(voiced[0], ref[0]) and not torch.equal(voiced[1], ref[1])  # only the flagged row moves
+        plain_loop = generate_ar(ar, texts, prompts, [15, 15], SamplingOptions(temperature=0.0, draft_tokens=0),
+                                 suppress_eos=True, voice_only=[False, True])
+        assert all(torch.equal(a, b) for a, b in zip(voiced, plain_loop))  # drafted and plain loops agree
+    with pytest.raises(ValueError, match="voice_only has 1 entries for 2 rows"):
+        generate_ar(ar, texts, prompts, [5, 5], greedy, voice_only=[True])

@@ -144,9 +144,10 @@ def _text_section(batch: dict, S: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return tokens, kind, pos, Lx
 
 
-def ar_inputs(batch: dict, bos: int, eos: int, ignore_index: int = -100) -> dict:
+def ar_inputs(batch: dict, bos: int, eos: int, ignore_index: int = -100, voice_bos: int | None = None) -> dict:
     """The AR layout: ``[phonemes | pad | bos, prompt c1, target c1 | pad]`` with targets shifted by one and
-    an end token after the target. Prompt frames are scored only when they are the utterance's own prefix."""
+    an end token after the target. Prompt frames are scored only when they are the utterance's own prefix;
+    a prompt from another utterance starts with ``voice_bos`` (``bos`` when None)."""
     P, T = batch["prompt_lens"], batch["target_lens"]
     La = 1 + P + T
     S = batch["text"].shape[1] + int(La.max())
@@ -156,7 +157,8 @@ def ar_inputs(batch: dict, bos: int, eos: int, ignore_index: int = -100) -> dict
         p, t = int(P[b]), int(T[b])
         c1 = torch.cat([batch["prompt"][b, 0, :p], batch["target"][b, 0, :t]])
         n = 1 + p + t
-        tokens[b, o : o + n] = torch.cat([torch.tensor([bos], device="cpu"), c1])
+        start_token = bos if voice_bos is None or batch["prompt_scored"][b] else voice_bos
+        tokens[b, o : o + n] = torch.cat([torch.tensor([start_token], device="cpu"), c1])
         kind[b, o : o + n] = AUDIO
         pos[b, o : o + n] = torch.arange(n, device="cpu")
         start = 0 if batch["prompt_scored"][b] else p

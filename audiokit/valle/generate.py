@@ -84,7 +84,16 @@ class SamplingOptions:
         return int(self.min_length * max_frames)
 
 
-def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos: int, device) -> tuple[torch.Tensor, ...]:
+def _start_tokens(model: ValleAR, n: int, voice_only) -> list[int]:
+    """Each row's start token: ``model.voice_bos`` where the prompt is a voice only (another utterance; its words
+    are not in the text), else ``model.bos``. ``voice_only``: one bool for every row, or one per row."""
+    flags = [bool(voice_only)] * n if isinstance(voice_only, bool) else [bool(v) for v in voice_only]
+    if len(flags) != n:
+        raise ValueError(f"voice_only has {len(flags)} entries for {n} rows")
+    return [model.voice_bos if v else model.bos for v in flags]
+
+
+def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos: list[int], device) -> tuple[torch.Tensor, ...]:
     B = len(texts)
     Lx = max(len(t) for t in texts)
     W = 1 + max(len(p) for p in prompts)
@@ -95,7 +104,7 @@ def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos:
         tokens[b, : len(t)] = t
         kind[b, : len(t)] = TEXT
         pos[b, : len(t)] = torch.arange(len(t), device="cpu")
-        a = torch.cat([torch.tensor([bos], device="cpu"), p.cpu()])
+        a = torch.cat([torch.tensor([bos[b]], device="cpu"), p.cpu()])
         tokens[b, Lx + W - len(a):] = a
         kind[b, Lx + W - len(a):] = AUDIO
         pos[b, Lx + W - len(a):] = torch.arange(len(a), device="cpu")
@@ -106,7 +115,7 @@ def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos:
 @torch.inference_mode()
 def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.Tensor], max_frames: list[int],
                 options: SamplingOptions = SamplingOptions(), use_cache: bool = True,
-                suppress_eos: bool = False, stats: dict | None = None) -> list[torch.Tensor]:
+                suppress_eos: bool = False, stats: dict | None = None, voice_only=False) -> list[torch.Tensor]:
     """Codebook-1 frames after each prompt, one tensor per row (the end token excluded).
 
     ``texts``: phoneme ids (with bos/eos) per row; ``prompts``: the prompt's codebook-1 codes per row (may be
@@ -115,15 +124,17 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
     the same). ``suppress_eos`` forces every row to its limit (benchmarks). Greedy decoding with the cache
     drafts frames (``options.draft_tokens``). ``stats``, if given, receives ``passes`` (forward passes after
     the prompt), ``row_passes`` (the same, summed over the live rows of each pass) and ``frames``.
+    ``voice_only`` (a bool, or one per row): the prompt is another utterance whose words the text does not hold
+    (the voice-prompt start token of a model trained with ``prompt_kinds``; the same token otherwise).
     """
     if not (len(texts) == len(prompts) == len(max_frames)):
         raise ValueError("texts, prompts and max_frames must have one entry per row")
     stats = stats if stats is not None else {}
     if options.draft_tokens and options.temperature == 0 and use_cache:
-        return _generate_drafted(model, texts, prompts, max_frames, options, suppress_eos, stats)
+        return _generate_drafted(model, texts, prompts, max_frames, options, suppress_eos, stats, voice_only)
     device = next(model.parameters()).device
     gen = options.generator()
-    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
+    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, _start_tokens(model, len(texts), voice_only), device)
     B = len(texts)
     out: list[list[int]] = [[] for _ in range(B)]
     rows = torch.arange(B, device="cpu")  # original row of each live batch row
@@ -165,12 +176,12 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
 
 
 def _generate_drafted(model: ValleAR, texts, prompts, max_frames, options: SamplingOptions, suppress_eos: bool,
-                      stats: dict) -> list[torch.Tensor]:
+                      stats: dict, voice_only=False) -> list[torch.Tensor]:
     """Greedy AR decoding that feeds the next frame plus ``k`` drafts per pass and keeps the agreeing prefix
     (the same frames as the plain loop). The batch accepts as many drafts as its least lucky row, so one cache
     stays aligned; a row's extra correct predictions come back as next pass's Jacobi drafts."""
     device = next(model.parameters()).device
-    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, model.bos, device)
+    tokens, kind, pos, next_pos = _prefill_layout(texts, prompts, _start_tokens(model, len(texts), voice_only), device)
     B = len(texts)
     out: list[list[int]] = [[] for _ in range(B)]
     history = [p.tolist() for p in prompts]

@@ -34,6 +34,8 @@ class _ValleModule(L.LightningModule):
             their steps sqrt(d) larger; on the digits corpus codebook 2's loss fell 5.64 against 6.29 in 200
             steps). ``None``: sqrt(d_model) with scaled logits, else 1. A run saved with one learning rate for
             every table resumes so. The AR ignores it.
+        prompt_kinds: the AR marks a prompt from another utterance (a voice only) with its own start token
+            (:class:`ValleDims`; the NAR ignores it). Off by default so that runs saved before it resume as trained.
     """
 
     stage = ""
@@ -42,11 +44,12 @@ class _ValleModule(L.LightningModule):
     def __init__(self, codebook_size: int, n_codebooks: int, d_model: int = 1024, n_head: int = 16, n_layer: int = 12,
                  dropout: float = 0.1, lr: float = 5e-4, betas: Sequence[float] = (0.9, 0.95), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 1000, final_lr_fraction: float = 0.0,
-                 label_smoothing: float = 0.0, scaled_logits: bool = True, table_lr_scale: float | None = None):
+                 label_smoothing: float = 0.0, scaled_logits: bool = True, table_lr_scale: float | None = None,
+                 prompt_kinds: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.dims = ValleDims(codebook_size=codebook_size, n_codebooks=n_codebooks, d_model=d_model, n_head=n_head,
-                              n_layer=n_layer, dropout=dropout, scaled_logits=scaled_logits)
+                              n_layer=n_layer, dropout=dropout, scaled_logits=scaled_logits, prompt_kinds=prompt_kinds)
         self.model = self.model_class(self.dims)
         self.codec: CodecInfo | None = None
         self.table_lr_scale = table_lr_scale if table_lr_scale is not None else (d_model ** 0.5 if scaled_logits else 1.0)
@@ -105,7 +108,8 @@ class ValleARModule(_ValleModule):
     model_class = ValleAR
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
-        x = {k: v.to(self.device) for k, v in ar_inputs(self._cut(batch), self.model.bos, self.model.eos).items()}
+        x = {k: v.to(self.device) for k, v in ar_inputs(self._cut(batch), self.model.bos, self.model.eos,
+                                                                    voice_bos=self.model.voice_bos).items()}
         hidden = self.model(x["tokens"], x["kind"], x["pos"])
         keep = x["targets"] != IGNORE  # the output layer only where a frame is scored (text, pad: no logits)
         loss, correct, count = self._ce(self.model.logits(hidden[keep]), x["targets"][keep])

@@ -226,11 +226,13 @@ class ValleTTS(TTSModel):
 
     # ------------------------------------------------------------------ synthesis
     def generate(self, rows: list[tuple[list[int], int, torch.Tensor]], options: SamplingOptions,
-                 batch_size: int = 8, timings: dict | None = None, probs: list | None = None) -> list[torch.Tensor]:
+                 batch_size: int = 8, timings: dict | None = None, probs: list | None = None,
+                 voice_only=False) -> list[torch.Tensor]:
         """Codes ``[Q, T]`` for each row ``(phoneme ids, phonemes to speak, prompt codes [Q, P])``: the AR in
         batches of ``batch_size`` rows, then the NAR. Every row may have its own prompt. Seconds spent in
         each model are added to ``timings["ar"]`` / ``["nar"]``. ``probs``, if given (a list), receives each
-        row's NAR probabilities ``[Q-1, T, K]`` (:meth:`audio` reads them)."""
+        row's NAR probabilities ``[Q-1, T, K]`` (:meth:`audio` reads them). ``voice_only`` (a bool, or one per
+        row): the row's prompt has no transcript in its phonemes (:func:`~audiokit.valle.generate.generate_ar`)."""
         timings = timings if timings is not None else {}
         out: list[torch.Tensor] = []
         fr = self.codec.frame_rate
@@ -238,11 +240,12 @@ class ValleTTS(TTSModel):
         bar = Progress(len(rows), "VALL-E", unit="sentences", enabled=n_batches > 1)  # long text: batch by batch
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
+            flags = voice_only if isinstance(voice_only, bool) else voice_only[i : i + batch_size]
             texts = [torch.tensor(ids, device="cpu") for ids, _, _ in chunk]
             prompts = [p for _, _, p in chunk]
             with stage_timer(timings, "ar", self.device):
                 first = generate_ar(self.ar, texts, [p[0] for p in prompts], [options.max_frames(n, fr) for _, n, _ in chunk],
-                                    options)
+                                    options, voice_only=flags)
             with stage_timer(timings, "nar", self.device):
                 out += generate_nar(self.nar, texts, prompts, first, probs=probs)
             bar.update(len(chunk))
@@ -292,7 +295,7 @@ class ValleTTS(TTSModel):
             rows = [(phoneme_ids(prefix + p, what=f"sentence {s!r}"), len(PHONEME_VOCAB.encode(p)), codes)
                     for s, p in zip(sentences, phonemes)]
         probs: list[torch.Tensor] = []
-        generated = self.generate(rows, options, batch_size, timings, probs=probs)
+        generated = self.generate(rows, options, batch_size, timings, probs=probs, voice_only=not prompt_text)
         keep = [i for i, c in enumerate(generated) if c.shape[1] > 0]
         for s, c in zip(sentences, generated):
             if c.shape[1] == 0:
