@@ -93,7 +93,9 @@ def main():
         decoders["regressor"] = regressor_decoder(args.regressor, codec, units.k)
     if not decoders:
         raise SystemExit("give --nar or --regressor (or both)")
-    n_q = 6
+    n_q = nar.dims.n_codebooks - 1 if args.nar else 6
+    if args.pace and not args.runs_store:
+        raise SystemExit("--pace needs --runs-store (the corpus's frames per phoneme)")
     ar = ValleARModule.load_from_checkpoint(args.ar, map_location="cpu").model.eval() if args.ar else None
     lengths_nar = (ValleNARModule.load_from_checkpoint(args.lengths, map_location="cpu").model.eval()
                    if args.lengths else None)

@@ -44,7 +44,7 @@ class ValleDims:
     #: AR: a second start token for a prompt from *another* utterance of the speaker (a voice only: its words are
     #: not in the text), beside the first for the utterance's own prefix (its words open the text). Trained on
     #: both without it, an AR prompted by a voice alone takes the prompt for the text's first words and skips them
-    #: (session 25: 47 % WER → 30 % on digits with voice-only prompts). Models saved without it load as trained.
+    #: (session 25: 47 % WER → 23 % on digits with voice-only prompts). Models saved without it load as trained.
     prompt_kinds: bool = False
 
     def __post_init__(self):
