@@ -58,6 +58,8 @@ def main():
     p.add_argument("--regressor", default=None,
                    help="or/also: a units regressor file (tortoise_conditioning_probe.py --mode units --regressor)")
     p.add_argument("--ar", default=None, help="VALL-E AR checkpoint over the runs grid")
+    p.add_argument("--tortoise-ar", default=None,
+                   help="also: a Tortoise AR checkpoint over the runs grid (its conditioning encoder reads the voice's runs)")
     p.add_argument("--lengths", default=None, help="VALL-E NAR checkpoint over the runs grid (run lengths)")
     p.add_argument("--lengths-rule", default="mean", choices=["mean", "mode"],
                    help="a run's length from --lengths' distribution: its expectation (rounded) or its most likely")
@@ -97,6 +99,13 @@ def main():
     if args.pace and not args.runs_store:
         raise SystemExit("--pace needs --runs-store (the corpus's frames per phoneme)")
     ar = ValleARModule.load_from_checkpoint(args.ar, map_location="cpu").model.eval() if args.ar else None
+    tortoise, bpe = None, None
+    if args.tortoise_ar:
+        from audiokit.text.bpe import BPETokenizer
+        from audiokit.tortoise.lightning import TortoiseARModule
+
+        module = TortoiseARModule.load_from_checkpoint(args.tortoise_ar, map_location="cpu")
+        tortoise, bpe = module.model.eval(), BPETokenizer.from_json(module.tokenizer_json)
     lengths_nar = (ValleNARModule.load_from_checkpoint(args.lengths, map_location="cpu").model.eval()
                    if args.lengths else None)
     mean_len = None
@@ -161,6 +170,17 @@ def main():
                     v = v if len(v) else voice_runs[0, -1:]
                     frames[f"AR runs ({name}) → lengths → decoder"] = expand(v, paced(run_lengths(ids, voice_runs, v), ids))
                     stats.setdefault(name, []).append(len(v))
+            if tortoise is not None and with_lengths:
+                from audiokit.tortoise.data import text_ids
+                from audiokit.tortoise.generate import sample_candidates
+
+                voice = tortoise.conditioning(voice_runs[None], torch.tensor([voice_runs.shape[1]]))
+                tids = torch.tensor(text_ids(bpe, text))
+                for name, opt in (("greedy", SamplingOptions(temperature=0.0)), ("top-k 50", SamplingOptions(seed=args.seed))):
+                    v = sample_candidates(tortoise, voice, tids, 1, 4 * len(ids) + 20, opt)[0]
+                    v = v if len(v) else voice_runs[0, -1:]
+                    frames[f"Tortoise AR runs ({name}) → lengths → decoder"] = expand(v, run_lengths(ids, voice_runs, v))
+                    stats.setdefault(f"Tortoise {name}", []).append(len(v))
             systems["recordings"].append(wav)
             for name, u in frames.items():
                 stats.setdefault(f"frames: {name}", []).append(len(u))
