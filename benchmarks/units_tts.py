@@ -1,16 +1,18 @@
-"""Text → speech through units with VALL-E's two models, judged on held-out digit strings in held-out voices.
+"""Text → speech through units (VALL-E's AR, or Tortoise's, on runs), judged on held-out digit strings in held-out voices.
 
     python benchmarks/units_tts.py --units exp/synth-digits/units-256 --manifest data/digits/test.jsonl \\
-        --nar exp/synth-digits/valle-nar-stacked/checkpoints/last.ckpt \\
-        --ar exp/synth-digits/valle-ar-runs/checkpoints/last.ckpt \\
+        --regressor exp/synth-digits/units-regressor-3k.pt \\
+        --ar exp/synth-digits/valle-ar-runs-kinds/checkpoints/last.ckpt \\
         --lengths exp/synth-digits/valle-nar-runs/checkpoints/last.ckpt --runs-store exp/synth-digits/unit-runs
 
-The pipeline (stores from ``units_store.py`` and ``units_grids.py``): the AR writes the text's units as runs
-(one code per run, after the voice clip's runs), ``--lengths`` (a NAR over the runs grid) writes each run's length
-in frames (without it: each unit's mean run length in ``--runs-store``), the runs expand to frames, and ``--nar``
-(a NAR over the units + codec grid) writes the codec's codebooks from the units; the codec decodes. Rows judged
-(Whisper tiny.en, greedy; ground truth's recordings first): the recordings' own units through ``--nar`` (the
-decoder's ceiling), their runs with predicted lengths (the lengths' cost), and the AR's runs (end to end).
+The pipeline (stores from ``units_store.py`` and ``units_grids.py``): the AR (``--ar``, VALL-E, prompted by the
+voice clip's runs as a voice only; and/or ``--tortoise-ar``) writes the text's units as runs (one code per run),
+``--lengths`` (a VALL-E NAR over the runs grid) writes each run's length in frames (without it: each unit's mean
+run length in ``--runs-store``), the runs expand to frames, and a decoder turns the units into the codec's latent
+or codes: ``--regressor`` (the units regressor ``tortoise_conditioning_probe.py --mode units`` saved) and/or
+``--nar`` (a VALL-E NAR over the units + codec grid); the codec decodes. Rows judged (Whisper tiny.en, greedy;
+the recordings first): the recordings' own units through each decoder (its ceiling), their runs with predicted
+lengths (the lengths' cost), and each AR's runs, greedy and top-k 50 (end to end).
 """
 import argparse
 import json
