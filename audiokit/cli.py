@@ -146,6 +146,22 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("units", help="speech units for a tokenized corpus: fit them from an ASR encoder, write the stores "
+                                     "a units VALL-E trains on",
+                       description="Fit a units tokenizer (k-means over the encoder frames of the ASR, which must not be "
+                                   "the model that will judge the TTS) and write OUT/tokenizer, OUT/frames (each utterance's "
+                                   "units), OUT/runs (units as runs: the AR and the lengths NAR train here) and OUT/stacked "
+                                   "(units over the codec's codebooks: the units decoder trains here). Parts already there "
+                                   "are kept, so a rerun resumes.")
+    p.add_argument("--asr", required=True, help="the ASR whose encoder makes the units (exported folder or checkpoint)")
+    p.add_argument("--tokens", required=True, help="the codec's token store (audiokit tokenize; its manifests give the audio)")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("-k", "--k", type=int, default=256, help="number of units [256]")
+    p.add_argument("--fit-items", type=int, default=1000, help="training utterances the k-means reads [1000]")
+    p.add_argument("--n-q", type=int, default=None, help="codec codebooks under the units in OUT/stacked [all]")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_units)
+
     p = sub.add_parser("encode", help="compress an audio file to a codec bitstream (.akc)")
     p.add_argument("input", help="audio file (wav, flac, ogg, mp3)")
     p.add_argument("output", help=".akc file to write")
@@ -245,6 +261,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
     p.add_argument("--clvp", default=None, help="Tortoise: the CLVP checkpoint")
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
+    p.add_argument("--units", default=None, help="VALL-E on units: the units tokenizer folder (audiokit units' OUT/tokenizer)")
+    p.add_argument("--decoder", default=None, help="VALL-E on units: the units-decoder checkpoint")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     store.add_argument("--int8", action="store_true",
@@ -538,6 +556,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_units(args) -> int:
+    from .codec.units import UnitsError, write_unit_stores
+
+    if not os.path.exists(args.asr):
+        raise UserError(f"{args.asr}: no such ASR model")
+    if args.k < 2:
+        raise UserError(f"-k must be at least 2, got {args.k}")
+    try:
+        write_unit_stores(args.asr, args.tokens, args.out, k=args.k, fit_items=args.fit_items, n_q=args.n_q,
+                          seed=args.seed)
+    except UnitsError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
 def _add_codec_dtype(p) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="precision of the codec's encoder/decoder [float32]; bfloat16 is faster where the hardware has it "
@@ -751,17 +784,31 @@ def cmd_export(args) -> int:
                         "float16 (its tokens, and the fingerprint TTS models check, come from its exact weights)")
     if kind == "valle-nar":
         raise UserError(f"{args.checkpoint} is a VALL-E NAR checkpoint: export from the AR one, with --nar {args.checkpoint}")
+    if kind == "units-decoder":
+        raise UserError(f"{args.checkpoint} is a units-decoder checkpoint: export from the VALL-E AR one, with --decoder "
+                        f"{args.checkpoint} and --units")
     if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):
         raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and --diffusion")
     if kind == "valle-ar":
         if not args.nar or not args.codec:
             raise UserError("exporting VALL-E needs the NAR checkpoint (--nar) and the codec (--codec) as well")
-        from .valle.tts import ValleTTS
+        if bool(args.units) != bool(args.decoder):
+            raise UserError("a VALL-E on units needs both its units folder (--units) and its decoder (--decoder)")
+        if args.units:
+            from .valle.units import UnitsValleTTS
 
-        tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name)
-        parts = {"ar": args.checkpoint, "nar": args.nar}
+            tts = UnitsValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, args.units, args.decoder,
+                                                 asr=args.asr, name=args.name)
+            parts = {"ar": args.checkpoint, "nar": args.nar, "decoder": args.decoder}
+            what = f"VALL-E on units (runs AR + lengths NAR + units decoder), {tts.units.info.describe()} → "
+        else:
+            from .valle.tts import ValleTTS
+
+            tts = ValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, asr=args.asr, name=args.name)
+            parts = {"ar": args.checkpoint, "nar": args.nar}
+            what = "VALL-E AR + NAR, "
         model = tts
-        summary = f"VALL-E AR + NAR, {tts.codec.info.describe()}" + (", with its ASR" if tts.own_asr is not None else "")
+        summary = f"{what}{tts.codec.info.describe()}" + (", with its ASR" if tts.own_asr is not None else "")
     elif kind == "tortoise-ar":
         if not (args.clvp and args.diffusion and args.codec):
             raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")
@@ -819,6 +866,8 @@ def _checkpoint_kind(path: str) -> str | None:
         return f"valle-{ckpt['valle'].get('stage')}"
     if isinstance(ckpt.get("tortoise"), dict):
         return f"tortoise-{ckpt['tortoise'].get('stage')}"
+    if isinstance(ckpt.get("units_decoder"), dict):
+        return "units-decoder"
     return None
 
 

@@ -18,11 +18,13 @@ FAMILIES = {
     "clvp": ("audiokit.tortoise.lightning", "CLVPModule"),
     "diffusion": ("audiokit.tortoise.lightning", "DiffusionModule"),
     "diffusion-ar-latents": ("audiokit.tortoise.lightning", "DiffusionARLatentsModule"),
+    "units-decoder": ("audiokit.valle.units", "UnitsDecoderModule"),
 }
 # families whose data is not the shared SpeechDataModule
 DATAMODULES = {
     "valle-ar": ("audiokit.valle.data", "ValleDataModule"),
     "valle-nar": ("audiokit.valle.data", "ValleDataModule"),
+    "units-decoder": ("audiokit.valle.data", "ValleDataModule"),
     **{f: ("audiokit.tortoise.data", "TortoiseDataModule") for f in ("tortoise-ar", "clvp", "diffusion", "diffusion-ar-latents")},
 }
 PLANNED: dict[str, str] = {}

@@ -208,6 +208,10 @@ class TTS:
         folder = resolve(path)
         meta = read_config(folder)
         family = meta.get("family")
+        if family == "valle" and "units" in meta:
+            from .valle.units import UnitsValleTTS
+
+            return UnitsValleTTS.load(folder, device=device, asr=asr, meta=meta)
         if family == "valle":
             from .valle.tts import ValleTTS
 

@@ -5,7 +5,10 @@
         --ar exp/synth-digits/valle-ar-runs-kinds/checkpoints/last.ckpt \\
         --lengths exp/synth-digits/valle-nar-runs/checkpoints/last.ckpt --runs-store exp/synth-digits/unit-runs
 
-The pipeline (stores from ``units_store.py`` and ``units_grids.py``): the AR (``--ar``, VALL-E, prompted by the
+The toolkit's own chain is :class:`audiokit.valle.units.UnitsValleTTS` (recipes/digits/run.sh stages 19-23); this
+script keeps the pieces apart, to judge each one (and decoders or ARs the export does not take).
+
+The pipeline (stores from ``audiokit units``): the AR (``--ar``, VALL-E, prompted by the
 voice clip's runs as a voice only; and/or ``--tortoise-ar``) writes the text's units as runs (one code per run),
 ``--lengths`` (a VALL-E NAR over the runs grid) writes each run's length in frames (without it: each unit's mean
 run length in ``--runs-store``), the runs expand to frames, and a decoder turns the units into the codec's latent

@@ -76,6 +76,30 @@ def test_paper_configs_have_the_published_sizes(name, params):
 
 CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "speech16", "digits": "speech16"}  # cpu, digits: the bundled speech codec's tokens
 VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
+UNITS_CONFIGS = [p for p in VALLE_CONFIGS if "_units_" in p.stem]
+VALLE_CONFIGS = [p for p in VALLE_CONFIGS if p not in UNITS_CONFIGS]
+UNITS_FAMILY = {"ar": "valle-ar", "lengths": "valle-nar", "decoder": "units-decoder"}
+
+
+@pytest.mark.parametrize("path", UNITS_CONFIGS, ids=[p.stem for p in UNITS_CONFIGS])
+def test_units_configs(path, capsys):
+    """The digits recipe's units stages (20-22) parse through LightningCLI and read the stores of ``audiokit units``:
+    the runs (K = 256 units; a prompt of 42 runs) for the AR and the lengths NAR, the stacked grid (units over the
+    bundled codec's 12 codebooks) for the decoder."""
+    cfg = yaml.safe_load(path.read_text())
+    family = UNITS_FAMILY[path.stem.split("_")[-1]]
+    with pytest.raises(SystemExit) as e:
+        main(["train", family, "--config", str(path), "--print_config"])
+    assert e.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] == {**printed["model"], **cfg["model"]}
+    if family == "units-decoder":
+        gen = yaml.safe_load((CONFIGS[0].parent / "speech16.yaml").read_text())["model"]["generator"]
+        assert cfg["model"]["n_codebooks"] == gen["n_codebooks"] and cfg["model"]["n_units"] == 256
+        assert cfg["data"]["token_store"].endswith("units/stacked") and cfg["data"]["prefix_prob"] == 0.0
+    else:
+        assert cfg["model"]["codebook_size"] == 256 and cfg["model"]["n_codebooks"] == (1 if family == "valle-ar" else 2)
+        assert cfg["data"]["token_store"].endswith("units/runs") and round(cfg["data"]["prompt_seconds"] * 50) == 42
 
 
 @pytest.mark.parametrize("path", VALLE_CONFIGS, ids=[p.stem for p in VALLE_CONFIGS])

@@ -83,6 +83,29 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
         read_manifest(out / "valid.jsonl"))
 
+    # stages 19-23, VALL-E on units, two steps each, from a (random, tiny) ASR export where stage 7 would put one
+    from test_asr_transcribe import SENTENCES, _transcriber
+
+    from audiokit.asr.tokenizer import WhisperTokenizer
+    from audiokit.text import BPETokenizer
+    from audiokit.tts import TTS
+
+    _transcriber(WhisperTokenizer.from_bpe(BPETokenizer.train(SENTENCES, vocab_size=300))).export(exp / "synth-digits/asr-export")
+    r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--codec", str(PRETRAINED_DIR / "codec"),
+                        "--exp", str(exp), "--stage", "19", "--max-steps", "2", "--tts-items", "2",
+                        "--judge", str(exp / "synth-digits/asr-export")], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "stage 4: tokenize" not in r.stdout and "stage 23: export VALL-E on units" in r.stdout
+    units = exp / "synth-digits"
+    assert len(TokenStore(units / "units/runs")) == len(store) and (units / "units/tokenizer/config.json").exists()
+    tts = TTS.load(units / "valle-units-export")
+    assert type(tts).__name__ == "UnitsValleTTS" and tts.units.k == 256 and tts.n_codebooks == 12
+    report = json.loads((units / "valle_units_eval.json").read_text())
+    assert [r["utterances"] for r in report["rows"]] == [2, 2, 2]
+    card = json.loads((units / "valle-units-export/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "nar": 2, "decoder": 2} and "tts" in card["eval"]
+
 
 def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):
     """Stage 19 with one family exported (here Tortoise, as a fresh export writes it: its own float32 copy of the

@@ -238,3 +238,90 @@ def stacked_info(units: CodecInfo, codec: CodecInfo, n_q: int) -> CodecInfo:
     return CodecInfo(codec.sample_rate, codec.frame_rate, codec.codebook_size, n_q + 1,
                      fingerprint({}, {"units": units.fingerprint, "codec": codec.fingerprint, "n_q": n_q}),
                      f"{units.name}+{codec.name}")
+
+
+# ---------------------------------------------------------------------- the stores a units TTS trains on
+def write_unit_stores(asr, tokens: str | os.PathLike, out: str | os.PathLike, k: int = 256, fit_items: int = 1000,
+                      n_q: int | None = None, seed: int = 0, log=print) -> dict[str, Path]:
+    """From a codec token store (``audiokit tokenize``; its manifests give the audio) and an ASR (the recipe's own,
+    never the judge's), write under ``out``:
+
+    * ``tokenizer/``: the :class:`UnitTokenizer` (k-means over the encoder frames of ``fit_items`` random
+      training utterances; loaded instead when it is there);
+    * ``frames/``: every utterance's units, frame for frame with the codec's store;
+    * ``runs/``: the units as runs (:func:`deduplicate`; row 1 the unit, row 2 its length) — the AR and the
+      lengths NAR train here;
+    * ``stacked/``: the units above the codec's first ``n_q`` codebooks (all of them by default) — the units
+      decoder trains here.
+
+    Each store carries the codec store's manifests. A store already complete is kept (a rerun resumes), so delete
+    ``out`` to rebuild after changing the ASR or ``k``. Returns the four paths."""
+    import random
+    import shutil
+
+    from ..data.manifest import entry_audio, read_manifest
+    from ..progress import Progress
+    from ..tokens import TokenStore
+
+    src, out = Path(tokens), Path(out)
+    splits = {s: read_manifest(src / f"{s}.jsonl") for s in ("train", "valid", "test") if (src / f"{s}.jsonl").exists()}
+    if "train" not in splits:
+        raise UnitsError(f"{src}: no train.jsonl (a token store from `audiokit tokenize`)")
+    paths = {name: out / name for name in ("tokenizer", "frames", "runs", "stacked")}
+    if (paths["tokenizer"] / "config.json").exists():
+        units = UnitTokenizer.load(paths["tokenizer"])
+    else:
+        entries = list(splits["train"])
+        random.Random(seed).shuffle(entries)
+        bar = Progress(min(fit_items, len(entries)), "units: k-means features", unit="utterances")
+        clips = (bar.update(1) or entry_audio(e) for e in entries[:fit_items])
+        units = UnitTokenizer.fit(asr, clips, k=k, seed=seed, name=f"{out.resolve().parent.name}-units{k}")
+        bar.close()
+        units.save(paths["tokenizer"])
+        log(f"{paths['tokenizer']}: {units.info.describe()}")
+    codec = TokenStore(src)
+    ids = [e["id"] for entries in splits.values() for e in entries if e["id"] in codec]
+    if not ids:
+        raise UnitsError(f"{src}: its manifests name no utterance of its token store")
+    cinfo = codec[ids[0]].codec
+    n_q = cinfo.n_codebooks if n_q is None else n_q
+
+    def done(path: Path) -> bool:  # the writer writes the index last: a store without one is rewritten
+        return (path / "index.json").exists()
+
+    def finish(path: Path) -> None:
+        for s in splits:
+            shutil.copy(src / f"{s}.jsonl", path / f"{s}.jsonl")
+
+    if not done(paths["frames"]):
+        bar = Progress(len(ids), "units", unit="utterances")
+        by_id = {e["id"]: e for entries in splits.values() for e in entries}
+        with TokenStore.writer(paths["frames"], units.info) as w:
+            for key in ids:
+                u = units.encode(*entry_audio(by_id[key])).codes
+                n = codec.n_frames(key)
+                u = torch.cat([u, u[..., -1:].expand(1, 1, max(0, n - u.shape[-1]))], -1)[..., :n]
+                w.add(key, CodecTokens(u, units.info))
+                bar.update(1)
+        bar.close()
+    finish(paths["frames"])
+    frames = TokenStore(paths["frames"])
+    if not done(paths["runs"]):
+        rinfo, total, runs = runs_info(units.info), 0, 0
+        with TokenStore.writer(paths["runs"], rinfo) as w:
+            for key in ids:
+                u = frames[key].codes[0, 0]
+                values, lengths = deduplicate(u, units.k - 1)
+                w.add(key, CodecTokens(torch.stack([values, lengths])[None], rinfo))
+                total, runs = total + len(u), runs + len(values)
+        log(f"{paths['runs']}: {runs} runs for {total} frames ({total / max(runs, 1):.2f} frames per run)")
+    if not done(paths["stacked"]):
+        sinfo = stacked_info(units.info, cinfo, n_q)
+        with TokenStore.writer(paths["stacked"], sinfo) as w:
+            for key in ids:
+                c = codec[key].codes[0, :n_q]
+                w.add(key, CodecTokens(torch.cat([frames[key].codes[0, :, : c.shape[1]], c])[None], sinfo))
+        log(f"{paths['stacked']}: {sinfo.describe()}")
+    finish(paths["runs"])
+    finish(paths["stacked"])
+    return paths

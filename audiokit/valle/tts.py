@@ -49,6 +49,19 @@ def _is_default(asr) -> bool:
     return src is not None and Path(src).resolve() == (cache_dir() / DEFAULT_ASR_FOLDER).resolve()
 
 
+def bundled_asr(folder: Path, asr):
+    """The ASR a TTS folder is loaded with: ``asr`` (a path or Transcriber) if given, else the one in ``folder/asr``
+    (or its link), else ``None`` (the default ASR, loaded when first needed)."""
+    from ..asr.transcriber import Transcriber
+    from ..pretrained import component
+
+    if isinstance(asr, (str, os.PathLike)):
+        return Transcriber.load(asr)
+    if asr is None and (bundled := component(folder, "asr", TTSLoadError)) is not None:
+        return Transcriber.load(bundled)
+    return asr
+
+
 class ValleTTS(TTSModel):
     """Zero-shot TTS with VALL-E. Load with :meth:`load` (an exported folder) or :meth:`from_checkpoints`.
 
@@ -70,10 +83,7 @@ class ValleTTS(TTSModel):
     def __init__(self, ar: ValleAR, nar: ValleNAR, codec, asr=None, name: str = "", languages=("en",),
                  max_prompt_seconds: float = 6.0, min_prompt_seconds: float = 1.0, max_chars: int = 4000,
                  nar_decoding: str = "expected"):
-        for what, dims in (("AR", ar.dims), ("NAR", nar.dims)):
-            if dims.codebook_size != codec.info.codebook_size or dims.n_codebooks > codec.info.n_codebooks:
-                raise CodecMismatchError(f"the {what} model expects {dims.n_codebooks} codebooks of {dims.codebook_size} "
-                                         f"codes, but the codec is {codec.info.describe()}")
+        self._check_models(ar, nar, codec)
         self.ar, self.nar, self.codec = ar, nar, codec
         self._asr = asr or None  # the ASR given or bundled; the default one is loaded when a prompt first needs it
         self._asr_default = asr is None
@@ -82,6 +92,12 @@ class ValleTTS(TTSModel):
         self.name, self.languages = name, tuple(languages)
         self.max_prompt_seconds, self.min_prompt_seconds, self.max_chars = max_prompt_seconds, min_prompt_seconds, max_chars
         self.nar_decoding = _check_nar_decoding(nar_decoding)
+
+    def _check_models(self, ar: ValleAR, nar: ValleNAR, codec) -> None:
+        for what, dims in (("AR", ar.dims), ("NAR", nar.dims)):
+            if dims.codebook_size != codec.info.codebook_size or dims.n_codebooks > codec.info.n_codebooks:
+                raise CodecMismatchError(f"the {what} model expects {dims.n_codebooks} codebooks of {dims.codebook_size} "
+                                         f"codes, but the codec is {codec.info.describe()}")
 
     @property
     def n_codebooks(self) -> int:
@@ -168,13 +184,7 @@ class ValleTTS(TTSModel):
         codec = load_bundled_codec(folder, meta)
         ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
-        from ..asr.transcriber import Transcriber
-        from ..pretrained import component
-
-        if isinstance(asr, (str, os.PathLike)):
-            asr = Transcriber.load(asr)
-        elif asr is None and (bundled := component(folder, "asr", TTSLoadError)) is not None:
-            asr = Transcriber.load(bundled)
+        asr = bundled_asr(folder, asr)
         tts = cls(ar, nar, codec, asr=asr, name=meta.get("name", folder.name), languages=meta.get("languages", ["en"]),
                   max_prompt_seconds=meta.get("max_prompt_seconds", 6.0), min_prompt_seconds=meta.get("min_prompt_seconds", 1.0),
                   nar_decoding=meta.get("nar_decoding", "codes"))  # folders exported before it decode as measured
@@ -201,9 +211,9 @@ class ValleTTS(TTSModel):
                 notices.append("its transcript no longer matches the trimmed audio and is not used")
                 prompt_text = None
             tokens = None
-        if tokens is None:
-            tokens = self.codec.encode(wav, sr, n_q=self.n_codebooks)
-        tokens = tokens.keep_codebooks(self.n_codebooks) if tokens.n_q > self.n_codebooks else tokens
+        if tokens is None or tokens.codec.fingerprint != self.prompt_info.fingerprint:  # a units model re-encodes
+            tokens = self.encode_prompt(wav)
+        tokens = tokens.keep_codebooks(self.prompt_rows) if tokens.n_q > self.prompt_rows else tokens
         if prompt_text is None and self.asr is not None:
             prompt_text = self.asr.transcribe(wav, sr, temperature=0.0).text.strip()
             notices.append(f"prompt transcribed by the ASR: {prompt_text!r}" if prompt_text else
@@ -214,6 +224,20 @@ class ValleTTS(TTSModel):
                 notices.append(f"no transcript for the prompt, and no ASR{why}: it is used as a voice reference only")
             prompt_text = None
         return tokens.cpu(), prompt_text
+
+    @property
+    def prompt_info(self) -> CodecInfo:
+        """The identity of the prompts :meth:`generate` reads (the codec's; a units model's own grid)."""
+        return self.codec.info
+
+    @property
+    def prompt_rows(self) -> int:
+        """Rows of a prompt :meth:`generate` reads (the codebooks the models use)."""
+        return self.n_codebooks
+
+    def encode_prompt(self, wav: torch.Tensor) -> CodecTokens:
+        """A voice clip at the codec's rate → the prompt tokens :meth:`generate` reads ``[1, Q, P]``."""
+        return self.codec.encode(wav, self.sample_rate, n_q=self.n_codebooks)
 
     def _sentences(self, text: str, language: str) -> tuple[list[str], list[str]]:
         text = prepare_text(text, self.languages, self.max_chars, language)  # the policy both families share

@@ -3,26 +3,41 @@
 # digits) in many synthetic voices, small enough to converge on 2 CPU cores, judged on held-out digit strings in
 # held-out voices the judge understands. Kaldi's yesno / ESPnet's mini_an4 for audiokit.
 #   bash recipes/digits/run.sh                       # everything, on the bundled codec's tokens
-#   bash recipes/digits/run.sh --stage 9 --stop-stage 12   # VALL-E only
+#   bash recipes/digits/run.sh --stage 9 --stop-stage 12   # VALL-E on the codec's tokens only
+#   bash recipes/digits/run.sh --stage 19                  # VALL-E on speech units (the one that says the digits)
 # Options: --out DIR (corpus [data/digits]), --utterances N (stage 0's size [6000]), --codec DIR (the codec whose
 #   tokens the models learn [pretrained/codec]); every other option (--stage, --stop-stage, --exp, --max-steps,
 #   --max-time, --judge, --tts-items, --device ...) goes to recipes/synth/run.sh, whose stages 1-18 this runs
-#   with the configs of size "digits" (configs/*/digits*.yaml); the codec's stages 2-3 are skipped.
+#   with the configs of size "digits" (configs/*/digits*.yaml); the codec's stages 2-3 are skipped. Stages 19-23
+#   are this recipe's own, and read --exp, --tag, --max-steps, --max-time, --judge, --tts-items and --device too.
 # Stages:
 #   0  the corpus: audiokit data synth --sentences digits; every installed engine's voices, with flite rms and
 #      festival ked held out (the judge, Whisper tiny.en, reads flite and festival digit strings at 0-2 % WER);
 #      and $out-voices, as many strings again in 48 more espeak voices (none of the held-out ones), that the
 #      ASR trains on as well (session 20: the held-out espeak voices 6.5 / 0.0 -> 0.0 / 0.0 % WER)
 #   1, 4-18  recipes/synth/run.sh's: BPE, tokens, ASR (evaluated with beam 5, ranked jointly with its CTC head),
-#      VALL-E AR + NAR, Tortoise AR, CLVP, diffusion, their evals
+#      VALL-E AR + NAR, Tortoise AR, CLVP, diffusion, their evals (on the codec's tokens: they babble, see RESULTS)
+#   19  speech units from the stage-7 ASR's encoder (audiokit units: k-means, K = 256) -> $exp/units/{tokenizer,
+#       frames,runs,stacked}
+#   20  VALL-E AR on the units' runs         (configs/valle/digits_units_ar.yaml)      -> $exp/valle-units-ar
+#   21  the lengths NAR on the runs          (configs/valle/digits_units_lengths.yaml) -> $exp/valle-units-lengths
+#   22  the units decoder: units -> codec latent (configs/valle/digits_units_decoder.yaml) -> $exp/units-decoder
+#   23  export VALL-E on units ($exp/valle-units-export, one folder: audiokit tts / TTS.load read it) and evaluate it
+#       on held-out strings in held-out voices, voice-only prompts, greedy ($exp/valle_units_eval.json, its card)
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
 set -euo pipefail
 
 stage=0
-stop_stage=18
+stop_stage=23
 out=data/digits
 utterances=6000
 codec=pretrained/codec
+exp_root=exp
+tag=synth
+device=cpu
+judge=""
+tts_items=40
+steps=()
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,9 +46,17 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --utterances) utterances=$2; shift 2 ;;
     --codec) codec=$2; shift 2 ;;
+    --exp) exp_root=$2; pass+=("$1" "$2"); shift 2 ;;
+    --tag) tag=$2; pass+=("$1" "$2"); shift 2 ;;
+    --device) device=$2; pass+=("$1" "$2"); shift 2 ;;
+    --judge) judge=$2; pass+=("$1" "$2"); shift 2 ;;
+    --tts-items) tts_items=$2; pass+=("$1" "$2"); shift 2 ;;
+    --max-steps) steps+=(--trainer.max_steps "$2"); pass+=("$1" "$2"); shift 2 ;;
+    --max-time) steps+=(--trainer.max_time "$2"); pass+=("$1" "$2"); shift 2 ;;
     *) pass+=("$1" "$2"); shift 2 ;;
   esac
 done
+exp=$exp_root/$tag-digits
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "stage 0: spoken digit strings -> $out   [this run: stages $stage-$stop_stage; ${SECONDS}s in]"
@@ -51,7 +74,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
 fi
 
-if [ "$stop_stage" -ge 1 ]; then
+if [ "$stop_stage" -ge 1 ] && [ "$stage" -le 18 ]; then
   first=$(( stage > 1 ? stage : 1 ))
   extra=()
   if [ -f "$out-voices/train.jsonl" ]; then
@@ -62,4 +85,39 @@ if [ "$stop_stage" -ge 1 ]; then
   RECIPE_NOTE="recipes/digits/run.sh" bash "$(dirname "$0")/../synth/run.sh" --size digits --corpus "$out" \
     --codec "$codec" --stage "$first" --stop-stage "$(( stop_stage < 18 ? stop_stage : 18 ))" \
     "${extra[@]}" --asr-beam 5 "${pass[@]}"
+fi
+
+if [ -z "$judge" ]; then  # as recipes/synth/run.sh: the default ASR (Whisper tiny.en) where installed, else the recipe's
+  judge=$(python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null && echo asr || echo "$exp/asr-export")
+fi
+in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+train_units_stage() {  # n family config run-dir store [extra args...]: train on one of stage 19's stores, resumably
+  local n=$1 family=$2 config=$3 dir=$4 store=$5
+  shift 5
+  in_range "$n" || return 0
+  echo "stage $n: $family ($config) on $store -> $exp/$dir   [${SECONDS}s in]"
+  local resume=()
+  [ -f "$exp/$dir/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+  audiokit train "$family" --config "$config" --data.train_manifest "$store/train.jsonl" \
+    --data.val_manifest "$store/valid.jsonl" --data.token_store "$store" \
+    --trainer.default_root_dir "$exp/$dir" --trainer.callbacks.init_args.dirpath "$exp/$dir/checkpoints" \
+    --trainer.enable_progress_bar false "$@" "${steps[@]}" "${resume[@]}"
+}
+
+if in_range 19; then
+  echo "stage 19: speech units from the recipe's ASR ($exp/asr-export) -> $exp/units   [${SECONDS}s in]"
+  audiokit units --asr "$exp/asr-export" --tokens "$exp/tokens" --out "$exp/units" -k 256
+fi
+train_units_stage 20 valle-ar configs/valle/digits_units_ar.yaml valle-units-ar "$exp/units/runs"
+train_units_stage 21 valle-nar configs/valle/digits_units_lengths.yaml valle-units-lengths "$exp/units/runs"
+train_units_stage 22 units-decoder configs/valle/digits_units_decoder.yaml units-decoder "$exp/units/stacked" \
+  --model.codec "$codec"
+if in_range 23; then
+  echo "stage 23: export VALL-E on units -> $exp/valle-units-export; evaluate -> $exp/valle_units_eval.json   [${SECONDS}s in]"
+  audiokit export "$exp/valle-units-ar/checkpoints/last.ckpt" "$exp/valle-units-export" \
+    --nar "$exp/valle-units-lengths/checkpoints/last.ckpt" --decoder "$exp/units-decoder/checkpoints/last.ckpt" \
+    --units "$exp/units/tokenizer" --codec "$codec" --name "$tag-digits-valle-units" \
+    --notes "Trained by recipes/digits/run.sh stages 19-22 on $(nproc) CPU cores."
+  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/valle-units-export" --asr "$judge" \
+    --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_units_eval.json" --card
 fi

@@ -1,0 +1,213 @@
+"""VALL-E on units (audiokit.valle.units): the stores ``audiokit units`` writes, the units decoder's training, the
+units TTS's synthesis, export/load and bad input, and the recipe's commands end to end on a tiny corpus."""
+import json
+
+import pytest
+import torch
+from test_asr_transcribe import SENTENCES, _transcriber
+
+from audiokit.cli import main
+from audiokit.codec.codec import Codec
+from audiokit.codec.model import CodecModel
+from audiokit.codec.units import UnitTokenizer, expand, runs_info
+from audiokit.tokens import CodecMismatchError, TokenStore
+from audiokit.tts import TTSLoadError
+from audiokit.valle.data import ValleDataset, collate_valle
+from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
+from audiokit.valle.units import UnitsDecoder, UnitsDecoderDims, UnitsDecoderModule, UnitsValleTTS, lengths_from
+
+# a tiny codec at the units' 50 frames/s (hop 320 at 16 kHz), so units and codes line up frame for frame
+GEN = dict(sample_rate=16000, encoder_dim=4, encoder_rates=[4, 8, 10], decoder_dim=32, decoder_rates=[10, 8, 4],
+           n_codebooks=4, codebook_size=32, codebook_dim=4)
+K = 8  # units
+
+
+def _codec(seed=0):
+    torch.manual_seed(seed)
+    return Codec(CodecModel(**GEN), name=f"c{seed}")
+
+
+def _voice(seconds=2.0, sr=16000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * sr)) / sr
+    f = 150 + 100 * (t * 2).floor() % 3  # a few distinct sounds, so the units change
+    return (0.3 * torch.sin(2 * torch.pi * f * t) + 0.02 * torch.randn(len(t), generator=g)).float()
+
+
+@pytest.fixture(scope="module")
+def work(synth_corpus, tmp_path_factory):
+    """The tiny corpus tokenized by a tiny codec, an exported tiny ASR, and ``audiokit units`` run on them."""
+    from audiokit.asr.tokenizer import WhisperTokenizer
+    from audiokit.text import BPETokenizer
+
+    corpus, _, _ = synth_corpus
+    root = tmp_path_factory.mktemp("units")
+    _codec(0).export(root / "codec")
+    asr = _transcriber(WhisperTokenizer.from_bpe(BPETokenizer.train(SENTENCES, vocab_size=300)))
+    asr.model.encoder.positional_embedding.zero_()
+    asr.export(root / "asr")
+    assert main(["-q", "tokenize", "--manifest", *(str(corpus / f"{s}.jsonl") for s in ("train", "valid", "test")),
+                 "--codec", str(root / "codec"), "--out", str(root / "tokens")]) == 0
+    assert main(["-q", "units", "--asr", str(root / "asr"), "--tokens", str(root / "tokens"), "--out", str(root / "units"),
+                 "-k", str(K), "--fit-items", "10"]) == 0
+    return root
+
+
+def test_units_writes_frames_runs_and_stacked_stores_that_agree(work):
+    codec, frames = TokenStore(work / "tokens"), TokenStore(work / "units/frames")
+    runs, stacked = TokenStore(work / "units/runs"), TokenStore(work / "units/stacked")
+    units = UnitTokenizer.load(work / "units/tokenizer")
+    assert units.k == K and len(frames) == len(runs) == len(stacked) == len(codec) > 10
+    for key in codec.ids():
+        c, u = codec[key].codes[0], frames[key].codes[0]
+        assert u.shape == (1, c.shape[1]) and int(u.max()) < K  # frame for frame with the codec
+        r = runs[key].codes[0]
+        assert torch.equal(expand(r[0], r[1]), u[0]) and bool((r[0, 1:] != r[0, :-1]).all() or (r[1] == K - 1).any())
+        assert torch.equal(stacked[key].codes[0], torch.cat([u, c]))
+    assert runs[codec.ids()[0]].codec.same_codec(runs_info(units.info))
+    for s in ("train", "valid", "test"):  # every store carries the manifests
+        assert (work / "units/runs" / f"{s}.jsonl").read_text() == (work / "tokens" / f"{s}.jsonl").read_text()
+    before = (work / "units/stacked/index.json").stat().st_mtime_ns
+    assert main(["-q", "units", "--asr", str(work / "asr"), "--tokens", str(work / "tokens"), "--out",
+                 str(work / "units"), "-k", str(K)]) == 0  # a rerun keeps what is there
+    assert (work / "units/stacked/index.json").stat().st_mtime_ns == before
+
+
+def test_units_command_refuses_bad_input_in_one_line(work, tmp_path, capsys):
+    for args in (["--asr", str(tmp_path / "none"), "--tokens", str(work / "tokens")],
+                 ["--asr", str(work / "asr"), "--tokens", str(tmp_path)],
+                 ["--asr", str(work / "asr"), "--tokens", str(work / "tokens"), "-k", "1"]):
+        assert main(["units", *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("audiokit: error:") and "Traceback" not in err
+
+
+def test_units_decoder_memorises_its_latents(work):
+    """The decoder's learning test: a few dozen steps on four utterances bring the latent's error far down."""
+    store = work / "units/stacked"
+    from audiokit.data.manifest import read_manifest
+
+    entries = [e for e in read_manifest(store / "train.jsonl")][:4]
+    ds = ValleDataset(entries, store=store, prompt_seconds=0.5, prefix_prob=0.0, train=False)
+    batch = collate_valle([ds[i] for i in range(4)])
+    torch.manual_seed(0)
+    m = UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=4, d_model=32, n_layer=2, voice_dim=16)
+    _, valid, _, _, z = m._split(batch)
+    m.set_normalization(z[valid])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = m._loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0], (losses[0], losses[-1])
+    with pytest.raises(CodecMismatchError, match="n_codebooks"):
+        UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=5)
+
+
+def test_lengths_from_reads_the_mean_or_the_mode():
+    p = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    assert lengths_from(p, "mean").tolist() == [2, 3, 1] and lengths_from(p, "mode").tolist() == [1, 3, 1]
+    with pytest.raises(ValueError, match="lengths_rule"):
+        lengths_from(p, "median")
+
+
+@pytest.fixture(scope="module")
+def tts(work):
+    codec, units = Codec.load(work / "codec"), UnitTokenizer.load(work / "units/tokenizer")
+    torch.manual_seed(1)
+    ar = ValleAR(ValleDims(codebook_size=K, n_codebooks=1, d_model=32, n_head=4, n_layer=1, prompt_kinds=True))
+    nar = ValleNAR(ValleDims(codebook_size=K, n_codebooks=2, d_model=32, n_head=4, n_layer=1))
+    dec = UnitsDecoder(UnitsDecoderDims(K, codec.model.latent_dim, 32, 4, d_model=32, n_layer=1, voice_dim=16))
+    return UnitsValleTTS(ar.eval(), nar.eval(), codec, units, dec, asr=False, name="random-units", prompt_runs=20)
+
+
+def test_synthesis_speaks_units_over_codes_and_both_decodings_are_audio(tts):
+    out = tts.synthesize("One two. Three!", _voice(), sample_rate=16000, prompt_text="", temperature=0)
+    assert out.sentences == ["One two.", "Three!"] and len(out.codes) == 2
+    for grid in out.codes:  # the units it spoke (row 1) over the codec codes of the decoder's latent
+        assert grid.shape[0] == 1 + 4 and int(grid[0].max()) < K and int(grid[1:].max()) < 32
+    from audiokit.valle.generate import SamplingOptions
+
+    assert tts.max_runs(10, SamplingOptions()) == 40  # 3 runs a phoneme + 10: a missed stop ends early
+    assert tts.max_runs(10, SamplingOptions(max_seconds_per_phoneme=0.01, min_max_seconds=0.1)) == 5
+    pause = int(0.2 * 16000)
+    assert out.audio.shape[-1] == sum(g.shape[1] for g in out.codes) * 320 + pause
+    again = tts.synthesize("One two. Three!", _voice(), sample_rate=16000, prompt_text="", temperature=0)
+    assert torch.equal(out.audio, again.audio)  # greedy: reproducible
+    codes = tts.synthesize("One two.", _voice(), sample_rate=16000, prompt_text="", temperature=0, nar_decoding="codes")
+    assert torch.equal(codes.codes[0], out.codes[0]) and not torch.equal(codes.audio, out.audio[: codes.audio.shape[-1]])
+    tokens = tts.codec.encode(_voice(), 16000)  # codec tokens as a prompt: re-encoded to units
+    grid, _ = tts.prepare_prompt(tokens, prompt_text="")
+    assert grid.codec.same_codec(tts.grid) and grid.codes.shape[1] == 5
+
+
+def test_export_load_round_trip_and_mismatched_parts(tts, tmp_path):
+    import audiokit
+
+    folder = tts.export(tmp_path / "units-valle")
+    again = audiokit.TTS.load(folder)
+    assert isinstance(again, UnitsValleTTS) and again.prompt_runs == 20 and again.units.info == tts.units.info
+    a = tts.synthesize("Hello there.", _voice(), sample_rate=16000, prompt_text="", temperature=0)
+    b = again.synthesize("Hello there.", _voice(), sample_rate=16000, prompt_text="", temperature=0)
+    assert torch.equal(a.audio, b.audio)
+    data = (folder / "decoder.safetensors").read_bytes()
+    (folder / "decoder.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TTSLoadError, match="corrupt or truncated"):
+        audiokit.TTS.load(folder)
+    wrong = ValleAR(ValleDims(codebook_size=K + 1, n_codebooks=1, d_model=32, n_head=4, n_layer=1))
+    with pytest.raises(CodecMismatchError, match="AR expects"):
+        UnitsValleTTS(wrong, tts.nar, tts.codec, tts.units, tts.decoder)
+
+
+def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, capsys):
+    """The recipe's stages 20-23 on the tiny corpus: runs AR, lengths NAR, units decoder, export, tts, eval."""
+    corpus, _, _ = synth_corpus
+    runs, stacked = work / "units/runs", work / "units/stacked"
+    small = ["--model.d_model", "32", "--model.n_head", "2", "--model.n_layer", "1", "--trainer.max_steps", "3",
+             "--trainer.val_check_interval", "3", "--trainer.enable_progress_bar", "false"]
+
+    def data(store):
+        return ["--data.train_manifest", str(store / "train.jsonl"), "--data.val_manifest", str(store / "valid.jsonl"),
+                "--data.token_store", str(store)]
+
+    def out(name):
+        return ["--trainer.default_root_dir", str(tmp_path / name), "--trainer.callbacks.init_args.dirpath",
+                str(tmp_path / name / "ck")]
+
+    k = ["--model.codebook_size", str(K)]
+    assert main(["train", "valle-ar", "--config", "configs/valle/digits_units_ar.yaml", *k, *small, *data(runs), *out("ar")]) == 0
+    assert main(["train", "valle-nar", "--config", "configs/valle/digits_units_lengths.yaml", *k, *small, *data(runs),
+                 *out("lengths")]) == 0
+    assert main(["train", "units-decoder", "--config", "configs/valle/digits_units_decoder.yaml", "--model.codec",
+                 str(work / "codec"), "--model.n_units", str(K), "--model.n_codebooks", "4", "--model.voice_dim", "16",
+                 "--model.norm_batches", "2", *small, *data(stacked), *out("decoder")]) == 0
+    ck = torch.load(tmp_path / "decoder/ck/last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["global_step"] == 3 and ck["units_decoder"]["grid"]["n_codebooks"] == 5
+    assert float(ck["state_dict"]["model.std"].sum()) != 32.0  # the latent's spread, measured before the first step
+    ar, nar, dec = (str(tmp_path / n / "ck/last.ckpt") for n in ("ar", "lengths", "decoder"))
+    capsys.readouterr()
+    assert main(["export", dec, str(tmp_path / "x")]) == 2
+    assert "export from the VALL-E AR one" in capsys.readouterr().err
+    assert main(["export", ar, str(tmp_path / "y"), "--nar", nar, "--codec", str(work / "codec"), "--decoder", dec]) == 2
+    assert "--units" in capsys.readouterr().err
+    export = ["export", ar, str(tmp_path / "valle"), "--nar", nar, "--codec", str(work / "codec"), "--decoder", dec]
+    _codec(1).export(tmp_path / "other")  # another codec: the decoder was trained for the first
+    assert main([*export[:6], str(tmp_path / "other"), "--decoder", dec, "--units", str(work / "units/tokenizer")]) == 2
+    assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "valle/config.json").exists()
+    assert main([*export, "--units", str(work / "units/tokenizer")]) == 0
+    card = json.loads((tmp_path / "valle/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 3, "nar": 3, "decoder": 3}
+    config = json.loads((tmp_path / "valle/config.json").read_text())
+    assert config["units"]["prompt_runs"] == round(0.85 * 50)  # the AR's training prompt, from its checkpoint
+    wav = tmp_path / "out.wav"
+    prompt = str(next(iter(sorted(corpus.rglob("*.wav")))))
+    assert main(["tts", "--model", str(tmp_path / "valle"), "--text", "Four seven.", "--prompt", prompt,
+                 "--prompt-text", "", "--out", str(wav), "--seed", "0"]) == 0 and wav.stat().st_size > 1000
+    report = tmp_path / "eval.json"
+    assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
+                 "--max-items", "2", "--no-prompt-text", "--temperature", "0", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
