@@ -60,11 +60,15 @@ def main():
     p.add_argument("--codec", default="pretrained/codec")
     p.add_argument("--manifest", required=True, help="held-out utterances with audio and text")
     p.add_argument("--nar", default=None, help="VALL-E NAR checkpoint over the units + codec grid (the decoder)")
+    p.add_argument("--decoder", default=None, help="or/also: a units-decoder checkpoint (audiokit train units-decoder)")
     p.add_argument("--regressor", default=None,
                    help="or/also: a units regressor file (tortoise_conditioning_probe.py --mode units --regressor)")
     p.add_argument("--ar", default=None, help="VALL-E AR checkpoint over the runs grid")
     p.add_argument("--tortoise-ar", default=None,
                    help="also: a Tortoise AR checkpoint over the runs grid (its conditioning encoder reads the voice's runs)")
+    p.add_argument("--clvp", default=None, help="with --tortoise-ar: a CLVP checkpoint over the runs; adds CLVP's pick of "
+                   "--candidates top-k samples and a random one of them (the first drawn)")
+    p.add_argument("--candidates", type=int, default=16)
     p.add_argument("--lengths", default=None, help="VALL-E NAR checkpoint over the runs grid (run lengths)")
     p.add_argument("--lengths-rule", default="mean", choices=["mean", "mode"],
                    help="a run's length from --lengths' distribution: its expectation (rounded) or its most likely")
@@ -98,8 +102,14 @@ def main():
             CodecTokens(generate_nar(nar, [ids], [prompt[: nar.dims.n_codebooks]], [u])[0][1:][None], codec.info))[0]
     if args.regressor:
         decoders["regressor"] = regressor_decoder(args.regressor, codec, units.k)
+    if args.decoder:
+        from audiokit.valle.units import read_decoder_checkpoint
+
+        dec = read_decoder_checkpoint(args.decoder)[0]
+        decoders["decoder"] = lambda ids, u, prompt, vc: codec.decode_latents(
+            dec.latents(u[None], torch.ones(1, len(u), dtype=torch.bool), vc[None]), torch.tensor([len(u)]))[0]
     if not decoders:
-        raise SystemExit("give --nar or --regressor (or both)")
+        raise SystemExit("give --nar, --regressor or --decoder")
     n_q = nar.dims.n_codebooks - 1 if args.nar else 6
     if args.pace and not args.runs_store:
         raise SystemExit("--pace needs --runs-store (the corpus's frames per phoneme)")
@@ -111,6 +121,11 @@ def main():
 
         module = TortoiseARModule.load_from_checkpoint(args.tortoise_ar, map_location="cpu")
         tortoise, bpe = module.model.eval(), BPETokenizer.from_json(module.tokenizer_json)
+    clvp = None
+    if args.clvp:
+        from audiokit.tortoise.lightning import CLVPModule
+
+        clvp = CLVPModule.load_from_checkpoint(args.clvp, map_location="cpu").model.eval()
     lengths_nar = (ValleNARModule.load_from_checkpoint(args.lengths, map_location="cpu").model.eval()
                    if args.lengths else None)
     mean_len = None
@@ -186,6 +201,17 @@ def main():
                     v = v if len(v) else voice_runs[0, -1:]
                     frames[f"Tortoise AR runs ({name}) → lengths → decoder"] = expand(v, run_lengths(ids, voice_runs, v))
                     stats.setdefault(f"Tortoise {name}", []).append(len(v))
+                if clvp is not None:
+                    from audiokit.tortoise.model import framed
+
+                    cands = sample_candidates(tortoise, voice, tids, args.candidates, 4 * len(ids) + 20,
+                                              SamplingOptions(seed=args.seed))
+                    cands = [c if len(c) else voice_runs[0, -1:] for c in cands]
+                    t, tv = framed([tids] * len(cands), None, None)
+                    sp, sv = framed(cands, None, None)
+                    best = int(clvp.score(t, tv, sp, sv).argmax())
+                    for name, v in ((f"CLVP's pick of {args.candidates}", cands[best]), ("a random candidate", cands[0])):
+                        frames[f"Tortoise AR runs ({name}) → lengths → decoder"] = expand(v, run_lengths(ids, voice_runs, v))
             systems["recordings"].append(wav)
             for name, u in frames.items():
                 stats.setdefault(f"frames: {name}", []).append(len(u))

@@ -99,7 +99,8 @@ def test_units_configs(path, capsys):
         assert cfg["data"]["token_store"].endswith("units/stacked") and cfg["data"]["prefix_prob"] == 0.0
     else:
         assert cfg["model"]["codebook_size"] == 256 and cfg["model"]["n_codebooks"] == (1 if family == "valle-ar" else 2)
-        assert cfg["data"]["token_store"].endswith("units/runs") and round(cfg["data"]["prompt_seconds"] * 50) == 42
+        runs = round(cfg["data"]["prompt_seconds"] * 50)  # digits: 42 runs, 1.5 s of speech; cpu: 85, about 3 s
+        assert cfg["data"]["token_store"].endswith("units/runs") and runs == (42 if path.stem.startswith("digits") else 85)
 
 
 @pytest.mark.parametrize("path", VALLE_CONFIGS, ids=[p.stem for p in VALLE_CONFIGS])

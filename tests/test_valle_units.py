@@ -105,6 +105,14 @@ def test_units_decoder_memorises_its_latents(work):
     assert losses[-1] < 0.05 * losses[0], (losses[0], losses[-1])
     with pytest.raises(CodecMismatchError, match="n_codebooks"):
         UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=5)
+    # mel_weight: the codec decoder's mel error joins the loss, and its gradient reaches the decoder's weights only
+    m = UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=4, d_model=32, n_layer=2, voice_dim=16, mel_weight=1.0)
+    m.log = m.log_dict = lambda *a, **k: None
+    mse, mel = m._loss(batch, mel=True)
+    assert float(mel) > 0 and torch.isfinite(mel)
+    m.training_step(batch, 0).backward()
+    assert m.model.out.weight.grad.abs().sum() > 0 and all(p.grad is None for p in m._codec.model.parameters())
+    assert "_codec" not in dict(m.named_modules()) and not any(k.startswith("_codec") for k in m.state_dict())
 
 
 def test_lengths_from_reads_the_mean_or_the_mode():

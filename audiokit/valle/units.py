@@ -436,7 +436,7 @@ class UnitsValleTTS(ValleTTS):
                 runs = generate_ar(self.ar, texts, [r[0] for r in voice_runs],
                                    [self.max_runs(n, options) for _, n, _ in chunk], options, voice_only=flags)
                 runs = [r if len(r) else v[0, -1:] for r, v in zip(runs, voice_runs)]  # never an empty utterance
-            with stage_timer(timings, "nar", self.device):
+            with stage_timer(timings, "nar", self.device), torch.inference_mode():  # the lengths, then the decoder
                 lprobs: list[torch.Tensor] = []
                 generate_nar(self.nar, texts, voice_runs, runs, probs=lprobs)
                 frames = [expand(r.cpu(), lengths_from(p[0], self.lengths_rule).cpu()) for r, p in zip(runs, lprobs)]
