@@ -18,7 +18,7 @@ FAMILIES = {
     "clvp": ("audiokit.tortoise.lightning", "CLVPModule"),
     "diffusion": ("audiokit.tortoise.lightning", "DiffusionModule"),
     "diffusion-ar-latents": ("audiokit.tortoise.lightning", "DiffusionARLatentsModule"),
-    "units-decoder": ("audiokit.valle.units", "UnitsDecoderModule"),
+    "units-decoder": ("audiokit.valle.lightning", "UnitsDecoderModule"),
 }
 # families whose data is not the shared SpeechDataModule
 DATAMODULES = {

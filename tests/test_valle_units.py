@@ -14,7 +14,9 @@ from audiokit.tokens import CodecMismatchError, TokenStore
 from audiokit.tts import TTSLoadError
 from audiokit.valle.data import ValleDataset, collate_valle
 from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
-from audiokit.valle.units import UnitsDecoder, UnitsDecoderDims, UnitsDecoderModule, UnitsValleTTS, lengths_from
+from audiokit.valle.lightning import UnitsDecoderModule
+from audiokit.valle.model import UnitsDecoder, UnitsDecoderDims
+from audiokit.valle.units import UnitsValleTTS, lengths_from
 
 # a tiny codec at the units' 50 frames/s (hop 320 at 16 kHz), so units and codes line up frame for frame
 GEN = dict(sample_rate=16000, encoder_dim=4, encoder_rates=[4, 8, 10], decoder_dim=32, decoder_rates=[10, 8, 4],

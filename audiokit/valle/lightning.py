@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..nn.optim import adamw_warmup_linear
 from ..tokens import CodecInfo, CodecMismatchError
 from .data import ar_inputs, nar_inputs
-from .model import ValleAR, ValleDims, ValleNAR
+from .model import UnitsDecoder, UnitsDecoderDims, ValleAR, ValleDims, ValleNAR
 
 IGNORE = -100
 
@@ -156,3 +156,138 @@ class ValleNARModule(_ValleModule):
         B, Q = len(batch["id"]), self.dims.n_codebooks
         losses = [self._stage_loss(batch, torch.full((B,), k, device="cpu"), "val") for k in range(1, Q)]  # every stage
         self.log("val/loss", torch.stack(losses).mean(), batch_size=B, sync_dist=True)
+
+
+def _load_codec(path: str):
+    from ..codec.codec import Codec
+
+    codec = Codec.load(path)
+    codec.model.eval().requires_grad_(False)
+    return codec
+
+
+class UnitsDecoderModule(L.LightningModule):
+    """``audiokit train units-decoder``: trains a :class:`UnitsDecoder` on a stacked store (``audiokit units``
+    writes it: row 1 the units, rows 2 … the codec's codebooks), with :class:`~audiokit.valle.data.ValleDataModule`
+    batches — the target utterance's units in, the codec's latent of its codes out, the voice from the prompt
+    (another utterance of the speaker with ``data.prefix_prob: 0``). Loss: mean squared error on the normalized
+    latent over valid frames (the conditional mean); ``val/loss`` the same on held-out utterances.
+
+    Args:
+        codec: the exported codec folder whose codes the stacked store holds (its quantizer turns codes into the
+            latent; frozen, not saved in the checkpoint).
+        n_units: the units' K. ``n_codebooks``: the codec codebooks of the stacked store (target and voice).
+        d_model, n_head, n_layer, voice_dim: sizes (:class:`UnitsDecoderDims`).
+        lr, betas, eps, weight_decay, warmup_steps, final_lr_fraction: AdamW and its schedule.
+        norm_batches: training batches whose frames give the latent's mean and std (at the first step).
+        mel_weight: > 0 adds, at this weight, the multi-scale log-mel L1 between the codec decoder's audio from
+            the predicted latent and from the true one (the error where the listener hears it; the codec decoder
+            is frozen but runs in every step, several times slower on a CPU).
+    """
+
+    stage = "units-decoder"
+
+    def __init__(self, codec: str, n_units: int, n_codebooks: int, d_model: int = 128, n_head: int = 4,
+                 n_layer: int = 3, voice_dim: int = 64, lr: float = 2e-3, betas=(0.9, 0.96), eps: float = 1e-8,
+                 weight_decay: float = 0.01, warmup_steps: int = 50, final_lr_fraction: float = 0.0,
+                 norm_batches: int = 8, mel_weight: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self._codec = _load_codec(codec)  # a plain attribute: not a submodule, so not in the checkpoint
+        info = self._codec.info
+        if n_codebooks > info.n_codebooks:
+            raise CodecMismatchError(f"model.n_codebooks is {n_codebooks}, but the codec {info.describe()} has fewer")
+        self.dims = UnitsDecoderDims(n_units, self._codec.model.latent_dim, info.codebook_size, n_codebooks, d_model,
+                                     n_head, n_layer, voice_dim)
+        self.model = UnitsDecoder(self.dims)
+        self.grid: CodecInfo | None = None  # the stacked store's identity (export checks it against units + codec)
+        self._mel = None
+        if mel_weight > 0:
+            from ..codec.losses import MultiScaleMelLoss
+
+            self._mel = [MultiScaleMelLoss(info.sample_rate, n_mels=(20, 40, 80, 160), window_lengths=(128, 256, 512, 1024))]
+
+    # ------------------------------------------------------------------ data
+    def _split(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        Q = self.dims.n_codebooks
+        target, prompt = batch["target"], batch["prompt"]
+        if target.shape[1] < Q + 1:
+            raise CodecMismatchError(f"the stacked store has {target.shape[1] - 1} codec codebooks under its units; "
+                                     f"model.n_codebooks is {Q}")
+        T = target.shape[-1]
+        valid = torch.arange(T, device=target.device)[None] < batch["target_lens"].to(target.device)[:, None]
+        codec = self._codec.to(target.device)
+        with torch.no_grad():
+            z = codec.model.embed(target[:, 1 : Q + 1]).transpose(1, 2).float()
+        return target[:, 0], valid, prompt[:, 1 : Q + 1], batch["prompt_lens"], z
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = getattr(dm, "datasets", {}).get("train") if dm is not None else None
+        if ds is None:
+            return
+        grid = ds.base[0]["tokens"].codec
+        cinfo = self._codec.info
+        if grid.codebook_size != cinfo.codebook_size or grid.n_codebooks < self.dims.n_codebooks + 1:
+            raise CodecMismatchError(f"the training tokens ({grid.describe()}) are not units stacked on "
+                                     f"{self.dims.n_codebooks} codebooks of {cinfo.describe()}")
+        if self.grid is not None:
+            self.grid.check_same(grid, what="training tokens")
+        self.grid = grid
+        if self.global_step == 0 and bool((self.model.std == 1).all()):
+            frames = []
+            for _, b in zip(range(self.hparams.norm_batches), dm.train_dataloader()):
+                b = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+                _, valid, _, _, z = self._split(b)
+                frames.append(z[valid])
+            self.set_normalization(torch.cat(frames))
+
+    @torch.no_grad()
+    def set_normalization(self, frames: torch.Tensor) -> None:
+        """The latent's per-channel mean and spread, from frames ``[N, latent_dim]`` (a channel that barely moves
+        gets a floor of 1e-3 of the mean spread, so it is not blown up into noise)."""
+        std = frames.std(0)
+        self.model.mean.copy_(frames.mean(0))
+        self.model.std.copy_(std.clamp(min=max(1e-3 * float(std.mean()), 1e-6)))
+
+    def _loss(self, batch: dict, mel: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        units, valid, voice, voice_frames, z = self._split(batch)
+        out = self.model(units, valid, voice, voice_frames)
+        err = (out - (z - self.model.mean) / self.model.std).pow(2).mean(-1)
+        mse = ((err * valid).sum(1) / valid.sum(1).clamp(min=1)).mean()
+        if not mel:
+            return mse
+        codec, loss = self._codec.model, self._mel[0].to(z.device)
+        keep = valid.repeat_interleave(codec.hop_length, 1)[:, None].float()
+        pred = (out * self.model.std + self.model.mean).masked_fill(~valid[..., None], 0.0).transpose(1, 2)
+        with torch.no_grad():
+            y = codec.decoder(z.masked_fill(~valid[..., None], 0.0).transpose(1, 2)) * keep
+        return mse, loss(codec.decoder(pred) * keep, y)
+
+    def training_step(self, batch, batch_idx):
+        B = batch["target"].shape[0]
+        if self._mel is None:
+            loss = self._loss(batch)
+        else:
+            mse, mel = self._loss(batch, mel=True)
+            loss = mse + self.hparams.mel_weight * mel
+            self.log_dict({"train/mse": mse, "train/mel": mel}, batch_size=B)
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch["target"].shape[0])
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return adamw_warmup_linear(self.model, self.trainer, h.lr, h.betas, h.eps, h.weight_decay, h.warmup_steps,
+                                   h.final_lr_fraction)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["units_decoder"] = {"dims": self.dims.to_dict(), "codec": self._codec.info.to_dict(),
+                                       "grid": self.grid.to_dict() if self.grid is not None else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        grid = (checkpoint.get("units_decoder") or {}).get("grid")
+        self.grid = CodecInfo.from_dict(grid) if grid else None

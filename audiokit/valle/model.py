@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from ..nn.transformer import AdaptiveLayerNorm, LayerNorm, Linear, ResidualAttentionBlock
+from ..nn.transformer import AdaptiveLayerNorm, LayerNorm, Linear, ResidualAttentionBlock, padding_mask
+from ..codec.units import UnitsError
 from ..text.phonemes import PHONEME_VOCAB
 
 PAD, TEXT, AUDIO = 0, 1, 2
@@ -183,3 +184,73 @@ class ValleNAR(_Valle):
         table = torch.stack([e.weight for e in self.audio_embeddings])[stage]  # [B, K, d]: tied output layer
         logits = torch.einsum("bsd,bkd->bsk", x, table.to(x.dtype)).float()
         return logits * self.dims.d_model ** -0.5 if self.dims.scaled_logits else logits
+
+
+# ---------------------------------------------------------------------- VALL-E on units (valle/units.py)
+@dataclass
+class UnitsDecoderDims:
+    """Sizes of a :class:`UnitsDecoder`: ``n_units`` units in, the codec's ``latent_dim`` out, its voice read
+    from ``n_codebooks`` codebooks of ``codebook_size`` codes."""
+
+    n_units: int
+    latent_dim: int
+    codebook_size: int
+    n_codebooks: int
+    d_model: int = 128
+    n_head: int = 4
+    n_layer: int = 3
+    voice_dim: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UnitsDecoderDims":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown units-decoder dimensions {sorted(unknown)}")
+        return cls(**d)
+
+
+class UnitsDecoder(nn.Module):
+    """Frame units ``[B, T]`` + a voice clip's codec codes ``[B, Q, P]`` → the codec's quantized latent.
+
+    A transformer over the unit embeddings (plus a small sinusoidal position term), with the voice — a
+    :class:`~audiokit.tortoise.model.ConditioningEncoder` over the clip's codes, one vector per item — added to
+    every frame. It predicts the latent normalized by the training corpus's per-channel ``mean``/``std``
+    (buffers, saved with the weights); :meth:`latents` undoes it."""
+
+    def __init__(self, dims: UnitsDecoderDims):
+        from ..tortoise.model import ConditioningEncoder
+
+        super().__init__()
+        self.dims = dims
+        d = dims.d_model
+        self.voice = ConditioningEncoder(dims.codebook_size, dims.n_codebooks, dims.voice_dim, 4, 1)
+        self.voice_proj = Linear(dims.voice_dim, d)
+        self.unit_emb = nn.Embedding(dims.n_units, d)
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_head) for _ in range(dims.n_layer))
+        self.ln = LayerNorm(d)
+        self.out = Linear(d, dims.latent_dim)
+        self.register_buffer("mean", torch.zeros(dims.latent_dim))
+        self.register_buffer("std", torch.ones(dims.latent_dim))
+
+    def forward(self, units: torch.Tensor, valid: torch.Tensor, voice: torch.Tensor,
+                voice_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized latents ``[B, T, latent_dim]`` (padding positions hold whatever; ``valid`` ``[B, T]``)."""
+        if int(units.max()) >= self.dims.n_units or int(units.min()) < 0:
+            raise UnitsError(f"units must lie in 0 … {self.dims.n_units - 1}; got {int(units.min())} … {int(units.max())}")
+        B, T = units.shape
+        pos = sinusoids(torch.arange(T, device=units.device), self.dims.d_model)
+        h = self.unit_emb(units) + 0.1 * pos[None] + self.voice_proj(self.voice(voice, voice_frames))[:, None]
+        mask = padding_mask(valid)
+        for block in self.blocks:
+            h = block(h, mask=mask)
+        return self.out(self.ln(h))
+
+    def latents(self, units: torch.Tensor, valid: torch.Tensor, voice: torch.Tensor,
+                voice_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The codec's latent ``[B, latent_dim, T]`` (what :meth:`~audiokit.Codec.decode_latents` reads), zero
+        where ``valid`` is False."""
+        z = self(units, valid, voice, voice_frames) * self.std + self.mean
+        return z.masked_fill(~valid[..., None], 0.0).transpose(1, 2)

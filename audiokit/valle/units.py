@@ -10,7 +10,8 @@ Three models, each one trained by an existing stage on its own token store (``au
 * the AR (``audiokit train valle-ar`` on the *runs* store, one codebook of K units): the unit of each run;
 * the lengths NAR (``valle-nar`` on the runs store, two rows): each run's length in frames, read as the
   expectation of its distribution (rounded), which keeps the pace better than the most likely length;
-* the :class:`UnitsDecoder` (``audiokit train units-decoder`` on the *stacked* store, units above the codec's
+* the :class:`~audiokit.valle.model.UnitsDecoder` (``audiokit train units-decoder``, i.e.
+  :class:`~audiokit.valle.lightning.UnitsDecoderModule`, on the *stacked* store, units above the codec's
   codebooks): frame units + a voice clip's codec codes → the codec's quantized latent, by regression (the
   conditional mean). The codec decodes it.
 
@@ -22,227 +23,18 @@ reads VALL-E's ``generate``/``audio`` (``audiokit eval tts``, the demo) works un
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import lightning as L
 import torch
-from torch import nn
 
 from ..codec.units import UnitsError, deduplicate, expand, runs_info, stacked_info
-from ..nn.transformer import LayerNorm, Linear, ResidualAttentionBlock, padding_mask
 from ..tokens import CodecInfo, CodecMismatchError, CodecTokens
 from ..tts import TTSLoadError, load_part, load_state, read_config, stage_timer
-from .model import ValleAR, ValleDims, ValleNAR, sinusoids
+from .model import UnitsDecoder, UnitsDecoderDims, ValleAR, ValleDims, ValleNAR
 from .tts import ValleTTS, _read_checkpoint, bundled_asr
 
 UNITS_FORMAT_VERSION = 1
-
-
-@dataclass
-class UnitsDecoderDims:
-    """Sizes of a :class:`UnitsDecoder`: ``n_units`` units in, the codec's ``latent_dim`` out, its voice read
-    from ``n_codebooks`` codebooks of ``codebook_size`` codes."""
-
-    n_units: int
-    latent_dim: int
-    codebook_size: int
-    n_codebooks: int
-    d_model: int = 128
-    n_head: int = 4
-    n_layer: int = 3
-    voice_dim: int = 64
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UnitsDecoderDims":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown units-decoder dimensions {sorted(unknown)}")
-        return cls(**d)
-
-
-class UnitsDecoder(nn.Module):
-    """Frame units ``[B, T]`` + a voice clip's codec codes ``[B, Q, P]`` → the codec's quantized latent.
-
-    A transformer over the unit embeddings (plus a small sinusoidal position term), with the voice — a
-    :class:`~audiokit.tortoise.model.ConditioningEncoder` over the clip's codes, one vector per item — added to
-    every frame. It predicts the latent normalized by the training corpus's per-channel ``mean``/``std``
-    (buffers, saved with the weights); :meth:`latents` undoes it."""
-
-    def __init__(self, dims: UnitsDecoderDims):
-        from ..tortoise.model import ConditioningEncoder
-
-        super().__init__()
-        self.dims = dims
-        d = dims.d_model
-        self.voice = ConditioningEncoder(dims.codebook_size, dims.n_codebooks, dims.voice_dim, 4, 1)
-        self.voice_proj = Linear(dims.voice_dim, d)
-        self.unit_emb = nn.Embedding(dims.n_units, d)
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_head) for _ in range(dims.n_layer))
-        self.ln = LayerNorm(d)
-        self.out = Linear(d, dims.latent_dim)
-        self.register_buffer("mean", torch.zeros(dims.latent_dim))
-        self.register_buffer("std", torch.ones(dims.latent_dim))
-
-    def forward(self, units: torch.Tensor, valid: torch.Tensor, voice: torch.Tensor,
-                voice_frames: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized latents ``[B, T, latent_dim]`` (padding positions hold whatever; ``valid`` ``[B, T]``)."""
-        if int(units.max()) >= self.dims.n_units or int(units.min()) < 0:
-            raise UnitsError(f"units must lie in 0 … {self.dims.n_units - 1}; got {int(units.min())} … {int(units.max())}")
-        B, T = units.shape
-        pos = sinusoids(torch.arange(T, device=units.device), self.dims.d_model)
-        h = self.unit_emb(units) + 0.1 * pos[None] + self.voice_proj(self.voice(voice, voice_frames))[:, None]
-        mask = padding_mask(valid)
-        for block in self.blocks:
-            h = block(h, mask=mask)
-        return self.out(self.ln(h))
-
-    def latents(self, units: torch.Tensor, valid: torch.Tensor, voice: torch.Tensor,
-                voice_frames: torch.Tensor | None = None) -> torch.Tensor:
-        """The codec's latent ``[B, latent_dim, T]`` (what :meth:`~audiokit.Codec.decode_latents` reads), zero
-        where ``valid`` is False."""
-        z = self(units, valid, voice, voice_frames) * self.std + self.mean
-        return z.masked_fill(~valid[..., None], 0.0).transpose(1, 2)
-
-
-def _load_codec(path: str):
-    from ..codec.codec import Codec
-
-    codec = Codec.load(path)
-    codec.model.eval().requires_grad_(False)
-    return codec
-
-
-class UnitsDecoderModule(L.LightningModule):
-    """``audiokit train units-decoder``: trains a :class:`UnitsDecoder` on a stacked store (``audiokit units``
-    writes it: row 1 the units, rows 2 … the codec's codebooks), with :class:`~audiokit.valle.data.ValleDataModule`
-    batches — the target utterance's units in, the codec's latent of its codes out, the voice from the prompt
-    (another utterance of the speaker with ``data.prefix_prob: 0``). Loss: mean squared error on the normalized
-    latent over valid frames (the conditional mean); ``val/loss`` the same on held-out utterances.
-
-    Args:
-        codec: the exported codec folder whose codes the stacked store holds (its quantizer turns codes into the
-            latent; frozen, not saved in the checkpoint).
-        n_units: the units' K. ``n_codebooks``: the codec codebooks of the stacked store (target and voice).
-        d_model, n_head, n_layer, voice_dim: sizes (:class:`UnitsDecoderDims`).
-        lr, betas, eps, weight_decay, warmup_steps, final_lr_fraction: AdamW and its schedule.
-        norm_batches: training batches whose frames give the latent's mean and std (at the first step).
-        mel_weight: > 0 adds, at this weight, the multi-scale log-mel L1 between the codec decoder's audio from
-            the predicted latent and from the true one (the error where the listener hears it; the codec decoder
-            is frozen but runs in every step, several times slower on a CPU).
-    """
-
-    stage = "units-decoder"
-
-    def __init__(self, codec: str, n_units: int, n_codebooks: int, d_model: int = 128, n_head: int = 4,
-                 n_layer: int = 3, voice_dim: int = 64, lr: float = 2e-3, betas=(0.9, 0.96), eps: float = 1e-8,
-                 weight_decay: float = 0.01, warmup_steps: int = 50, final_lr_fraction: float = 0.0,
-                 norm_batches: int = 8, mel_weight: float = 0.0):
-        super().__init__()
-        self.save_hyperparameters()
-        self._codec = _load_codec(codec)  # a plain attribute: not a submodule, so not in the checkpoint
-        info = self._codec.info
-        if n_codebooks > info.n_codebooks:
-            raise CodecMismatchError(f"model.n_codebooks is {n_codebooks}, but the codec {info.describe()} has fewer")
-        self.dims = UnitsDecoderDims(n_units, self._codec.model.latent_dim, info.codebook_size, n_codebooks, d_model,
-                                     n_head, n_layer, voice_dim)
-        self.model = UnitsDecoder(self.dims)
-        self.grid: CodecInfo | None = None  # the stacked store's identity (export checks it against units + codec)
-        self._mel = None
-        if mel_weight > 0:
-            from ..codec.losses import MultiScaleMelLoss
-
-            self._mel = [MultiScaleMelLoss(info.sample_rate, n_mels=(20, 40, 80, 160), window_lengths=(128, 256, 512, 1024))]
-
-    # ------------------------------------------------------------------ data
-    def _split(self, batch: dict) -> tuple[torch.Tensor, ...]:
-        Q = self.dims.n_codebooks
-        target, prompt = batch["target"], batch["prompt"]
-        if target.shape[1] < Q + 1:
-            raise CodecMismatchError(f"the stacked store has {target.shape[1] - 1} codec codebooks under its units; "
-                                     f"model.n_codebooks is {Q}")
-        T = target.shape[-1]
-        valid = torch.arange(T, device=target.device)[None] < batch["target_lens"].to(target.device)[:, None]
-        codec = self._codec.to(target.device)
-        with torch.no_grad():
-            z = codec.model.embed(target[:, 1 : Q + 1]).transpose(1, 2).float()
-        return target[:, 0], valid, prompt[:, 1 : Q + 1], batch["prompt_lens"], z
-
-    def on_fit_start(self) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        ds = getattr(dm, "datasets", {}).get("train") if dm is not None else None
-        if ds is None:
-            return
-        grid = ds.base[0]["tokens"].codec
-        cinfo = self._codec.info
-        if grid.codebook_size != cinfo.codebook_size or grid.n_codebooks < self.dims.n_codebooks + 1:
-            raise CodecMismatchError(f"the training tokens ({grid.describe()}) are not units stacked on "
-                                     f"{self.dims.n_codebooks} codebooks of {cinfo.describe()}")
-        if self.grid is not None:
-            self.grid.check_same(grid, what="training tokens")
-        self.grid = grid
-        if self.global_step == 0 and bool((self.model.std == 1).all()):
-            frames = []
-            for _, b in zip(range(self.hparams.norm_batches), dm.train_dataloader()):
-                b = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
-                _, valid, _, _, z = self._split(b)
-                frames.append(z[valid])
-            self.set_normalization(torch.cat(frames))
-
-    @torch.no_grad()
-    def set_normalization(self, frames: torch.Tensor) -> None:
-        """The latent's per-channel mean and spread, from frames ``[N, latent_dim]`` (a channel that barely moves
-        gets a floor of 1e-3 of the mean spread, so it is not blown up into noise)."""
-        std = frames.std(0)
-        self.model.mean.copy_(frames.mean(0))
-        self.model.std.copy_(std.clamp(min=max(1e-3 * float(std.mean()), 1e-6)))
-
-    def _loss(self, batch: dict, mel: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        units, valid, voice, voice_frames, z = self._split(batch)
-        out = self.model(units, valid, voice, voice_frames)
-        err = (out - (z - self.model.mean) / self.model.std).pow(2).mean(-1)
-        mse = ((err * valid).sum(1) / valid.sum(1).clamp(min=1)).mean()
-        if not mel:
-            return mse
-        codec, loss = self._codec.model, self._mel[0].to(z.device)
-        keep = valid.repeat_interleave(codec.hop_length, 1)[:, None].float()
-        pred = (out * self.model.std + self.model.mean).masked_fill(~valid[..., None], 0.0).transpose(1, 2)
-        with torch.no_grad():
-            y = codec.decoder(z.masked_fill(~valid[..., None], 0.0).transpose(1, 2)) * keep
-        return mse, loss(codec.decoder(pred) * keep, y)
-
-    def training_step(self, batch, batch_idx):
-        B = batch["target"].shape[0]
-        if self._mel is None:
-            loss = self._loss(batch)
-        else:
-            mse, mel = self._loss(batch, mel=True)
-            loss = mse + self.hparams.mel_weight * mel
-            self.log_dict({"train/mse": mse, "train/mel": mel}, batch_size=B)
-        self.log("train/loss", loss, prog_bar=True, batch_size=B)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch["target"].shape[0])
-
-    def configure_optimizers(self):
-        from ..nn.optim import adamw_warmup_linear
-
-        h = self.hparams
-        return adamw_warmup_linear(self.model, self.trainer, h.lr, h.betas, h.eps, h.weight_decay, h.warmup_steps,
-                                   h.final_lr_fraction)
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["units_decoder"] = {"dims": self.dims.to_dict(), "codec": self._codec.info.to_dict(),
-                                       "grid": self.grid.to_dict() if self.grid is not None else None}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        grid = (checkpoint.get("units_decoder") or {}).get("grid")
-        self.grid = CodecInfo.from_dict(grid) if grid else None
+LENGTHS_RULES = ("mean", "mode")
 
 
 def read_decoder_checkpoint(path: str | os.PathLike) -> tuple[UnitsDecoder, CodecInfo, CodecInfo | None]:
@@ -262,15 +54,19 @@ def read_decoder_checkpoint(path: str | os.PathLike) -> tuple[UnitsDecoder, Code
     return model, CodecInfo.from_dict(meta["codec"]), grid
 
 
+def _check_rule(rule: str) -> str:
+    if rule not in LENGTHS_RULES:
+        raise ValueError(f"lengths_rule must be one of {', '.join(LENGTHS_RULES)}, got {rule!r}")
+    return rule
+
+
 def lengths_from(probs: torch.Tensor, rule: str = "mean") -> torch.Tensor:
     """Run lengths ``[N]`` from the lengths NAR's probabilities ``[N, K]``: their expectation, rounded
     (``"mean"``), or the most likely length (``"mode"``); at least 1 frame."""
-    if rule == "mode":
+    if _check_rule(rule) == "mode":
         out = probs.argmax(-1)
-    elif rule == "mean":
-        out = (probs.float() @ torch.arange(probs.shape[-1], dtype=torch.float32, device=probs.device)).round().long()
     else:
-        raise ValueError(f"lengths_rule must be 'mean' or 'mode', got {rule!r}")
+        out = (probs.float() @ torch.arange(probs.shape[-1], dtype=torch.float32, device=probs.device)).round().long()
     return out.clamp(min=1)
 
 
@@ -289,9 +85,8 @@ class UnitsValleTTS(ValleTTS):
                  prompt_runs: int = 42, lengths_rule: str = "mean", max_runs_per_phoneme: float = 3.0, **kw):
         self.units, self.decoder = units, decoder.eval()
         self.grid = stacked_info(units.info, codec.info, decoder.dims.n_codebooks)
-        self.prompt_runs, self.lengths_rule = int(prompt_runs), lengths_rule
+        self.prompt_runs, self.lengths_rule = int(prompt_runs), _check_rule(lengths_rule)  # fails here, not mid-synthesis
         self.max_runs_per_phoneme = float(max_runs_per_phoneme)
-        lengths_from(torch.zeros(1, 2, device="cpu"), lengths_rule)  # an unknown rule fails here, not mid-synthesis
         super().__init__(ar, nar, codec, asr=asr, name=name, **kw)
 
     def _check_models(self, ar: ValleAR, nar: ValleNAR, codec) -> None:
