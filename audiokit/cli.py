@@ -252,17 +252,19 @@ def _add_codec_commands(sub) -> None:
                        description="Export a training checkpoint for inference. A VALL-E AR checkpoint needs its NAR (--nar) "
                                    "and codec (--codec); --asr bundles an ASR model to transcribe prompts. A Tortoise AR "
                                    "checkpoint needs CLVP (--clvp), the diffusion decoder (--diffusion: the "
-                                   "diffusion-ar-latents stage, or a stage-1 one) and the codec (--codec).")
+                                   "diffusion-ar-latents stage, or a stage-1 one) and the codec (--codec). On speech "
+                                   "units, either AR checkpoint takes the lengths NAR (--nar), the units decoder "
+                                   "(--decoder) and the units (--units) in place of the NAR / diffusion decoder.")
     p.add_argument("checkpoint", help="training checkpoint (.ckpt): codec, ASR, VALL-E AR or Tortoise AR")
     p.add_argument("dst", help="folder to write, e.g. pretrained/codec-small")
     p.add_argument("--name", default=None, help="the model's name [its run folder: runs/NAME/checkpoints/last.ckpt]")
-    p.add_argument("--nar", default=None, help="VALL-E: the NAR checkpoint")
+    p.add_argument("--nar", default=None, help="VALL-E: the NAR checkpoint; on units (VALL-E or Tortoise): the lengths NAR's")
     p.add_argument("--codec", default=None, help="VALL-E, Tortoise: the codec their tokens came from (exported folder)")
     p.add_argument("--asr", default=None, help="VALL-E: an ASR model to bundle for prompt transcripts (optional)")
     p.add_argument("--clvp", default=None, help="Tortoise: the CLVP checkpoint")
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
-    p.add_argument("--units", default=None, help="VALL-E on units: the units tokenizer folder (audiokit units' OUT/tokenizer)")
-    p.add_argument("--decoder", default=None, help="VALL-E on units: the units-decoder checkpoint")
+    p.add_argument("--units", default=None, help="VALL-E or Tortoise on units: the units tokenizer folder (audiokit units' OUT/tokenizer)")
+    p.add_argument("--decoder", default=None, help="VALL-E or Tortoise on units: the units-decoder checkpoint")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     store.add_argument("--int8", action="store_true",
@@ -785,15 +787,16 @@ def cmd_export(args) -> int:
     if kind == "valle-nar":
         raise UserError(f"{args.checkpoint} is a VALL-E NAR checkpoint: export from the AR one, with --nar {args.checkpoint}")
     if kind == "units-decoder":
-        raise UserError(f"{args.checkpoint} is a units-decoder checkpoint: export from the VALL-E AR one, with --decoder "
-                        f"{args.checkpoint} and --units")
+        raise UserError(f"{args.checkpoint} is a units-decoder checkpoint: export from the AR one (VALL-E or Tortoise), "
+                        f"with --decoder {args.checkpoint} and --units")
     if kind in ("tortoise-clvp", "tortoise-diffusion", "tortoise-diffusion-ar-latents"):
-        raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and --diffusion")
+        raise UserError(f"{args.checkpoint} is a Tortoise {kind[9:]} checkpoint: export from the AR one, with --clvp and "
+                        "--diffusion (or, on units, --clvp, --nar, --decoder and --units)")
+    if (args.units or args.decoder) and not (args.units and args.decoder):
+        raise UserError("a TTS on units needs both its units folder (--units) and its decoder (--decoder)")
     if kind == "valle-ar":
         if not args.nar or not args.codec:
             raise UserError("exporting VALL-E needs the NAR checkpoint (--nar) and the codec (--codec) as well")
-        if bool(args.units) != bool(args.decoder):
-            raise UserError("a VALL-E on units needs both its units folder (--units) and its decoder (--decoder)")
         if args.units:
             from .valle.units import UnitsValleTTS
 
@@ -809,6 +812,17 @@ def cmd_export(args) -> int:
             what = "VALL-E AR + NAR, "
         model = tts
         summary = f"{what}{tts.codec.info.describe()}" + (", with its ASR" if tts.own_asr is not None else "")
+    elif kind == "tortoise-ar" and args.units:
+        if not (args.clvp and args.nar and args.codec) or args.diffusion:
+            raise UserError("exporting Tortoise on units needs the CLVP (--clvp), lengths NAR (--nar) and units decoder "
+                            "(--decoder) checkpoints, the units (--units) and the codec (--codec); no --diffusion")
+        from .tortoise.units import UnitsTortoiseTTS
+
+        model = UnitsTortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.nar, args.decoder, args.codec,
+                                                  args.units, name=args.name)
+        parts = {"ar": args.checkpoint, "clvp": args.clvp, "nar": args.nar, "decoder": args.decoder}
+        summary = (f"Tortoise on units (AR runs + CLVP + lengths NAR + units decoder), {model.units.info.describe()} → "
+                   f"{model.codec.info.describe()}")
     elif kind == "tortoise-ar":
         if not (args.clvp and args.diffusion and args.codec):
             raise UserError("exporting Tortoise needs the CLVP (--clvp) and diffusion (--diffusion) checkpoints and the codec (--codec)")

@@ -216,6 +216,10 @@ class TTS:
             from .valle.tts import ValleTTS
 
             return ValleTTS.load(folder, device=device, asr=asr, meta=meta)
+        if family == "tortoise" and "units" in meta:
+            from .tortoise.units import UnitsTortoiseTTS
+
+            return UnitsTortoiseTTS.load(folder, device=device, asr=asr, meta=meta)
         if family == "tortoise":
             from .tortoise.tts import TortoiseTTS
 

@@ -76,17 +76,29 @@ def test_paper_configs_have_the_published_sizes(name, params):
 
 CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "speech16", "digits": "speech16"}  # cpu, digits: the bundled speech codec's tokens
 VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
-UNITS_CONFIGS = [p for p in VALLE_CONFIGS if "_units_" in p.stem]
+TORTOISE_CONFIGS = sorted((CONFIGS[0].parents[1] / "tortoise").glob("*.yaml"))
+UNITS_CONFIGS = [p for p in VALLE_CONFIGS + TORTOISE_CONFIGS if "_units_" in p.stem]
 VALLE_CONFIGS = [p for p in VALLE_CONFIGS if p not in UNITS_CONFIGS]
+TORTOISE_CONFIGS = [p for p in TORTOISE_CONFIGS if p not in UNITS_CONFIGS]
 UNITS_FAMILY = {"ar": "valle-ar", "lengths": "valle-nar", "decoder": "units-decoder"}
 
 
-@pytest.mark.parametrize("path", UNITS_CONFIGS, ids=[p.stem for p in UNITS_CONFIGS])
+@pytest.mark.parametrize("path", UNITS_CONFIGS, ids=[f"{p.parent.name}-{p.stem}" for p in UNITS_CONFIGS])
 def test_units_configs(path, capsys):
-    """The digits recipe's units stages (20-22) parse through LightningCLI and read the stores of ``audiokit units``:
-    the runs (K = 256 units; a prompt of 42 runs) for the AR and the lengths NAR, the stacked grid (units over the
-    bundled codec's 12 codebooks) for the decoder."""
+    """The digits recipe's units stages (20-22, 24-25) parse through LightningCLI and read the stores of ``audiokit
+    units``: the runs (K = 256 units; a prompt of 42 runs) for the ARs, the lengths NAR and CLVP, the stacked grid
+    (units over the bundled codec's 12 codebooks) for the decoder."""
     cfg = yaml.safe_load(path.read_text())
+    if path.parent.name == "tortoise":  # Tortoise's AR (its voice encoder reads units and lengths) and CLVP
+        stage = path.stem.split("_")[-1]
+        with pytest.raises(SystemExit) as e:
+            main(["train", "tortoise-ar" if stage == "ar" else "clvp", "--config", str(path), "--print_config"])
+        assert e.value.code == 0
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["model"] == {**printed["model"], **cfg["model"]} and cfg["model"]["codebook_size"] == 256
+        assert cfg["data"]["token_store"].endswith("units/runs") and round(cfg["data"]["voice_seconds"] * 50) == 42
+        assert stage == "clvp" or cfg["model"]["n_codebooks"] == 2
+        return
     family = UNITS_FAMILY[path.stem.split("_")[-1]]
     with pytest.raises(SystemExit) as e:
         main(["train", family, "--config", str(path), "--print_config"])
@@ -131,7 +143,6 @@ def test_valle_paper_config_has_the_published_size():
     assert n == pytest.approx(12 * 12.6e6, rel=0.01)  # 12 pre-LN blocks of 1024 wide with a 4096 FFN
 
 
-TORTOISE_CONFIGS = sorted((CONFIGS[0].parents[1] / "tortoise").glob("*.yaml"))
 TORTOISE_FAMILY = {"ar": "tortoise-ar", "clvp": "clvp", "diffusion": "diffusion", "diffusion_ar": "diffusion-ar-latents"}
 
 

@@ -83,7 +83,7 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
         read_manifest(out / "valid.jsonl"))
 
-    # stages 19-23, VALL-E on units, two steps each, from a (random, tiny) ASR export where stage 7 would put one
+    # stages 19-26, VALL-E and Tortoise on units, two steps each, from a (random, tiny) ASR export where stage 7 would put one
     from test_asr_transcribe import SENTENCES, _transcriber
 
     from audiokit.asr.tokenizer import WhisperTokenizer
@@ -97,6 +97,7 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
                        timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "stage 4: tokenize" not in r.stdout and "stage 23: export VALL-E on units" in r.stdout
+    assert "stage 26: export Tortoise on units" in r.stdout
     units = exp / "synth-digits"
     assert len(TokenStore(units / "units/runs")) == len(store) and (units / "units/tokenizer/config.json").exists()
     tts = TTS.load(units / "valle-units-export")
@@ -105,6 +106,12 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert [r["utterances"] for r in report["rows"]] == [2, 2, 2]
     card = json.loads((units / "valle-units-export/model.json").read_text())
     assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "nar": 2, "decoder": 2} and "tts" in card["eval"]
+    tortoise = TTS.load(units / "tortoise-units-export")  # the same units, lengths NAR and decoder behind its AR and CLVP
+    assert type(tortoise).__name__ == "UnitsTortoiseTTS" and tortoise.units.k == 256
+    report = json.loads((units / "tortoise_units_eval.json").read_text())
+    assert [r["utterances"] for r in report["rows"]] == [2, 2, 2, 2]  # truth, resynthesis, CLVP's pick, a random one
+    card = json.loads((units / "tortoise-units-export/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "clvp": 2, "nar": 2, "decoder": 2}
 
 
 def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):

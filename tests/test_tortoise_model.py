@@ -87,6 +87,66 @@ def test_clvp_learns_to_match_text_and_speech():
     assert (right > wrong).all()
 
 
+def test_corrupt_speech_drops_repeats_or_swaps_a_span():
+    import random
+
+    from audiokit.tortoise.lightning import corrupt_speech
+
+    seqs = [torch.arange(20), torch.arange(100, 130), torch.arange(200, 210)]
+    kinds = set()
+    for seed in range(30):
+        a = corrupt_speech(seqs, random.Random(seed))
+        assert [x.tolist() for x in a] == [x.tolist() for x in corrupt_speech(seqs, random.Random(seed))]  # seeded
+        for orig, new in zip(seqs, a):
+            assert not torch.equal(orig, new)
+            d = len(new) - len(orig)
+            if d < 0:  # a span dropped: what is left is the sequence's own tokens, in order
+                kinds.add("drop")
+                assert set(new.tolist()) < set(orig.tolist()) and new.tolist() == sorted(new.tolist())
+            elif set(new.tolist()) <= set(orig.tolist()):  # a span repeated in place
+                kinds.add("repeat")
+                assert d > 0
+            else:  # a span of another sequence in place of one of its own
+                kinds.add("swap")
+                assert {v // 100 for v in new.tolist()} - {int(orig[0]) // 100}
+    assert kinds == {"drop", "repeat", "swap"}
+    assert corrupt_speech([torch.tensor([7])], random.Random(0))[0].tolist() == [7, 7]  # one token: repeated
+
+
+def test_clvp_hard_negatives_teach_it_near_misses():
+    """Trained with near misses of its own speech as negatives, CLVP scores an utterance above its corruptions
+    (new ones, never seen) — what ranking one text's candidates asks; the plain contrastive loss learns less of it."""
+    import random
+
+    from audiokit.tortoise.lightning import corrupt_speech
+
+    texts, speech = _pairs(6)
+    t, tv = framed(texts, None, None)
+    s, sv = framed(speech, None, None)
+
+    def train(hard):
+        torch.manual_seed(0)
+        clvp = CLVP(DIMS)
+        opt = torch.optim.AdamW(clvp.parameters(), lr=3e-3)
+        for step in range(80):
+            neg = framed(corrupt_speech(speech, random.Random(step)), None, None) if hard else (None, None)
+            loss, _ = clvp.loss(t, tv, s, sv, *neg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return clvp
+
+    def wins(clvp):  # own speech above a fresh near miss, over 20 draws of 6
+        right, won = clvp.score(t, tv, s, sv), 0
+        for seed in range(1000, 1020):
+            n, nv = framed(corrupt_speech(speech, random.Random(seed)), None, None)
+            won += int((right > clvp.score(t, tv, n, nv)).sum())
+        return won / 120
+
+    hard, plain = wins(train(True)), wins(train(False))
+    assert hard > 0.9 and hard > plain
+
+
 def test_candidate_sampling_with_the_cache_equals_recomputation():
     from audiokit.tortoise.generate import ar_latents, sample_candidates
     from audiokit.valle.generate import SamplingOptions

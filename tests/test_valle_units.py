@@ -1,5 +1,6 @@
-"""VALL-E on units (audiokit.valle.units): the stores ``audiokit units`` writes, the units decoder's training, the
-units TTS's synthesis, export/load and bad input, and the recipe's commands end to end on a tiny corpus."""
+"""VALL-E and Tortoise on units (audiokit.valle.units, audiokit.tortoise.units): the stores ``audiokit units`` writes,
+the units decoder's training, the units TTSs' synthesis, export/load and bad input, and the recipe's commands end to
+end on a tiny corpus."""
 import json
 
 import pytest
@@ -172,6 +173,63 @@ def test_export_load_round_trip_and_mismatched_parts(tts, tmp_path):
         UnitsValleTTS(wrong, tts.nar, tts.codec, tts.units, tts.decoder)
 
 
+@pytest.fixture(scope="module")
+def tortoise(tts):
+    """Tortoise on the same units, lengths NAR and decoder as ``tts`` (random AR and CLVP over the runs)."""
+    from audiokit.text import BPETokenizer
+    from audiokit.tortoise.model import CLVP, TortoiseAR, TortoiseDims
+    from audiokit.tortoise.units import UnitsTortoiseTTS
+
+    tok = BPETokenizer.train(SENTENCES * 3, vocab_size=300)
+    dims = TortoiseDims(text_vocab=300, codebook_size=K, n_codebooks=2, d_model=32, n_head=4, n_layer=1, n_cond_layer=1,
+                        max_text=64, max_speech=200, clvp_layer=1, clvp_dim=32, clvp_latent=16)
+    torch.manual_seed(2)
+    return UnitsTortoiseTTS(TortoiseAR(dims).eval(), CLVP(dims).eval(), tts.nar, tts.decoder, tts.codec, tok, tts.units,
+                            name="random-tortoise-units", voice_runs=20, prompt_runs=20)
+
+
+def test_tortoise_on_units_reranks_runs_decodes_them_and_round_trips(tortoise, tmp_path):
+    """CLVP ranks the AR's candidate runs; the best goes through the lengths NAR and the decoder; k = 2 gives the
+    second one as the alternative; an export loads as the same model (same audio) and refuses a broken part."""
+    import audiokit
+    from audiokit.tortoise.units import UnitsTortoiseTTS
+
+    voice = _voice()
+    out = tortoise.synthesize("One two. Three!", voice, sample_rate=16000, candidates=4, k=2, seed=0)
+    assert set(out.timings) == {"ar", "clvp", "decoder", "codec"} and len(out.codes) == 2 and len(out.alternatives) == 1
+    assert all(int(c.max()) < K for c in out.codes)
+    # the chosen runs are the AR's candidate CLVP scores best, drawn with the same seed
+    from audiokit.tortoise.generate import sample_candidates
+    from audiokit.valle.generate import SamplingOptions
+
+    clips = tortoise.prepare_voice(voice, 16000)
+    assert clips[0].shape[0] == 1 + 4  # units over the decoder's codebooks
+    voice_ar, (prompt, codes) = tortoise.voice_latents(clips)
+    assert prompt.shape[0] == 2 and prompt.shape[1] <= 20 and torch.equal(codes, clips[0][1:])
+    ids = tortoise._sentences("One two.")[0][1]
+    opts = SamplingOptions(temperature=0.8, top_p=0.8, seed=0)
+    cands = sample_candidates(tortoise.ar, voice_ar, ids, 4, tortoise.max_speech("One two.", ids), opts)
+    best = int(tortoise.rank(ids, cands).argmax())
+    assert torch.equal(out.codes[0], cands[best])
+    pause = int(0.2 * 16000)
+    assert out.audio.shape[-1] > pause and out.audio.abs().max() > 0
+    folder = tortoise.export(tmp_path / "tortoise-units")
+    again = audiokit.TTS.load(folder)
+    assert isinstance(again, UnitsTortoiseTTS) and (again.voice_runs, again.prompt_runs) == (20, 20)
+    b = again.synthesize("One two. Three!", voice, sample_rate=16000, candidates=4, k=2, seed=0)
+    assert torch.equal(out.audio, b.audio)
+    data = (folder / "nar.safetensors").read_bytes()
+    (folder / "nar.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TTSLoadError, match="corrupt or truncated"):
+        audiokit.TTS.load(folder)
+    from audiokit.tortoise.model import TortoiseAR, TortoiseDims
+
+    wrong = TortoiseAR(TortoiseDims(**{**tortoise.ar.dims.to_dict(), "n_codebooks": 4}))  # reads codec codes, not runs
+    with pytest.raises(CodecMismatchError, match="voice encoder"):
+        UnitsTortoiseTTS(wrong, tortoise.clvp, tortoise.nar, tortoise.decoder, tortoise.codec, tortoise.tokenizer,
+                         tortoise.units)
+
+
 def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, capsys):
     """The recipe's stages 20-23 on the tiny corpus: runs AR, lengths NAR, units decoder, export, tts, eval."""
     corpus, _, _ = synth_corpus
@@ -200,7 +258,7 @@ def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, ca
     ar, nar, dec = (str(tmp_path / n / "ck/last.ckpt") for n in ("ar", "lengths", "decoder"))
     capsys.readouterr()
     assert main(["export", dec, str(tmp_path / "x")]) == 2
-    assert "export from the VALL-E AR one" in capsys.readouterr().err
+    assert "export from the AR one" in capsys.readouterr().err
     assert main(["export", ar, str(tmp_path / "y"), "--nar", nar, "--codec", str(work / "codec"), "--decoder", dec]) == 2
     assert "--units" in capsys.readouterr().err
     export = ["export", ar, str(tmp_path / "valle"), "--nar", nar, "--codec", str(work / "codec"), "--decoder", dec]

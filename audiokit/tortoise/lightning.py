@@ -16,6 +16,7 @@ the BPE tokenizer itself (export needs nothing else).
 from __future__ import annotations
 
 import os
+import random
 from typing import Sequence
 
 import lightning as L
@@ -61,6 +62,33 @@ def batch_voice(encoder, batch: dict, device) -> torch.Tensor:
     """One voice latent per item: the mean of its clips' latents."""
     lat = encoder(batch["voice"].to(device), batch["voice_frames"].to(device))
     return lat.view(-1, batch["voice_clips"], lat.shape[-1]).mean(1)
+
+
+CORRUPTIONS = ("drop", "repeat", "swap")
+
+
+def corrupt_speech(seqs: list[torch.Tensor], rng: random.Random, span: tuple[float, float] = (0.1, 0.3)) -> list[torch.Tensor]:
+    """A near miss of each token sequence: a span of ``span`` of its length (at least one token) dropped,
+    repeated in place, or swapped for a span of another sequence of the batch — the errors an AR makes (a
+    skipped word, a stutter or loop, a wrong word). CLVP's hard negatives (:meth:`CLVP.loss`)."""
+    out = []
+    for i, seq in enumerate(seqs):
+        n = len(seq)
+        w = max(1, min(n - 1, round(n * rng.uniform(*span)))) if n > 1 else 1
+        a = rng.randrange(0, max(1, n - w + 1))
+        kind = rng.choice(CORRUPTIONS if len(seqs) > 1 else CORRUPTIONS[:2])
+        if kind == "drop" and n > 1:
+            new = torch.cat([seq[:a], seq[a + w:]])
+        elif kind == "swap":
+            other = seqs[rng.choice([j for j in range(len(seqs)) if j != i])]
+            b = rng.randrange(0, max(1, len(other) - w + 1))
+            new = torch.cat([seq[:a], other[b: b + w], seq[a + w:]])
+            if torch.equal(new, seq):  # the same tokens there: repeat instead
+                new = torch.cat([seq[: a + w], seq[a: a + w], seq[a + w:]])
+        else:
+            new = torch.cat([seq[: a + w], seq[a: a + w], seq[a + w:]])
+        out.append(new)
+    return out
 
 
 class _TortoiseModule(L.LightningModule):
@@ -159,14 +187,19 @@ class TortoiseARModule(_TortoiseModule):
 
 
 class CLVPModule(_TortoiseModule):
-    """Trains :class:`~audiokit.tortoise.model.CLVP` on (text, first-codebook tokens) pairs."""
+    """Trains :class:`~audiokit.tortoise.model.CLVP` on (text, first-codebook tokens) pairs.
+
+    ``hard_negatives``: each text is also told apart from a near miss of its own speech (a span dropped,
+    repeated or swapped for another utterance's: :func:`corrupt_speech`), not only from the batch's other
+    utterances; at inference CLVP ranks candidates for one text, which differ that way (session 27: without them,
+    CLVP's pick of the digits Tortoise on units was no better than a random candidate)."""
 
     stage = "clvp"
 
     def __init__(self, text_vocab: int, codebook_size: int, clvp_layer: int = 20, clvp_dim: int = 768,
                  clvp_latent: int = 512, max_text: int = 400, max_speech: int = 1000, dropout: float = 0.1,
                  lr: float = 3e-4, betas: Sequence[float] = (0.9, 0.96), eps: float = 1e-8, weight_decay: float = 0.01,
-                 warmup_steps: int = 500, final_lr_fraction: float = 0.0):
+                 warmup_steps: int = 500, final_lr_fraction: float = 0.0, hard_negatives: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.dims = TortoiseDims(text_vocab=text_vocab, codebook_size=codebook_size, clvp_layer=clvp_layer,
@@ -184,7 +217,12 @@ class CLVPModule(_TortoiseModule):
         dev = self.device
         t, tv = batch_text(batch, None, None)
         s, sv = batch_speech(batch, None, None)
-        loss, acc = self.model.loss(t.to(dev), tv.to(dev), s.to(dev), sv.to(dev))
+        neg = (None, None)
+        if self.hparams.hard_negatives:  # the same near misses at every validation; new ones at every step
+            rng = random.Random(f"{split}:{self.global_step if split == 'train' else 0}:{','.join(batch['id'])}")
+            seqs = [c[0, :n] for c, n in zip(batch["codes"], batch["code_lens"].tolist())]
+            neg = tuple(x.to(dev) for x in framed(corrupt_speech(seqs, rng), None, None))
+        loss, acc = self.model.loss(t.to(dev), tv.to(dev), s.to(dev), sv.to(dev), *neg)
         B = len(batch["id"])
         self.log(f"{split}/loss", loss, prog_bar=True, batch_size=B, sync_dist=split == "val")
         self.log(f"{split}/retrieval_acc", acc, batch_size=B, sync_dist=split == "val")

@@ -197,12 +197,22 @@ class CLVP(nn.Module):
     def embed(self, text, text_valid, speech, speech_valid) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(text, text_valid), self.speech(speech, speech_valid)
 
-    def loss(self, text, text_valid, speech, speech_valid) -> tuple[torch.Tensor, torch.Tensor]:
-        """Symmetric InfoNCE over the batch's pairs, and retrieval accuracy (text → its own speech)."""
+    def loss(self, text, text_valid, speech, speech_valid, negatives: torch.Tensor | None = None,
+             negatives_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric InfoNCE over the batch's pairs, and retrieval accuracy (text → its own speech).
+
+        ``negatives`` ``[N, T']`` (``negatives_valid``): more speech for each text to be told apart from, beyond
+        the batch's other utterances — hard negatives such as its own speech with a word dropped, repeated or
+        swapped (:func:`~audiokit.tortoise.lightning.corrupt_speech`), which is what CLVP must rank at inference:
+        candidates for *one* text that differ in a word."""
         t, s = self.embed(text, text_valid, speech, speech_valid)
-        logits = self.log_scale.clamp(max=math.log(100)).exp() * t @ s.T
+        scale = self.log_scale.clamp(max=math.log(100)).exp()
+        logits = scale * t @ s.T
         target = torch.arange(len(t), device=t.device)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        to_speech = logits
+        if negatives is not None:
+            to_speech = torch.cat([logits, scale * t @ self.speech(negatives, negatives_valid).T], 1)
+        loss = (F.cross_entropy(to_speech, target) + F.cross_entropy(logits.T, target)) / 2
         return loss, (logits.argmax(-1) == target).float().mean()
 
     @torch.inference_mode()

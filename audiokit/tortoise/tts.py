@@ -82,31 +82,44 @@ class TortoiseTTS(TTSModel):
     """
 
     family = "tortoise"
+    stages = ("ar", "clvp", "diffusion", "codec")  # what ``Synthesis.timings`` splits the time into
 
     def __init__(self, ar: TortoiseAR, clvp: CLVP, diffusion: DiffusionDecoder, diffusion_meta: dict, codec, tokenizer,
                  name: str = "", max_voice_seconds: float = 10.0, min_voice_seconds: float = 1.0,
                  max_chars: int = 4000, seconds_per_token: float = 0.6):
-        K = codec.info.codebook_size
-        for what, size in (("AR", ar.dims.codebook_size), ("CLVP", clvp.dims.codebook_size),
-                           ("diffusion", diffusion.code_embedding.num_embeddings)):
-            if size != K:
-                raise CodecMismatchError(f"the {what} model expects codebooks of {size} codes, but the codec is {codec.info.describe()}")
-        if diffusion.out.out_features != codec.model.latent_dim:
-            raise CodecMismatchError(f"the diffusion decoder makes {diffusion.out.out_features}-dim latents; the codec reads {codec.model.latent_dim}")
-        if diffusion.text_vocab and tokenizer.vocab_size > diffusion.text_vocab:
-            raise TTSLoadError(f"the diffusion decoder reads {diffusion.text_vocab} text tokens; the tokenizer has "
-                               f"{tokenizer.vocab_size}")
         self.ar, self.clvp, self.diffusion, self.codec, self.tokenizer = ar, clvp, diffusion, codec, tokenizer
+        self._check_models()
         self.diffusion_meta = dict(diffusion_meta)
         # DDPM (DDIM sampling) or rectified flow (Euler; ``self.process.solver = "midpoint"`` for second order)
-        self.process = make_process(self.diffusion_meta.get("prediction", "v"), self.diffusion_meta.get("schedule_steps", 1000))
+        self.process = None if diffusion is None else make_process(self.diffusion_meta.get("prediction", "v"),
+                                                                    self.diffusion_meta.get("schedule_steps", 1000))
         self.name = name
         self.max_voice_seconds, self.min_voice_seconds = max_voice_seconds, min_voice_seconds
         self.max_chars, self.seconds_per_token = max_chars, seconds_per_token
 
+    def _check_speech_models(self, size: int, what: str) -> None:
+        """The AR and CLVP read speech tokens of ``size`` codes (``what`` describes those tokens)."""
+        for model, dims in (("AR", self.ar.dims), ("CLVP", self.clvp.dims)):
+            if dims.codebook_size != size:
+                raise CodecMismatchError(f"the {model} model expects codebooks of {dims.codebook_size} codes, but the "
+                                         f"speech tokens are {what}")
+
+    def _check_models(self) -> None:
+        codec, diffusion = self.codec, self.diffusion
+        self._check_speech_models(codec.info.codebook_size, codec.info.describe())
+        if diffusion.code_embedding.num_embeddings != codec.info.codebook_size:
+            raise CodecMismatchError(f"the diffusion model expects codebooks of {diffusion.code_embedding.num_embeddings} "
+                                     f"codes, but the codec is {codec.info.describe()}")
+        if diffusion.out.out_features != codec.model.latent_dim:
+            raise CodecMismatchError(f"the diffusion decoder makes {diffusion.out.out_features}-dim latents; the codec reads {codec.model.latent_dim}")
+        if diffusion.text_vocab and self.tokenizer.vocab_size > diffusion.text_vocab:
+            raise TTSLoadError(f"the diffusion decoder reads {diffusion.text_vocab} text tokens; the tokenizer has "
+                               f"{self.tokenizer.vocab_size}")
+
     def to(self, device) -> "TortoiseTTS":
         for m in (self.ar, self.clvp, self.diffusion):
-            m.to(device)
+            if m is not None:
+                m.to(device)
         self.codec.to(device)
         return self
 
@@ -199,14 +212,20 @@ class TortoiseTTS(TTSModel):
             if wav.shape[-1] > self.max_voice_seconds * sr:
                 notices.append(f"reference clip {i + 1} ({wav.shape[-1] / sr:.1f} s) was trimmed to {self.max_voice_seconds:g} s")
                 wav, tokens = wav[: int(self.max_voice_seconds * sr)], None
-            if tokens is None:
-                tokens = self.codec.encode(wav, sr)
-            out.append(tokens.codes[0, :, : int(tokens.lengths[0])].cpu())
+            out.append(self.encode_voice(wav, tokens))
         return out
+
+    def encode_voice(self, wav: torch.Tensor, tokens=None) -> torch.Tensor:
+        """One reference clip (a waveform at the codec's rate, and its tokens if it came as tokens) → what
+        :meth:`voice_latents` reads: its codes ``[Q, T]``."""
+        if tokens is None:
+            tokens = self.codec.encode(wav, self.sample_rate)
+        return tokens.codes[0, :, : int(tokens.lengths[0])].cpu()
 
     @torch.inference_mode()
     def voice_latents(self, clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(AR conditioning latent ``[d]``, diffusion voice latent ``[voice_dim]``): means over the clips."""
+        """(AR conditioning latent ``[d]``, the decoder's voice: the diffusion voice latent ``[voice_dim]``):
+        means over the clips."""
         frames = torch.tensor([c.shape[1] for c in clips], device="cpu")
         codes = torch.zeros(len(clips), clips[0].shape[0], int(frames.max()), dtype=torch.long, device="cpu")
         for i, c in enumerate(clips):
@@ -312,17 +331,16 @@ class TortoiseTTS(TTSModel):
                                   repetition_window=repetition_window, repetition_threshold=repetition_threshold)
         gen = options.generator()
         pick_rng = random.Random(seed)
-        timings = {"ar": 0.0, "clvp": 0.0, "diffusion": 0.0, "codec": 0.0}
+        timings = dict.fromkeys(self.stages, 0.0)
         stage = partial(stage_timer, timings, device=self.device)
         chosen_all: list[list[torch.Tensor]] = []
         latents_all: list[list[torch.Tensor]] = []
         with stage("ar"):
-            voice_ar, voice_diff = self.voice_latents(clips)
+            voice_ar, voice_dec = self.voice_latents(clips)
         bar = Progress(len(sentences), "Tortoise", unit="sentences", enabled=len(sentences) > 1)
         for s, ids in sentences:
             with stage("ar"):
-                max_frames = int(max(2.0, self.seconds_per_token * len(ids)) * self.codec.frame_rate)
-                cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, max_frames, options)
+                cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, self.max_speech(s, ids), options)
             live = [i for i, c in enumerate(cands) if len(c) > 0]
             if not live:
                 notices.append(f"every candidate for {s!r} ended at once; it is left out")
@@ -334,15 +352,7 @@ class TortoiseTTS(TTSModel):
                 else:
                     order = pick_rng.sample(live, min(k, len(live)))
             chosen = [cands[i] for i in order]
-            with stage("ar"):
-                if self.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
-                    cond = ar_latents(self.ar, voice_ar, ids, chosen)
-                else:  # a stage-1 decoder (to compare): the chosen codes themselves
-                    with torch.inference_mode():
-                        cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
-            with stage("diffusion"):
-                latents_all.append(self.diffuse(cond, voice_diff, p.diffusion_steps, p.guidance, gen, text=ids,
-                                                given=chosen))
+            latents_all.append(self.decode_chosen(s, ids, chosen, voice_ar, voice_dec, p, gen, stage))
             chosen_all.append(chosen)
             bar.update(1)
         bar.close()
@@ -354,6 +364,23 @@ class TortoiseTTS(TTSModel):
         return Synthesis(audio=ranks[0], sample_rate=self.sample_rate, sentences=[s for s, _ in sentences],
                          codes=[c[0] for c in chosen_all], prompt_text=None, seconds=time.perf_counter() - start,
                          notices=notices, timings=timings, alternatives=ranks[1:])
+
+    def max_speech(self, sentence: str, ids: torch.Tensor) -> int:
+        """The AR's budget of speech tokens for a sentence of BPE ids ``ids``."""
+        return int(max(2.0, self.seconds_per_token * len(ids)) * self.codec.frame_rate)
+
+    def decode_chosen(self, sentence: str, ids: torch.Tensor, chosen: list[torch.Tensor], voice_ar: torch.Tensor,
+                      voice_dec, p: Preset, gen: torch.Generator | None, stage) -> list[torch.Tensor]:
+        """The codec latents ``[latent_dim, T_i]`` of the chosen candidates: the AR's latents of them condition the
+        diffusion decoder (a stage-1 decoder reads the codes themselves). ``stage(name)`` times a stage."""
+        with stage("ar"):
+            if self.diffusion_meta.get("conditioning", "ar-latents") == "ar-latents":
+                cond = ar_latents(self.ar, voice_ar, ids, chosen)
+            else:  # a stage-1 decoder (to compare): the chosen codes themselves
+                with torch.inference_mode():
+                    cond = [self.diffusion.cond_from_codes(c.to(self.device)) for c in chosen]
+        with stage("diffusion"):
+            return self.diffuse(cond, voice_dec, p.diffusion_steps, p.guidance, gen, text=ids, given=chosen)
 
     def _join(self, latents: list[torch.Tensor], sentence_pause: float) -> torch.Tensor:
         """Decode one latent sequence per sentence (one codec batch) and join them with pauses."""

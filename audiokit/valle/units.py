@@ -54,6 +54,44 @@ def read_decoder_checkpoint(path: str | os.PathLike) -> tuple[UnitsDecoder, Code
     return model, CodecInfo.from_dict(meta["codec"]), grid
 
 
+def check_runs_model(what: str, dims, rows: int, units) -> None:
+    """A model over the units' runs reads ``rows`` rows of K codes (the AR its units; the lengths NAR and
+    Tortoise's AR, whose voice encoder reads them, units and lengths)."""
+    runs = runs_info(units.info)
+    if dims.codebook_size != runs.codebook_size or dims.n_codebooks != rows:
+        raise CodecMismatchError(f"the {what} expects {dims.n_codebooks} rows of {dims.codebook_size} codes, "
+                                 f"but the units' runs are {rows} rows of {runs.codebook_size}")
+
+
+def check_units_decoder(decoder: UnitsDecoder, units, codec) -> None:
+    """The decoder reads these units and writes this codec's latent."""
+    d = decoder.dims
+    if d.latent_dim != codec.model.latent_dim or d.codebook_size != codec.info.codebook_size \
+            or d.n_codebooks > codec.info.n_codebooks or d.n_units != units.k:
+        raise CodecMismatchError(f"the units decoder ({d.n_units} units → {d.n_codebooks} codebooks of "
+                                 f"{d.codebook_size}, latent {d.latent_dim}) does not fit {units.info.describe()} "
+                                 f"and {codec.info.describe()}")
+
+
+def load_units_decoder(path: str | os.PathLike, units, codec) -> UnitsDecoder:
+    """:func:`read_decoder_checkpoint`, checked against the codec and the grid of these units over it."""
+    dec, dec_codec, grid = read_decoder_checkpoint(path)
+    codec.info.check_same(dec_codec, what=f"{Path(path).name} (trained for {dec_codec.describe()})")
+    if grid is not None:
+        stacked_info(units.info, codec.info, dec.dims.n_codebooks).check_same(
+            grid, what=f"{Path(path).name} (trained on {grid.describe()})")
+    return dec
+
+
+def load_runs_checkpoint(path: str | os.PathLike, stage: str, units):
+    """A VALL-E ``stage`` ("ar", "nar") model from its checkpoint, checked to be trained on these units' runs."""
+    path = Path(path)
+    dims, state, trained_on = _read_checkpoint(path, stage)
+    if trained_on is not None:
+        runs_info(units.info).check_same(trained_on, what=f"{path.name} (trained on {trained_on.describe()})")
+    return load_state((ValleAR if stage == "ar" else ValleNAR)(dims), state, str(path))
+
+
 def _check_rule(rule: str) -> str:
     if rule not in LENGTHS_RULES:
         raise ValueError(f"lengths_rule must be one of {', '.join(LENGTHS_RULES)}, got {rule!r}")
@@ -68,6 +106,25 @@ def lengths_from(probs: torch.Tensor, rule: str = "mean") -> torch.Tensor:
     else:
         out = (probs.float() @ torch.arange(probs.shape[-1], dtype=torch.float32, device=probs.device)).round().long()
     return out.clamp(min=1)
+
+
+@torch.inference_mode()
+def speak_runs(nar: ValleNAR, decoder: UnitsDecoder, texts: list[torch.Tensor], voice_runs: list[torch.Tensor],
+               runs: list[torch.Tensor], voices: list[torch.Tensor], rule: str = "mean") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Runs → speech: the lengths NAR's lengths of each row's ``runs`` ``[N]`` (its phoneme ids ``texts``, its
+    voice's runs ``voice_runs`` ``[2, P]`` as the prompt), the frames' units ``[T]``, and the decoder's codec
+    latent ``[latent_dim, T]`` for them in the voice of ``voices`` (codec codes ``[Q, P']``), per row."""
+    from .generate import generate_nar
+
+    device = next(decoder.parameters()).device
+    lprobs: list[torch.Tensor] = []
+    generate_nar(nar, texts, voice_runs, runs, probs=lprobs)
+    out = []
+    for r, p, voice in zip(runs, lprobs, voices):
+        u = expand(r.cpu(), lengths_from(p[0], rule).cpu()).to(device)
+        z = decoder.latents(u[None], torch.ones(1, len(u), dtype=torch.bool, device=device), voice[None].to(device))
+        out.append((u, z[0]))
+    return out
 
 
 class UnitsValleTTS(ValleTTS):
@@ -90,16 +147,9 @@ class UnitsValleTTS(ValleTTS):
         super().__init__(ar, nar, codec, asr=asr, name=name, **kw)
 
     def _check_models(self, ar: ValleAR, nar: ValleNAR, codec) -> None:
-        runs, d = runs_info(self.units.info), self.decoder.dims
-        for what, dims, q in (("AR", ar.dims, 1), ("lengths NAR", nar.dims, 2)):
-            if dims.codebook_size != runs.codebook_size or dims.n_codebooks != q:
-                raise CodecMismatchError(f"the {what} expects {dims.n_codebooks} rows of {dims.codebook_size} codes, "
-                                         f"but the units' runs are {q} rows of {runs.codebook_size}")
-        if d.latent_dim != codec.model.latent_dim or d.codebook_size != codec.info.codebook_size \
-                or d.n_codebooks > codec.info.n_codebooks or d.n_units != self.units.k:
-            raise CodecMismatchError(f"the units decoder ({d.n_units} units → {d.n_codebooks} codebooks of "
-                                     f"{d.codebook_size}, latent {d.latent_dim}) does not fit {self.units.info.describe()} "
-                                     f"and {codec.info.describe()}")
+        check_runs_model("AR", ar.dims, 1, self.units)
+        check_runs_model("lengths NAR", nar.dims, 2, self.units)
+        check_units_decoder(self.decoder, self.units, codec)
 
     @property
     def n_codebooks(self) -> int:
@@ -124,20 +174,10 @@ class UnitsValleTTS(ValleTTS):
         if units is None or decoder is None:
             raise TTSLoadError("a units VALL-E needs its units folder and its units-decoder checkpoint")
         units = UnitTokenizer.load(units) if isinstance(units, (str, os.PathLike)) else units
-        runs = runs_info(units.info)
-        models = []
-        for stage, path, model_cls in (("ar", Path(ar_ckpt), ValleAR), ("nar", Path(nar_ckpt), ValleNAR)):
-            dims, state, trained_on = _read_checkpoint(path, stage)
-            if trained_on is not None:
-                runs.check_same(trained_on, what=f"{path.name} (trained on {trained_on.describe()})")
-            models.append(load_state(model_cls(dims), state, str(path)))
+        models = [load_runs_checkpoint(ar_ckpt, "ar", units), load_runs_checkpoint(nar_ckpt, "nar", units)]
         if "prompt_runs" not in kw:  # the AR's training prompt, in runs (the store counts them as frames)
-            kw["prompt_runs"] = _prompt_frames(Path(ar_ckpt), runs.frame_rate)
-        dec, dec_codec, grid = read_decoder_checkpoint(decoder)
-        codec.info.check_same(dec_codec, what=f"{Path(decoder).name} (trained for {dec_codec.describe()})")
-        if grid is not None:
-            stacked_info(units.info, codec.info, dec.dims.n_codebooks).check_same(
-                grid, what=f"{Path(decoder).name} (trained on {grid.describe()})")
+            kw["prompt_runs"] = prompt_frames(Path(ar_ckpt), runs_info(units.info).frame_rate)
+        dec = load_units_decoder(decoder, units, codec)
         if isinstance(asr, (str, os.PathLike)):
             from ..asr.transcriber import Transcriber
 
@@ -154,7 +194,7 @@ class UnitsValleTTS(ValleTTS):
                           "prompt_runs": self.prompt_runs, "lengths_rule": self.lengths_rule,
                           "max_runs_per_phoneme": self.max_runs_per_phoneme},
                 "decoder": self.decoder.dims.to_dict(), **(card or {})}
-        _add_part(folder, "decoder", self.decoder)  # float32 whatever dtype is: its normalization is in its weights
+        add_float32_part(folder, "decoder", self.decoder)  # float32 whatever dtype is: its normalization is in its weights
         return super().export(folder, dtype=dtype, card=meta)  # config.json last: a folder without it is no export
 
     @classmethod
@@ -213,7 +253,7 @@ class UnitsValleTTS(ValleTTS):
         ``[1 + Q, T]`` it speaks: the AR's runs (its prompt: the voice's first :attr:`prompt_runs` runs), their
         lengths, the frames' units over the codes nearest the decoder's latent. ``probs``, if given, receives each
         row's latent ``[latent_dim, T]`` (:meth:`audio` decodes it)."""
-        from .generate import generate_ar, generate_nar
+        from .generate import generate_ar
 
         timings = timings if timings is not None else {}
         K, out = self.units.k, []
@@ -231,18 +271,14 @@ class UnitsValleTTS(ValleTTS):
                 runs = generate_ar(self.ar, texts, [r[0] for r in voice_runs],
                                    [self.max_runs(n, options) for _, n, _ in chunk], options, voice_only=flags)
                 runs = [r if len(r) else v[0, -1:] for r, v in zip(runs, voice_runs)]  # never an empty utterance
-            with stage_timer(timings, "nar", self.device), torch.inference_mode():  # the lengths, then the decoder
-                lprobs: list[torch.Tensor] = []
-                generate_nar(self.nar, texts, voice_runs, runs, probs=lprobs)
-                frames = [expand(r.cpu(), lengths_from(p[0], self.lengths_rule).cpu()) for r, p in zip(runs, lprobs)]
-                for (_, _, p), u in zip(chunk, frames):
-                    u = u.to(self.device)
-                    voice = p[None, 1:].to(self.device)
-                    z = self.decoder.latents(u[None], torch.ones(1, len(u), dtype=torch.bool, device=self.device), voice)
-                    codes = self.codec.model.quantizer.encode(z, self.n_codebooks)[0]
+            with stage_timer(timings, "nar", self.device):  # the lengths, then the decoder
+                spoken = speak_runs(self.nar, self.decoder, texts, voice_runs, runs, [p[1:] for _, _, p in chunk],
+                                    self.lengths_rule)
+                for u, z in spoken:
+                    codes = self.codec.model.quantizer.encode(z[None], self.n_codebooks)[0]
                     out.append(torch.cat([u[None], codes]))
                     if probs is not None:
-                        probs.append(z[0])
+                        probs.append(z)
         return out
 
     def audio(self, codes: list[torch.Tensor], probs: list[torch.Tensor] | None = None,
@@ -261,15 +297,16 @@ class UnitsValleTTS(ValleTTS):
                 for z in probs]
 
 
-def _prompt_frames(path: Path, frame_rate: float, default: int = 42) -> int:
+def prompt_frames(path: Path, frame_rate: float, default: int = 42, key: str = "prompt_seconds") -> int:
+    """The prompt a checkpoint's model trained with (its datamodule's ``key``), in frames of ``frame_rate``."""
     from ..fileio import load_torch_file
 
     dm = load_torch_file(path, TTSLoadError, mmap=True).get("datamodule_hyper_parameters") or {}
-    seconds = dm.get("prompt_seconds")
+    seconds = dm.get(key)
     return max(1, round(float(seconds) * frame_rate)) if seconds else default
 
 
-def _add_part(folder: Path, part: str, model) -> Path:
+def add_float32_part(folder: Path, part: str, model) -> Path:
     from safetensors.torch import save_file
 
     from ..fileio import atomic_path

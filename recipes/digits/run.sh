@@ -4,11 +4,11 @@
 # held-out voices the judge understands. Kaldi's yesno / ESPnet's mini_an4 for audiokit.
 #   bash recipes/digits/run.sh                       # everything, on the bundled codec's tokens
 #   bash recipes/digits/run.sh --stage 9 --stop-stage 12   # VALL-E on the codec's tokens only
-#   bash recipes/digits/run.sh --stage 19                  # VALL-E on speech units (the one that says the digits)
+#   bash recipes/digits/run.sh --stage 19                  # VALL-E and Tortoise on speech units (they say the digits)
 # Options: --out DIR (corpus [data/digits]), --utterances N (stage 0's size [6000]), --codec DIR (the codec whose
 #   tokens the models learn [pretrained/codec]); every other option (--stage, --stop-stage, --exp, --max-steps,
 #   --max-time, --judge, --tts-items, --device ...) goes to recipes/synth/run.sh, whose stages 1-18 this runs
-#   with the configs of size "digits" (configs/*/digits*.yaml); the codec's stages 2-3 are skipped. Stages 19-23
+#   with the configs of size "digits" (configs/*/digits*.yaml); the codec's stages 2-3 are skipped. Stages 19-26
 #   are this recipe's own, and read --exp, --tag, --max-steps, --max-time, --judge, --tts-items and --device too.
 # Stages:
 #   0  the corpus: audiokit data synth --sentences digits; every installed engine's voices, with flite rms and
@@ -24,11 +24,15 @@
 #   22  the units decoder: units -> codec latent (configs/valle/digits_units_decoder.yaml) -> $exp/units-decoder
 #   23  export VALL-E on units ($exp/valle-units-export, one folder: audiokit tts / TTS.load read it) and evaluate it
 #       on held-out strings in held-out voices, voice-only prompts, greedy ($exp/valle_units_eval.json, its card)
+#   24  Tortoise AR on the units' runs        (configs/tortoise/digits_units_ar.yaml)   -> $exp/tortoise-units-ar
+#   25  CLVP on the units' runs               (configs/tortoise/digits_units_clvp.yaml) -> $exp/clvp-units
+#   26  export Tortoise on units (AR + CLVP + stage 21's lengths NAR + stage 22's decoder: $exp/tortoise-units-export)
+#       and evaluate it: CLVP's pick of 16 samples against a random one of them ($exp/tortoise_units_eval.json)
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
 set -euo pipefail
 
 stage=0
-stop_stage=23
+stop_stage=26
 out=data/digits
 utterances=6000
 codec=pretrained/codec
@@ -120,4 +124,18 @@ if in_range 23; then
     --notes "Trained by recipes/digits/run.sh stages 19-22 on $(nproc) CPU cores."
   audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/valle-units-export" --asr "$judge" \
     --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_units_eval.json" --card
+fi
+
+train_units_stage 24 tortoise-ar configs/tortoise/digits_units_ar.yaml tortoise-units-ar "$exp/units/runs" \
+  --data.tokenizer "$out/bpe.json"
+train_units_stage 25 clvp configs/tortoise/digits_units_clvp.yaml clvp-units "$exp/units/runs" \
+  --data.tokenizer "$out/bpe.json"
+if in_range 26; then
+  echo "stage 26: export Tortoise on units -> $exp/tortoise-units-export; evaluate -> $exp/tortoise_units_eval.json   [${SECONDS}s in]"
+  audiokit export "$exp/tortoise-units-ar/checkpoints/last.ckpt" "$exp/tortoise-units-export" \
+    --clvp "$exp/clvp-units/checkpoints/last.ckpt" --nar "$exp/valle-units-lengths/checkpoints/last.ckpt" \
+    --decoder "$exp/units-decoder/checkpoints/last.ckpt" --units "$exp/units/tokenizer" --codec "$codec" \
+    --name "$tag-digits-tortoise-units" --notes "Trained by recipes/digits/run.sh stages 19-25 on $(nproc) CPU cores."
+  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/tortoise-units-export" --asr "$judge" \
+    --max-items "$tts_items" --device "$device" --json "$exp/tortoise_units_eval.json" --card
 fi
