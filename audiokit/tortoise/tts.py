@@ -169,18 +169,21 @@ class TortoiseTTS(TTSModel):
         # depends on its exact weights, and float32 holds them exactly however they were stored
         self.codec.export(folder / "codec", card={"source": "bundled with a Tortoise model"})
         self.tokenizer.save(folder / "tokenizer.json")
+        extra_meta, extra_parts = self._export_decoder(folder)
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
-                "diffusion": {"config": self.diffusion.config, **self.diffusion_meta}, "codec": self.codec.info.to_dict(),
+                **extra_meta, "codec": self.codec.info.to_dict(),
                 "max_voice_seconds": self.max_voice_seconds, "min_voice_seconds": self.min_voice_seconds, **(card or {})}
-        return save_export(folder, {"ar": self.ar, "clvp": self.clvp, "diffusion": self.diffusion}, meta, dtype)
+        return save_export(folder, {"ar": self.ar, "clvp": self.clvp, **extra_parts}, meta, dtype)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "TortoiseTTS":
-        """Load an exported folder (``asr`` is accepted for the common ``TTS.load`` signature; Tortoise needs none)."""
+    def _export_decoder(self, folder: Path) -> tuple[dict, dict]:
+        """What :meth:`export` writes of the decoding side: (its ``config.json`` entries, the parts to save)."""
+        return {"diffusion": {"config": self.diffusion.config, **self.diffusion_meta}}, {"diffusion": self.diffusion}
+
+    @staticmethod
+    def _load_front(folder: Path, meta: dict):
+        """(codec, tokenizer, AR, CLVP) of an exported folder: what every Tortoise export has."""
         from ..text.bpe import BPETokenizer
 
-        folder = Path(path)
-        meta = meta if meta is not None else read_config(folder)
         codec = load_bundled_codec(folder, meta)
         try:
             tokenizer = BPETokenizer.load(folder / "tokenizer.json")
@@ -188,6 +191,14 @@ class TortoiseTTS(TTSModel):
             raise TTSLoadError(str(e)) from None
         ar = load_part(folder, "ar", TortoiseAR(TortoiseDims.from_dict(meta["ar"])))
         clvp = load_part(folder, "clvp", CLVP(TortoiseDims.from_dict(meta["clvp"])))
+        return codec, tokenizer, ar, clvp
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "TortoiseTTS":
+        """Load an exported folder (``asr`` is accepted for the common ``TTS.load`` signature; Tortoise needs none)."""
+        folder = Path(path)
+        meta = meta if meta is not None else read_config(folder)
+        codec, tokenizer, ar, clvp = cls._load_front(folder, meta)
         d = dict(meta["diffusion"])
         diffusion = load_part(folder, "diffusion", DiffusionDecoder(**d.pop("config")))
         tts = cls(ar, clvp, diffusion, d, codec, tokenizer, name=meta.get("name", folder.name),

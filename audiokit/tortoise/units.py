@@ -20,10 +20,10 @@ import torch
 
 from ..codec.units import UnitsError, deduplicate, runs_info
 from ..tokens import CodecInfo
-from ..tts import TTSLoadError, load_bundled_codec, load_part, load_state, read_config, save_export
+from ..tts import TTSLoadError, load_part, load_state, read_config
 from ..valle.model import UnitsDecoder, UnitsDecoderDims, ValleDims, ValleNAR
 from ..valle.units import (UNITS_FORMAT_VERSION, _check_rule, add_float32_part, check_runs_model, check_units_decoder,
-                           load_runs_checkpoint, load_units_decoder, prompt_frames, speak_runs)
+                           load_runs_checkpoint, load_units_decoder, load_units_folder, prompt_frames, speak_runs)
 from .lightning import read_checkpoint
 from .model import CLVP, TortoiseAR, TortoiseDims
 from .tts import Preset, TortoiseTTS
@@ -110,41 +110,24 @@ class UnitsTortoiseTTS(TortoiseTTS):
         return cls(models[0], models[1], nar, decoder, codec, BPETokenizer.from_json(metas[0]["tokenizer"]), units,
                    name=name, **kw)
 
-    def export(self, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, card: dict | None = None) -> Path:
-        """One folder: ``config.json``, ``ar/clvp/nar.safetensors``, ``decoder.safetensors`` (float32: its
-        normalization is in its weights), ``units/``, ``tokenizer.json`` and the codec in ``codec/``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.codec.export(folder / "codec", card={"source": "bundled with a Tortoise model"})
-        self.tokenizer.save(folder / "tokenizer.json")
+    def _export_decoder(self, folder: Path) -> tuple[dict, dict]:
+        """``units/``, ``decoder.safetensors`` (float32 whatever the dtype: its normalization is in its weights)
+        and the lengths NAR in place of the diffusion decoder."""
         self.units.save(folder / "units")
         add_float32_part(folder, "decoder", self.decoder)
-        meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
-                "nar": self.nar.dims.to_dict(), "decoder": self.decoder.dims.to_dict(), "codec": self.codec.info.to_dict(),
+        meta = {"nar": self.nar.dims.to_dict(), "decoder": self.decoder.dims.to_dict(),
                 "units": {"version": UNITS_FORMAT_VERSION, "info": self.units.info.to_dict(), "voice_runs": self.voice_runs,
                           "prompt_runs": self.prompt_runs, "lengths_rule": self.lengths_rule,
-                          "max_runs_per_phoneme": self.max_runs_per_phoneme},
-                "max_voice_seconds": self.max_voice_seconds, "min_voice_seconds": self.min_voice_seconds, **(card or {})}
-        return save_export(folder, {"ar": self.ar, "clvp": self.clvp, "nar": self.nar}, meta, dtype)
+                          "max_runs_per_phoneme": self.max_runs_per_phoneme}}
+        return meta, {"nar": self.nar}
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "UnitsTortoiseTTS":
         """Load an exported folder (``asr`` is accepted for the common ``TTS.load`` signature)."""
-        from ..codec.units import UnitTokenizer
-        from ..text.bpe import BPETokenizer
-
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
-        codec = load_bundled_codec(folder, meta)
-        try:
-            tokenizer = BPETokenizer.load(folder / "tokenizer.json")
-            units = UnitTokenizer.load(folder / "units")
-        except (FileNotFoundError, ValueError, UnitsError) as e:
-            raise TTSLoadError(str(e)) from None
-        u = meta["units"]
-        units.info.check_same(CodecInfo.from_dict(u["info"]), what=f"{folder}/units")
-        ar = load_part(folder, "ar", TortoiseAR(TortoiseDims.from_dict(meta["ar"])))
-        clvp = load_part(folder, "clvp", CLVP(TortoiseDims.from_dict(meta["clvp"])))
+        codec, tokenizer, ar, clvp = cls._load_front(folder, meta)
+        units, u = load_units_folder(folder, meta), meta["units"]
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
         tts = cls(ar, clvp, nar, decoder, codec, tokenizer, units, name=meta.get("name", folder.name),

@@ -92,6 +92,18 @@ def load_runs_checkpoint(path: str | os.PathLike, stage: str, units):
     return load_state((ValleAR if stage == "ar" else ValleNAR)(dims), state, str(path))
 
 
+def load_units_folder(folder: Path, meta: dict):
+    """The :class:`~audiokit.codec.units.UnitTokenizer` in an export's ``units/``, checked against its config."""
+    from ..codec.units import UnitTokenizer
+
+    try:
+        units = UnitTokenizer.load(folder / "units")
+    except UnitsError as e:
+        raise TTSLoadError(str(e)) from None
+    units.info.check_same(CodecInfo.from_dict(meta["units"]["info"]), what=f"{folder}/units")
+    return units
+
+
 def _check_rule(rule: str) -> str:
     if rule not in LENGTHS_RULES:
         raise ValueError(f"lengths_rule must be one of {', '.join(LENGTHS_RULES)}, got {rule!r}")
@@ -199,17 +211,12 @@ class UnitsValleTTS(ValleTTS):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", asr=None, meta: dict | None = None) -> "UnitsValleTTS":
-        from ..codec.units import UnitTokenizer
         from ..tts import load_bundled_codec
 
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec = load_bundled_codec(folder, meta)
-        try:
-            units = UnitTokenizer.load(folder / "units")
-        except UnitsError as e:
-            raise TTSLoadError(str(e)) from None
-        units.info.check_same(CodecInfo.from_dict(meta["units"]["info"]), what=f"{folder}/units")
+        units = load_units_folder(folder, meta)
         ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
