@@ -110,6 +110,8 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert type(tortoise).__name__ == "UnitsTortoiseTTS" and tortoise.units.k == 256
     report = json.loads((units / "tortoise_units_eval.json").read_text())
     assert [r["utterances"] for r in report["rows"]] == [2, 2, 2, 2]  # truth, resynthesis, CLVP's pick, a random one
+    hot = json.loads((units / "tortoise_units_eval_t15.json").read_text())  # the same, sampled at temperature 1.5
+    assert [r["system"] for r in hot["rows"]] == [r["system"] for r in report["rows"]]
     card = json.loads((units / "tortoise-units-export/model.json").read_text())
     assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "clvp": 2, "nar": 2, "decoder": 2}
 

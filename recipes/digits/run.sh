@@ -27,7 +27,8 @@
 #   24  Tortoise AR on the units' runs        (configs/tortoise/digits_units_ar.yaml)   -> $exp/tortoise-units-ar
 #   25  CLVP on the units' runs               (configs/tortoise/digits_units_clvp.yaml) -> $exp/clvp-units
 #   26  export Tortoise on units (AR + CLVP + stage 21's lengths NAR + stage 22's decoder: $exp/tortoise-units-export)
-#       and evaluate it: CLVP's pick of 16 samples against a random one of them ($exp/tortoise_units_eval.json)
+#       and evaluate it: CLVP's pick of 16 samples against a random one of them ($exp/tortoise_units_eval.json; and
+#       sampled at temperature 1.5, where the candidates differ: $exp/tortoise_units_eval_t15.json)
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
 set -euo pipefail
 
@@ -138,4 +139,8 @@ if in_range 26; then
     --name "$tag-digits-tortoise-units" --notes "Trained by recipes/digits/run.sh stages 19-25 on $(nproc) CPU cores."
   audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/tortoise-units-export" --asr "$judge" \
     --max-items "$tts_items" --device "$device" --json "$exp/tortoise_units_eval.json" --card
+  # what CLVP's reranking buys: at the default sampling every candidate is about as good as the decoder lets it
+  # be; sampled hotter, the candidates differ and CLVP's pick beats a random one (RESULTS session 27)
+  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/tortoise-units-export" --asr "$judge" \
+    --max-items "$tts_items" --device "$device" --temperature 1.5 --json "$exp/tortoise_units_eval_t15.json"
 fi
