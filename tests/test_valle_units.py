@@ -279,3 +279,24 @@ def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, ca
                  "--max-items", "2", "--no-prompt-text", "--temperature", "0", "--json", str(report)]) == 0
     rows = json.loads(report.read_text())["rows"]
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
+    # Tortoise on the same units: its AR and CLVP on the runs, then the same lengths NAR and decoder
+    from audiokit.text import BPETokenizer
+
+    BPETokenizer.train(SENTENCES * 3, vocab_size=300).save(tmp_path / "bpe.json")
+    tiny = ["--model.text_vocab", "300", "--data.tokenizer", str(tmp_path / "bpe.json"), "--data.voice_seconds", "0.2"]
+    assert main(["train", "tortoise-ar", "--config", "configs/tortoise/digits_units_ar.yaml", *k, *tiny, *small,
+                 *data(runs), *out("tar")]) == 0
+    assert main(["train", "clvp", "--config", "configs/tortoise/digits_units_clvp.yaml", *k, *tiny, "--model.clvp_dim",
+                 "32", "--model.clvp_latent", "16", "--model.clvp_layer", "1", *small[6:], *data(runs), *out("clvp")]) == 0
+    tar, clvp = str(tmp_path / "tar/ck/last.ckpt"), str(tmp_path / "clvp/ck/last.ckpt")
+    units = ["--units", str(work / "units/tokenizer"), "--decoder", dec, "--codec", str(work / "codec")]
+    capsys.readouterr()
+    assert main(["export", tar, str(tmp_path / "t1"), "--clvp", clvp, "--nar", nar, "--diffusion", dec, *units]) == 2
+    assert "no --diffusion" in capsys.readouterr().err and not (tmp_path / "t1").exists()
+    assert main(["export", tar, str(tmp_path / "t2"), "--nar", nar, *units]) == 2 and "--clvp" in capsys.readouterr().err
+    assert main(["export", tar, str(tmp_path / "tortoise"), "--clvp", clvp, "--nar", nar, *units]) == 0
+    card = json.loads((tmp_path / "tortoise/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 3, "clvp": 3, "nar": 3, "decoder": 3}
+    assert json.loads((tmp_path / "tortoise/config.json").read_text())["units"]["voice_runs"] == round(0.2 * 50)
+    assert main(["tts", "--model", str(tmp_path / "tortoise"), "--text", "Four seven.", "--voice", prompt,
+                 "--preset", "ultra_fast", "--out", str(wav), "--seed", "0"]) == 0 and wav.stat().st_size > 1000
