@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..codec.units import UnitsError, deduplicate, runs_info
+from ..codec.units import deduplicate, runs_info
 from ..tokens import CodecInfo
 from ..tts import TTSLoadError, load_part, load_state, read_config
 from ..valle.model import UnitsDecoder, UnitsDecoderDims, ValleDims, ValleNAR
@@ -82,14 +82,10 @@ class UnitsTortoiseTTS(TortoiseTTS):
         """From the training checkpoints of the Tortoise AR and CLVP on the units' runs, the lengths NAR and the
         units decoder, the codec (path or :class:`~audiokit.Codec`) and the units folder."""
         from ..codec.codec import Codec
-        from ..codec.units import UnitTokenizer
         from ..text.bpe import BPETokenizer
 
         codec = Codec.load(codec) if isinstance(codec, (str, os.PathLike)) else codec
-        try:
-            units = UnitTokenizer.load(units) if isinstance(units, (str, os.PathLike)) else units
-        except UnitsError as e:
-            raise TTSLoadError(str(e)) from None
+        units = load_units_folder(units)
         runs = runs_info(units.info)
         models, metas = [], []
         for path, stage, model_cls in ((ar_ckpt, "ar", TortoiseAR), (clvp_ckpt, "clvp", CLVP)):
@@ -127,7 +123,7 @@ class UnitsTortoiseTTS(TortoiseTTS):
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec, tokenizer, ar, clvp = cls._load_front(folder, meta)
-        units, u = load_units_folder(folder, meta), meta["units"]
+        units, u = load_units_folder(folder / "units", meta), meta["units"]
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
         tts = cls(ar, clvp, nar, decoder, codec, tokenizer, units, name=meta.get("name", folder.name),

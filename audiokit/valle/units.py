@@ -92,16 +92,20 @@ def load_runs_checkpoint(path: str | os.PathLike, stage: str, units):
     return load_state((ValleAR if stage == "ar" else ValleNAR)(dims), state, str(path))
 
 
-def load_units_folder(folder: Path, meta: dict):
-    """The :class:`~audiokit.codec.units.UnitTokenizer` in an export's ``units/``, checked against its config."""
+def load_units_folder(units, meta: dict | None = None):
+    """A :class:`~audiokit.codec.units.UnitTokenizer` from its folder (one given already is returned as it is);
+    with an export's ``meta``, checked against its config. A broken folder is a :class:`TTSLoadError`."""
     from ..codec.units import UnitTokenizer
 
+    if not isinstance(units, (str, os.PathLike)):
+        return units
     try:
-        units = UnitTokenizer.load(folder / "units")
+        tokenizer = UnitTokenizer.load(units)
     except UnitsError as e:
         raise TTSLoadError(str(e)) from None
-    units.info.check_same(CodecInfo.from_dict(meta["units"]["info"]), what=f"{folder}/units")
-    return units
+    if meta is not None:
+        tokenizer.info.check_same(CodecInfo.from_dict(meta["units"]["info"]), what=str(units))
+    return tokenizer
 
 
 def _check_rule(rule: str) -> str:
@@ -180,12 +184,11 @@ class UnitsValleTTS(ValleTTS):
         """From the training checkpoints of the runs AR, the lengths NAR and the units decoder, the codec and the
         units folder; each checkpoint's tokens must be these units' (runs, or stacked on this codec)."""
         from ..codec.codec import Codec
-        from ..codec.units import UnitTokenizer
 
         codec = Codec.load(codec) if isinstance(codec, (str, os.PathLike)) else codec
         if units is None or decoder is None:
             raise TTSLoadError("a units VALL-E needs its units folder and its units-decoder checkpoint")
-        units = UnitTokenizer.load(units) if isinstance(units, (str, os.PathLike)) else units
+        units = load_units_folder(units)
         models = [load_runs_checkpoint(ar_ckpt, "ar", units), load_runs_checkpoint(nar_ckpt, "nar", units)]
         if "prompt_runs" not in kw:  # the AR's training prompt, in runs (the store counts them as frames)
             kw["prompt_runs"] = prompt_frames(Path(ar_ckpt), runs_info(units.info).frame_rate)
@@ -216,7 +219,7 @@ class UnitsValleTTS(ValleTTS):
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec = load_bundled_codec(folder, meta)
-        units = load_units_folder(folder, meta)
+        units = load_units_folder(folder / "units", meta)
         ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
