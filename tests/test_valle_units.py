@@ -15,7 +15,7 @@ from audiokit.tokens import CodecMismatchError, TokenStore
 from audiokit.tts import TTSLoadError
 from audiokit.valle.data import ValleDataset, collate_valle
 from audiokit.valle.model import ValleAR, ValleDims, ValleNAR
-from audiokit.valle.lightning import UnitsDecoderModule
+from audiokit.valle.lightning import UnitsDecoderModule, mel_windows
 from audiokit.valle.model import UnitsDecoder, UnitsDecoderDims
 from audiokit.valle.units import UnitsValleTTS, lengths_from
 
@@ -116,6 +116,30 @@ def test_units_decoder_memorises_its_latents(work):
     m.training_step(batch, 0).backward()
     assert m.model.out.weight.grad.abs().sum() > 0 and all(p.grad is None for p in m._codec.model.parameters())
     assert "_codec" not in dict(m.named_modules()) and not any(k.startswith("_codec") for k in m.state_dict())
+    # mel_crop_frames: the mel term on one window per utterance; its gradient still reaches the decoder
+    m = UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=4, d_model=32, n_layer=2, voice_dim=16,
+                           mel_weight=1.0, mel_crop_frames=5)
+    m.log = m.log_dict = lambda *a, **k: None
+    m.training_step(batch, 0).backward()
+    assert m.model.out.weight.grad.abs().sum() > 0
+
+
+def test_mel_windows_take_the_same_window_inside_each_utterance():
+    T, lengths = 20, torch.tensor([20, 12, 3])
+    frames = torch.arange(T)[None, :, None].expand(3, T, 2).float() + 100 * torch.arange(3)[:, None, None]
+    valid = torch.arange(T)[None] < lengths[:, None]
+    g = torch.Generator().manual_seed(0)
+    starts = set()
+    for _ in range(50):
+        w, v = mel_windows((frames, valid), lengths, 6, generator=g)
+        assert w.shape == (3, 6, 2) and v.shape == (3, 6)
+        for b in range(3):
+            first = int(w[b, 0, 0]) - 100 * b
+            assert w[b, :, 0].tolist() == [100 * b + first + i for i in range(6)]   # contiguous, same row
+            assert v[b].tolist() == valid[b, first:first + 6].tolist()             # the mask moved with it
+        assert int(w[1, -1, 0]) - 100 < 12 and int(w[2, 0, 0]) == 200              # inside; a short one keeps its start
+        starts.add(int(w[0, 0, 0]))
+    assert len(starts) > 5 and max(starts) == 14                                    # random, up to the last window
 
 
 def test_lengths_from_reads_the_mean_or_the_mode():

@@ -166,6 +166,20 @@ def _load_codec(path: str):
     return codec
 
 
+def mel_windows(tensors: tuple[torch.Tensor, ...], lengths: torch.Tensor, frames: int,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """One random window of ``frames`` steps per row, the same for every tensor ``[B, T, ...]`` of ``tensors``
+    (an utterance shorter than the window keeps its start and its padding); ``lengths`` are the rows' valid
+    frames."""
+    B, T = tensors[0].shape[:2]
+    room = (lengths.to(tensors[0].device) - frames).clamp(min=0)
+    u = torch.rand(B, generator=generator, device=tensors[0].device)
+    start = (u * (room + 1).float()).floor().long().clamp(max=max(T - frames, 0))
+    idx = start[:, None] + torch.arange(frames, device=tensors[0].device)[None]
+    return tuple(t.gather(1, idx.view(B, frames, *([1] * (t.dim() - 2))).expand(B, frames, *t.shape[2:]))
+                 for t in tensors)
+
+
 class UnitsDecoderModule(L.LightningModule):
     """``audiokit train units-decoder``: trains a :class:`UnitsDecoder` on a stacked store (``audiokit units``
     writes it: row 1 the units, rows 2 … the codec's codebooks), with :class:`~audiokit.valle.data.ValleDataModule`
@@ -183,6 +197,9 @@ class UnitsDecoderModule(L.LightningModule):
         mel_weight: > 0 adds, at this weight, the multi-scale log-mel L1 between the codec decoder's audio from
             the predicted latent and from the true one (the error where the listener hears it; the codec decoder
             is frozen but runs in every step, several times slower on a CPU).
+        mel_crop_frames: > 0 computes the mel term on one random window of this many latent frames per utterance
+            (the same window of prediction and truth) instead of whole utterances: the decoder is convolutional, so
+            a window is heard as it is in the whole, and a step costs a fraction of the codec decoder's time.
     """
 
     stage = "units-decoder"
@@ -190,7 +207,8 @@ class UnitsDecoderModule(L.LightningModule):
     def __init__(self, codec: str, n_units: int, n_codebooks: int, d_model: int = 128, n_head: int = 4,
                  n_layer: int = 3, voice_dim: int = 64, lr: float = 2e-3, betas=(0.9, 0.96), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 50, final_lr_fraction: float = 0.0,
-                 norm_batches: int = 8, mel_weight: float = 0.0):
+                 norm_batches: int = 8, mel_weight: float = 0.0,
+                 mel_crop_frames: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self._codec = _load_codec(codec)  # a plain attribute: not a submodule, so not in the checkpoint
@@ -258,8 +276,11 @@ class UnitsDecoderModule(L.LightningModule):
         if not mel:
             return mse
         codec, loss = self._codec.model, self._mel[0].to(z.device)
+        pred = out * self.model.std + self.model.mean
+        if 0 < self.hparams.mel_crop_frames < valid.shape[1]:
+            pred, z, valid = mel_windows((pred, z, valid), valid.sum(1), self.hparams.mel_crop_frames)
         keep = valid.repeat_interleave(codec.hop_length, 1)[:, None].float()
-        pred = (out * self.model.std + self.model.mean).masked_fill(~valid[..., None], 0.0).transpose(1, 2)
+        pred = pred.masked_fill(~valid[..., None], 0.0).transpose(1, 2)
         with torch.no_grad():
             y = codec.decoder(z.masked_fill(~valid[..., None], 0.0).transpose(1, 2)) * keep
         return mse, loss(codec.decoder(pred) * keep, y)
