@@ -174,8 +174,7 @@ class Codec:
             return self.model.encode(audio, n_q)
         parts = []
         with self._progress(n_frames, chunk, "encode") as bar:
-            for a in range(0, n_frames, chunk):
-                b = min(a + chunk, n_frames)
+            for a, b in _chunks(n_frames, chunk, ctx):
                 s, e = max(0, a - ctx), min(n_frames, b + ctx)
                 codes = self.model.encode(audio[..., s * hop : e * hop], n_q)
                 parts.append(codes[..., a - s : a - s + (b - a)])
@@ -186,7 +185,8 @@ class Codec:
         """Progress over the chunks of audio longer than a minute (:mod:`audiokit.progress`); silent otherwise."""
         from ..progress import Progress
 
-        return Progress(-(-n_frames // chunk), what, unit="chunks", enabled=n_frames / self.frame_rate > 60)
+        n_chunks = len(_chunks(n_frames, chunk, int(math.ceil(self.context_seconds * self.frame_rate))))
+        return Progress(n_chunks, what, unit="chunks", enabled=n_frames / self.frame_rate > 60)
 
     @torch.inference_mode()
     def embed(self, tokens: CodecTokens) -> torch.Tensor:
@@ -242,8 +242,7 @@ class Codec:
         out = torch.zeros(codes.shape[0], 1, n_frames * hop, device=codes.device)
         weight = torch.zeros(n_frames * hop, device=codes.device)
         bar = self._progress(n_frames, chunk, "decode")
-        for a in range(0, n_frames, chunk):
-            b = min(a + chunk, n_frames)
+        for a, b in _chunks(n_frames, chunk, ctx):
             s, e = max(0, a - ctx), min(n_frames, b + ctx)
             y = decode(codes[..., s:e])
             bar.update(1, seconds=(b - a) / self.frame_rate)
@@ -364,3 +363,13 @@ class Codec:
             raise CodecLoadError(f"{path}: generator weights do not match its hyper-parameters "
                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         return cls(model, name=name if name is not None else path.stem, **kw)
+
+
+def _chunks(n_frames: int, chunk: int, ctx: int) -> list[tuple[int, int]]:
+    """Frame ranges ``[a, b)`` of ``chunk`` frames covering ``n_frames``; a last piece shorter than ``ctx`` joins the
+    one before it, so every seam has a full context on both sides (a cross-fade reaching past the end of a 1-frame
+    tail would otherwise take samples the decoder never made)."""
+    bounds = [(a, min(a + chunk, n_frames)) for a in range(0, n_frames, chunk)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < ctx:
+        bounds[-2:] = [(bounds[-2][0], n_frames)]
+    return bounds
