@@ -157,7 +157,12 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--tokens", required=True, help="the codec's token store (audiokit tokenize; its manifests give the audio)")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("-k", "--k", type=int, default=256, help="number of units [256]")
-    p.add_argument("--fit-items", type=int, default=1000, help="training utterances the k-means reads [1000]")
+    p.add_argument("--fit-items", type=int, default=1000,
+                   help="training utterances the k-means (or the phones' CTC head) reads [1000]")
+    p.add_argument("--phones", action="store_true",
+                   help="phone units instead of k-means: a CTC head on the encoder learns the transcripts' phones "
+                        "(espeak-ng), and every utterance's phones are force-aligned to its frames (pauses: silence)")
+    p.add_argument("--fit-steps", type=int, default=2000, help="with --phones: the CTC head's training steps [2000]")
     p.add_argument("--n-q", type=int, default=None, help="codec codebooks under the units in OUT/stacked [all]")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_units)
@@ -567,7 +572,7 @@ def cmd_units(args) -> int:
         raise UserError(f"-k must be at least 2, got {args.k}")
     try:
         write_unit_stores(args.asr, args.tokens, args.out, k=args.k, fit_items=args.fit_items, n_q=args.n_q,
-                          seed=args.seed)
+                          seed=args.seed, phones=args.phones, fit_steps=args.fit_steps)
     except UnitsError as e:
         raise UserError(str(e)) from None
     return 0

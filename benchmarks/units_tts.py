@@ -179,8 +179,11 @@ def main():
             vv, vl = deduplicate(vu, K - 1)
             voice_runs = torch.stack([vv, vl])[:, :Pr]
             frames = {"recordings' units → decoder": units.encode(wav, sr).codes[0, 0]}
+            if hasattr(units, "align"):  # phone units: the recording's phones force-aligned to it, as the stores hold them
+                frames = {"recordings' phones, aligned to the transcript → decoder": units.align(wav, sr, text),
+                          "recordings' phones, the best path (no transcript) → decoder": frames["recordings' units → decoder"]}
             if with_lengths:
-                values, _ = deduplicate(frames["recordings' units → decoder"], K - 1)
+                values, _ = deduplicate(next(iter(frames.values())), K - 1)
                 stats.setdefault("recordings", []).append(len(values))
                 frames["recordings' runs, predicted lengths → decoder"] = expand(values, run_lengths(ids, voice_runs, values))
             if ar is not None and with_lengths:

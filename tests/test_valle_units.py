@@ -85,7 +85,8 @@ def test_units_command_refuses_bad_input_in_one_line(work, tmp_path, capsys):
         assert err.startswith("audiokit: error:") and "Traceback" not in err
 
 
-def test_units_decoder_memorises_its_latents(work):
+@pytest.mark.parametrize("fft", [False, True], ids=["attention", "conv+run-positions"])
+def test_units_decoder_memorises_its_latents(work, fft):
     """The decoder's learning test: a few dozen steps on four utterances bring the latent's error far down."""
     store = work / "units/stacked"
     from audiokit.data.manifest import read_manifest
@@ -94,7 +95,8 @@ def test_units_decoder_memorises_its_latents(work):
     ds = ValleDataset(entries, store=store, prompt_seconds=0.5, prefix_prob=0.0, train=False)
     batch = collate_valle([ds[i] for i in range(4)])
     torch.manual_seed(0)
-    m = UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=4, d_model=32, n_layer=2, voice_dim=16)
+    extra = dict(conv_kernel=5, run_positions=True) if fft else {}
+    m = UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=4, d_model=32, n_layer=2, voice_dim=16, **extra)
     _, valid, _, _, z = m._split(batch)
     m.set_normalization(z[valid])
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
@@ -106,6 +108,14 @@ def test_units_decoder_memorises_its_latents(work):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.05 * losses[0], (losses[0], losses[-1])
+    if fft:  # padding never reaches a valid frame: an item alone and beside a longer one decode the same
+        units, valid, voice, voice_frames, _ = m._split(batch)
+        n = int(valid[0].sum())
+        with torch.no_grad():
+            alone = m.model(units[:1, :n], valid[:1, :n], voice[:1], voice_frames[:1])
+            both = m.model(units, valid, voice, voice_frames)[:1, :n]
+        assert n < units.shape[1] and torch.allclose(alone, both, atol=1e-5)
+        return
     with pytest.raises(CodecMismatchError, match="n_codebooks"):
         UnitsDecoderModule(str(work / "codec"), n_units=K, n_codebooks=5)
     # mel_weight: the codec decoder's mel error joins the loss, and its gradient reaches the decoder's weights only
@@ -122,6 +132,15 @@ def test_units_decoder_memorises_its_latents(work):
     m.log = m.log_dict = lambda *a, **k: None
     m.training_step(batch, 0).backward()
     assert m.model.out.weight.grad.abs().sum() > 0
+
+
+def test_run_positions_tell_where_a_frame_sits_in_its_run():
+    from audiokit.valle.model import run_positions
+
+    u = torch.tensor([[3, 3, 3, 5, 7, 7, 0, 0], [1] * 8])
+    since, until = run_positions(u, cap=4)
+    assert since.tolist() == [[0, 1, 2, 0, 0, 1, 0, 1], [0, 1, 2, 3, 4, 4, 4, 4]]
+    assert until.tolist() == [[2, 1, 0, 0, 1, 0, 1, 0], [4, 4, 4, 4, 3, 2, 1, 0]]
 
 
 def test_mel_windows_take_the_same_window_inside_each_utterance():

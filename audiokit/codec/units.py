@@ -52,6 +52,18 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
     return c
 
 
+def asr_encoder(asr) -> tuple[dict, dict]:
+    """``asr``'s encoder (a :class:`~audiokit.asr.transcriber.Transcriber`, or anything ``Transcriber.load`` reads):
+    its sizes and its float32 weights."""
+    from ..asr.transcriber import Transcriber
+
+    t = asr if isinstance(asr, Transcriber) else Transcriber.load(asr)
+    d = t.model.dims
+    dims = {"n_mels": d.n_mels, "n_audio_ctx": d.n_audio_ctx, "n_audio_state": d.n_audio_state,
+            "n_audio_head": d.n_audio_head, "n_audio_layer": d.n_audio_layer}
+    return dims, {k: v.float() for k, v in t.model.encoder.state_dict().items()}
+
+
 class _UnitModel(nn.Module):
     """The encoder and the centroids, as one module (``tokenize`` moves ``.model`` to its device)."""
 
@@ -92,7 +104,7 @@ class UnitTokenizer:
 
     @property
     def device(self) -> torch.device:
-        return self.model.centroids.device
+        return next(self.model.encoder.parameters()).device
 
     def n_q_for(self, bandwidth: float | None = None, n_q: int | None = None) -> int:
         if n_q not in (None, 1) or bandwidth is not None:
@@ -138,13 +150,17 @@ class UnitTokenizer:
             n = -(-round(c.shape[-1] * SAMPLE_RATE / sample_rate) // 320)
             if n == 0:
                 raise UnitsError("cannot encode an empty clip")
-            u = torch.cdist(self.features(c, sample_rate), self.model.centroids.float()).argmin(1).cpu()
+            u = self._frame_units(c, sample_rate)
             rows.append(torch.cat([u, u[-1:].expand(max(0, n - len(u)))])[:n])
         lengths = torch.tensor([len(r) for r in rows], device="cpu")
         codes = torch.zeros(len(rows), 1, int(lengths.max()), dtype=torch.long, device="cpu")
         for i, r in enumerate(rows):
             codes[i, 0, : len(r)] = r
         return CodecTokens(codes, self.info, lengths)
+
+    def _frame_units(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """One clip → its units ``[frames]`` (on the CPU): the nearest centroid of each encoder frame."""
+        return torch.cdist(self.features(wav, sample_rate), self.model.centroids.float()).argmin(1).cpu()
 
     # ------------------------------------------------------------------ building, saving, loading
     @classmethod
@@ -153,15 +169,9 @@ class UnitTokenizer:
         """Units of ``asr``'s encoder (a :class:`~audiokit.asr.transcriber.Transcriber`, or anything
         ``Transcriber.load`` reads), clustered into ``k`` by k-means over up to ``max_frames`` frames (a random
         subset, seeded) of ``clips`` (``(audio, sample_rate)`` pairs)."""
-        from ..asr.transcriber import Transcriber
-
-        t = asr if isinstance(asr, Transcriber) else Transcriber.load(asr)
-        d = t.model.dims
-        dims = {"n_mels": d.n_mels, "n_audio_ctx": d.n_audio_ctx, "n_audio_state": d.n_audio_state,
-                "n_audio_head": d.n_audio_head, "n_audio_layer": d.n_audio_layer}
+        dims, encoder = asr_encoder(asr)
         model = _UnitModel(dims, k)
-        model.encoder.load_state_dict(t.model.encoder.state_dict())
-        model.encoder.float()
+        model.encoder.load_state_dict(encoder)
         tok = cls(model, name)
         feats = torch.cat([tok.features(w, sr).cpu() for w, sr in clips])
         if len(feats) > max_frames:
@@ -178,7 +188,8 @@ class UnitTokenizer:
             state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, str(tmp / "units.safetensors"))
             (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "version": 1, "name": self.name,
-                                                         "k": self.k, "dims": self.model.dims}, indent=1))
+                                                         "k": self.k, "dims": self.model.dims, **self._config()},
+                                                        indent=1))
 
         write_folder(folder, write)
         return Path(folder)
@@ -191,8 +202,13 @@ class UnitTokenizer:
         if not (folder / "config.json").is_file():
             raise UnitsError(f"{folder}: not a units folder (no config.json)")
         config = read_json_file(folder / "config.json", UnitsError, FORMAT, what="units folder")
+        kind = config.get("kind", "kmeans")
+        if kind == "phones":
+            from .phones import PhoneTokenizer as cls
+        elif kind != "kmeans":
+            raise UnitsError(f"{folder}/config.json: units of an unknown kind {kind!r} (a newer audiokit's?)")
         try:
-            model = _UnitModel(config["dims"], int(config["k"]))
+            model = cls._new_model(config)
         except (KeyError, TypeError, ValueError) as e:
             raise UnitsError(f"{folder}/config.json: not a units configuration ({e})") from None
         state = load_safetensors_file(folder / "units.safetensors", UnitsError)
@@ -200,7 +216,19 @@ class UnitTokenizer:
             model.load_state_dict(state)
         except RuntimeError as e:
             raise UnitsError(f"{folder}/units.safetensors does not match its config.json: {str(e).splitlines()[0]}") from None
-        return cls(model, config.get("name", "")).to(device)
+        return cls._from_model(model, config).to(device)
+
+    # the hooks a kind of units overrides (k-means here; phones in :mod:`audiokit.codec.phones`)
+    def _config(self) -> dict:
+        return {}
+
+    @classmethod
+    def _new_model(cls, config: dict) -> nn.Module:
+        return _UnitModel(config["dims"], int(config["k"]))
+
+    @classmethod
+    def _from_model(cls, model: nn.Module, config: dict) -> UnitTokenizer:
+        return cls(model, config.get("name", ""))
 
 
 # ---------------------------------------------------------------------- grids built from units
@@ -242,12 +270,14 @@ def stacked_info(units: CodecInfo, codec: CodecInfo, n_q: int) -> CodecInfo:
 
 # ---------------------------------------------------------------------- the stores a units TTS trains on
 def write_unit_stores(asr, tokens: str | os.PathLike, out: str | os.PathLike, k: int = 256, fit_items: int = 1000,
-                      n_q: int | None = None, seed: int = 0, log=print) -> dict[str, Path]:
+                      n_q: int | None = None, seed: int = 0, log=print, phones: bool = False,
+                      fit_steps: int = 2000) -> dict[str, Path]:
     """From a codec token store (``audiokit tokenize``; its manifests give the audio) and an ASR (the recipe's own,
     never the judge's), write under ``out``:
 
     * ``tokenizer/``: the :class:`UnitTokenizer` (k-means over the encoder frames of ``fit_items`` random
-      training utterances; loaded instead when it is there);
+      training utterances; with ``phones``, a :class:`~audiokit.codec.phones.PhoneTokenizer` whose CTC head trains
+      ``fit_steps`` steps on them and their transcripts; loaded instead when it is there);
     * ``frames/``: every utterance's units, frame for frame with the codec's store;
     * ``runs/``: the units as runs (:func:`deduplicate`; row 1 the unit, row 2 its length) — the AR and the
       lengths NAR train here;
@@ -273,9 +303,19 @@ def write_unit_stores(asr, tokens: str | os.PathLike, out: str | os.PathLike, k:
     else:
         entries = list(splits["train"])
         random.Random(seed).shuffle(entries)
-        bar = Progress(min(fit_items, len(entries)), "units: k-means features", unit="utterances")
+        if phones:
+            from .phones import PhoneTokenizer
+
+            entries = [e for e in entries if e.get("text")]
+        bar = Progress(min(fit_items, len(entries)), f"units: {'phone' if phones else 'k-means'} features",
+                       unit="utterances")
         clips = (bar.update(1) or entry_audio(e) for e in entries[:fit_items])
-        units = UnitTokenizer.fit(asr, clips, k=k, seed=seed, name=f"{out.resolve().parent.name}-units{k}")
+        if phones:
+            items = [(*clip, e["text"]) for clip, e in zip(clips, entries)]
+            units = PhoneTokenizer.fit(asr, items, steps=fit_steps, seed=seed, log=log,
+                                       name=f"{out.resolve().parent.name}-phones")
+        else:
+            units = UnitTokenizer.fit(asr, clips, k=k, seed=seed, name=f"{out.resolve().parent.name}-units{k}")
         bar.close()
         units.save(paths["tokenizer"])
         log(f"{paths['tokenizer']}: {units.info.describe()}")
@@ -298,7 +338,11 @@ def write_unit_stores(asr, tokens: str | os.PathLike, out: str | os.PathLike, k:
         by_id = {e["id"]: e for entries in splits.values() for e in entries}
         with TokenStore.writer(paths["frames"], units.info) as w:
             for key in ids:
-                u = units.encode(*entry_audio(by_id[key])).codes
+                e = by_id[key]
+                if hasattr(units, "align") and e.get("text"):  # phones: aligned to the transcript
+                    u = units.align(*entry_audio(e, SAMPLE_RATE), e["text"])[None, None]
+                else:
+                    u = units.encode(*entry_audio(e)).codes
                 n = codec.n_frames(key)
                 u = torch.cat([u, u[..., -1:].expand(1, 1, max(0, n - u.shape[-1]))], -1)[..., :n]
                 w.add(key, CodecTokens(u, units.info))

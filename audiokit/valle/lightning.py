@@ -197,6 +197,8 @@ class UnitsDecoderModule(L.LightningModule):
         mel_weight: > 0 adds, at this weight, the multi-scale log-mel L1 between the codec decoder's audio from
             the predicted latent and from the true one (the error where the listener hears it; the codec decoder
             is frozen but runs in every step, several times slower on a CPU).
+        conv_kernel, run_positions: FastSpeech-style convolutions after the attention blocks, and where each frame
+            sits in its run (:class:`UnitsDecoderDims`; phone units need them: session 29).
         mel_crop_frames: > 0 computes the mel term on one random window of this many latent frames per utterance
             (the same window of prediction and truth) instead of whole utterances: the decoder is convolutional, so
             a window is heard as it is in the whole, and a step costs a fraction of the codec decoder's time.
@@ -208,7 +210,7 @@ class UnitsDecoderModule(L.LightningModule):
                  n_layer: int = 3, voice_dim: int = 64, lr: float = 2e-3, betas=(0.9, 0.96), eps: float = 1e-8,
                  weight_decay: float = 0.01, warmup_steps: int = 50, final_lr_fraction: float = 0.0,
                  norm_batches: int = 8, mel_weight: float = 0.0,
-                 mel_crop_frames: int = 0):
+                 mel_crop_frames: int = 0, conv_kernel: int = 0, run_positions: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self._codec = _load_codec(codec)  # a plain attribute: not a submodule, so not in the checkpoint
@@ -216,7 +218,7 @@ class UnitsDecoderModule(L.LightningModule):
         if n_codebooks > info.n_codebooks:
             raise CodecMismatchError(f"model.n_codebooks is {n_codebooks}, but the codec {info.describe()} has fewer")
         self.dims = UnitsDecoderDims(n_units, self._codec.model.latent_dim, info.codebook_size, n_codebooks, d_model,
-                                     n_head, n_layer, voice_dim)
+                                     n_head, n_layer, voice_dim, conv_kernel, run_positions)
         self.model = UnitsDecoder(self.dims)
         self.grid: CodecInfo | None = None  # the stacked store's identity (export checks it against units + codec)
         self._mel = None

@@ -200,6 +200,8 @@ class UnitsDecoderDims:
     n_head: int = 4
     n_layer: int = 3
     voice_dim: int = 64
+    conv_kernel: int = 0  # > 0: a convolution over this many frames after each attention block (FastSpeech's FFT block)
+    run_positions: bool = False  # each frame also reads how far it is from its run's start and end (up to 15)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,6 +212,37 @@ class UnitsDecoderDims:
         if unknown:
             raise ValueError(f"unknown units-decoder dimensions {sorted(unknown)}")
         return cls(**d)
+
+
+MAX_RUN_POSITION = 15  # frames; a frame further from its run's start (or end) reads as this far
+
+
+def run_positions(units: torch.Tensor, cap: int = MAX_RUN_POSITION) -> tuple[torch.Tensor, torch.Tensor]:
+    """For frame units ``[B, T]``: each frame's distance in frames from the first frame of its run (a run: equal
+    units in a row) and from its last, each capped at ``cap`` — where a frame sits inside its phone or unit."""
+    B, T = units.shape
+    idx = torch.arange(T, device=units.device).expand(B, T)
+    starts = torch.ones_like(units, dtype=torch.bool)
+    starts[:, 1:] = units[:, 1:] != units[:, :-1]
+    since = idx - torch.where(starts, idx, torch.zeros_like(idx)).cummax(1).values
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    rev = torch.where(ends, idx, torch.full_like(idx, T)).flip(1).cummin(1).values.flip(1)
+    return since.clamp(max=cap), (rev - idx).clamp(max=cap)
+
+
+class _FrameConv(nn.Module):
+    """A residual convolution over ``kernel`` frames (pre-norm, widening 2× then back), padding frames zeroed."""
+
+    def __init__(self, d: int, kernel: int):
+        super().__init__()
+        self.ln = LayerNorm(d)
+        self.conv = nn.Conv1d(d, 2 * d, kernel, padding=kernel // 2)
+        self.proj = Linear(2 * d, d)
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = self.ln(h).masked_fill(~valid[..., None], 0.0).transpose(1, 2)
+        return h + self.proj(nn.functional.gelu(self.conv(x)).transpose(1, 2)[:, : h.shape[1]])
 
 
 class UnitsDecoder(nn.Module):
@@ -230,6 +263,10 @@ class UnitsDecoder(nn.Module):
         self.voice_proj = Linear(dims.voice_dim, d)
         self.unit_emb = nn.Embedding(dims.n_units, d)
         self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_head) for _ in range(dims.n_layer))
+        if dims.conv_kernel:
+            self.convs = nn.ModuleList(_FrameConv(d, dims.conv_kernel) for _ in range(dims.n_layer))
+        if dims.run_positions:
+            self.run_emb = nn.Embedding(2 * (MAX_RUN_POSITION + 1), d)
         self.ln = LayerNorm(d)
         self.out = Linear(d, dims.latent_dim)
         self.register_buffer("mean", torch.zeros(dims.latent_dim))
@@ -243,9 +280,14 @@ class UnitsDecoder(nn.Module):
         B, T = units.shape
         pos = sinusoids(torch.arange(T, device=units.device), self.dims.d_model)
         h = self.unit_emb(units) + 0.1 * pos[None] + self.voice_proj(self.voice(voice, voice_frames))[:, None]
+        if self.dims.run_positions:
+            since, until = run_positions(units, MAX_RUN_POSITION)
+            h = h + self.run_emb(since) + self.run_emb(until + MAX_RUN_POSITION + 1)
         mask = padding_mask(valid)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h, mask=mask)
+            if self.dims.conv_kernel:
+                h = self.convs[i](h, valid)
         return self.out(self.ln(h))
 
     def latents(self, units: torch.Tensor, valid: torch.Tensor, voice: torch.Tensor,
