@@ -76,6 +76,25 @@ def test_units_writes_frames_runs_and_stacked_stores_that_agree(work):
     assert (work / "units/stacked/index.json").stat().st_mtime_ns == before
 
 
+def test_units_phones_aligns_every_utterance_to_its_transcript(work, tmp_path):
+    from audiokit.codec.phones import SILENCE, PhoneTokenizer
+    from audiokit.data.manifest import entry_audio, read_manifest
+
+    out = tmp_path / "phones"
+    assert main(["-q", "units", "--phones", "--asr", str(work / "asr"), "--tokens", str(work / "tokens"), "--out",
+                 str(out), "--fit-items", "10", "--fit-steps", "3"]) == 0
+    units = UnitTokenizer.load(out / "tokenizer")
+    codec, frames, stacked = TokenStore(work / "tokens"), TokenStore(out / "frames"), TokenStore(out / "stacked")
+    assert isinstance(units, PhoneTokenizer) and len(frames) == len(codec)
+    for e in list(read_manifest(work / "tokens/train.jsonl"))[:4]:
+        u = frames[e["id"]].codes[0, 0]
+        wav, sr = entry_audio(e, 16000)
+        assert torch.equal(u, units.align(wav, sr, e["text"])[: len(u)])  # the store holds the forced alignment
+        heard = torch.unique_consecutive(u[u != SILENCE])
+        assert len(heard) >= 0.5 * len(units.labels(e["text"]))  # the transcript's phones, not a best guess
+        assert torch.equal(stacked[e["id"]].codes[0, 0], u)
+
+
 def test_units_command_refuses_bad_input_in_one_line(work, tmp_path, capsys):
     for args in (["--asr", str(tmp_path / "none"), "--tokens", str(work / "tokens")],
                  ["--asr", str(work / "asr"), "--tokens", str(tmp_path)],
