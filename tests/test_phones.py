@@ -93,6 +93,8 @@ def test_phone_tokenizer_folder_aligns_encodes_and_refuses_other_kinds(asr, tmp_
     assert len(a) == 65 and heard == back.labels("one two").tolist()  # every phone of the transcript, in order
     assert torch.equal(back.align(wav[:640], 16000, "one two three four"),  # too short to hold them: best path
                        back.encode(wav[:640], 16000).codes[0, 0])
+    with pytest.raises(UnitsError, match="empty"):
+        back.align(torch.zeros(0), 16000, "one")
     cfg = json.loads((tmp_path / "p/config.json").read_text())
     (tmp_path / "p/config.json").write_text(json.dumps({**cfg, "kind": "vq"}))
     with pytest.raises(UnitsError, match="unknown kind 'vq'"):

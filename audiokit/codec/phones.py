@@ -196,6 +196,8 @@ class PhoneTokenizer(UnitTokenizer):
     def align(self, wav: torch.Tensor, sample_rate: int, text: str, features: torch.Tensor | None = None) -> torch.Tensor:
         """A clip and its transcript → its phone units ``[ceil(samples / 320)]``, force-aligned (the best path
         when the clip is too short to hold the transcript's phones)."""
+        if torch.as_tensor(wav, device="cpu").numel() == 0:
+            raise UnitsError("cannot align an empty clip")
         lp = self.log_probs(wav, sample_rate, features)
         path = ctc_align(lp, self.labels(text))
         return self._units(lp.argmax(-1) if path is None else path, wav, sample_rate)
