@@ -77,7 +77,7 @@ def test_paper_configs_have_the_published_sizes(name, params):
 CODEC_OF_SIZE = {"tiny": "tiny", "cpu": "speech16", "digits": "speech16"}  # cpu, digits: the bundled speech codec's tokens
 VALLE_CONFIGS = sorted((CONFIGS[0].parents[1] / "valle").glob("*.yaml"))
 TORTOISE_CONFIGS = sorted((CONFIGS[0].parents[1] / "tortoise").glob("*.yaml"))
-UNITS_CONFIGS = [p for p in VALLE_CONFIGS + TORTOISE_CONFIGS if "_units_" in p.stem]
+UNITS_CONFIGS = [p for p in VALLE_CONFIGS + TORTOISE_CONFIGS if "_units_" in p.stem or "_phones_" in p.stem]
 VALLE_CONFIGS = [p for p in VALLE_CONFIGS if p not in UNITS_CONFIGS]
 TORTOISE_CONFIGS = [p for p in TORTOISE_CONFIGS if p not in UNITS_CONFIGS]
 UNITS_FAMILY = {"ar": "valle-ar", "lengths": "valle-nar", "decoder": "units-decoder"}
@@ -86,18 +86,21 @@ UNITS_FAMILY = {"ar": "valle-ar", "lengths": "valle-nar", "decoder": "units-deco
 @pytest.mark.parametrize("path", UNITS_CONFIGS, ids=[f"{p.parent.name}-{p.stem}" for p in UNITS_CONFIGS])
 def test_units_configs(path, capsys):
     """The digits recipe's units stages (20-22, 24-25) parse through LightningCLI and read the stores of ``audiokit
-    units``: the runs (K = 256 units; a prompt of 42 runs) for the ARs, the lengths NAR and CLVP, the stacked grid
-    (units over the bundled codec's 12 codebooks) for the decoder."""
+    units``: the runs (K = 256 units, or 51 phone units; a prompt of 42 runs on digits, about 3 s of speech on the
+    12 h corpus: 85 k-means runs or 36 phones) for the ARs, the lengths NAR and CLVP, the stacked grid (units over the
+    bundled codec's 12 codebooks) for the decoder."""
     cfg = yaml.safe_load(path.read_text())
+    phones = "_phones_" in path.stem
+    K, prompt_runs = (51, 36) if phones else (256, 42 if path.stem.startswith("digits") else 85)
     if path.parent.name == "tortoise":  # Tortoise's AR (its voice encoder reads units and lengths) and CLVP
         stage = path.stem.split("_")[-1]
         with pytest.raises(SystemExit) as e:
             main(["train", "tortoise-ar" if stage == "ar" else "clvp", "--config", str(path), "--print_config"])
         assert e.value.code == 0
         printed = yaml.safe_load(capsys.readouterr().out)
-        assert printed["model"] == {**printed["model"], **cfg["model"]} and cfg["model"]["codebook_size"] == 256
+        assert printed["model"] == {**printed["model"], **cfg["model"]} and cfg["model"]["codebook_size"] == K
         voice = round(cfg["data"]["voice_seconds"] * 50)  # in runs: the prompts of the VALL-Es on the same units
-        assert cfg["data"]["token_store"].endswith("units/runs") and voice == (42 if path.stem.startswith("digits") else 85)
+        assert cfg["data"]["token_store"].endswith("units/runs") and voice == prompt_runs
         assert stage == "clvp" or cfg["model"]["n_codebooks"] == 2
         return
     family = UNITS_FAMILY[path.stem.split("_")[-1]]
@@ -108,12 +111,13 @@ def test_units_configs(path, capsys):
     assert printed["model"] == {**printed["model"], **cfg["model"]}
     if family == "units-decoder":
         gen = yaml.safe_load((CONFIGS[0].parent / "speech16.yaml").read_text())["model"]["generator"]
-        assert cfg["model"]["n_codebooks"] == gen["n_codebooks"] and cfg["model"]["n_units"] == 256
+        assert cfg["model"]["n_codebooks"] == gen["n_codebooks"] and cfg["model"]["n_units"] == K
         assert cfg["data"]["token_store"].endswith("units/stacked") and cfg["data"]["prefix_prob"] == 0.0
+        assert not phones or (printed["model"]["conv_kernel"] > 0 and printed["model"]["run_positions"])
     else:
-        assert cfg["model"]["codebook_size"] == 256 and cfg["model"]["n_codebooks"] == (1 if family == "valle-ar" else 2)
+        assert cfg["model"]["codebook_size"] == K and cfg["model"]["n_codebooks"] == (1 if family == "valle-ar" else 2)
         runs = round(cfg["data"]["prompt_seconds"] * 50)  # digits: 42 runs, 1.5 s of speech; cpu: 85, about 3 s
-        assert cfg["data"]["token_store"].endswith("units/runs") and runs == (42 if path.stem.startswith("digits") else 85)
+        assert cfg["data"]["token_store"].endswith("units/runs") and runs == prompt_runs
 
 
 @pytest.mark.parametrize("path", VALLE_CONFIGS, ids=[p.stem for p in VALLE_CONFIGS])
