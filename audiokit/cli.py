@@ -156,7 +156,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--asr", required=True, help="the ASR whose encoder makes the units (exported folder or checkpoint)")
     p.add_argument("--tokens", required=True, help="the codec's token store (audiokit tokenize; its manifests give the audio)")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("-k", "--k", type=int, default=256, help="number of units [256]")
+    p.add_argument("-k", "--k", type=int, default=256, help="number of units [256] (with --phones: the phones heard)")
     p.add_argument("--fit-items", type=int, default=1000,
                    help="training utterances the k-means (or the phones' CTC head) reads [1000]")
     p.add_argument("--phones", action="store_true",

@@ -205,7 +205,9 @@ class UnitTokenizer:
         kind = config.get("kind", "kmeans")
         if kind == "phones":
             from .phones import PhoneTokenizer as cls
-        elif kind != "kmeans":
+        elif kind == "kmeans":
+            cls = UnitTokenizer
+        else:
             raise UnitsError(f"{folder}/config.json: units of an unknown kind {kind!r} (a newer audiokit's?)")
         try:
             model = cls._new_model(config)
