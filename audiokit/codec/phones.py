@@ -90,7 +90,7 @@ def ctc_align(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | N
         best, arg = cand.max(0)
         back[t] = arg.to(torch.uint8)
         score = best + emit[t]
-    s = S - 1 if S == 1 or score[S - 1] >= score[S - 2] else S - 2
+    s = S - 1 if score[S - 1] >= score[S - 2] else S - 2  # end on the last label or the blank after it
     path = torch.empty(T, dtype=torch.long, device="cpu")
     for t in range(T - 1, -1, -1):
         path[t] = ext[s]
@@ -113,15 +113,11 @@ def frame_phones(path: torch.Tensor, wav: torch.Tensor, n_frames: int, min_pause
     u = torch.cat([u, u[-1:].expand(max(0, n_frames - len(u)))])[:n_frames]
     wav = nn.functional.pad(wav.float().cpu(), (0, max(0, n_frames * HOP - wav.shape[-1])))[: n_frames * HOP]
     energy = wav.reshape(n_frames, HOP).pow(2).mean(1).add(1e-10).log10().mul(10)
-    quiet = (energy < energy.max() - silence_db).tolist()
-    t = 0
-    while t < n_frames:
-        e = t
-        while e < n_frames and quiet[e]:
-            e += 1
-        if e - t >= min_pause:
-            u[t:e] = SILENCE
-        t = max(e, t + 1)
+    quiet, counts = torch.unique_consecutive(energy < energy.max() - silence_db, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    for q, s, c in zip(quiet.tolist(), starts.tolist(), counts.tolist()):
+        if q and c >= min_pause:
+            u[s : s + c] = SILENCE
     return u
 
 
