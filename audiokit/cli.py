@@ -270,6 +270,9 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
     p.add_argument("--units", default=None, help="VALL-E or Tortoise on units: the units tokenizer folder (audiokit units' OUT/tokenizer)")
     p.add_argument("--decoder", default=None, help="VALL-E or Tortoise on units: the units-decoder checkpoint")
+    p.add_argument("--alignment", default="monotonic", choices=["monotonic", "free"],
+                   help="on phone units: the AR spells the text's phones in order and chooses the pauses (monotonic), or "
+                        "chooses every unit itself (free: it may skip or repeat words) [monotonic]")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     store.add_argument("--int8", action="store_true",
@@ -806,7 +809,7 @@ def cmd_export(args) -> int:
             from .valle.units import UnitsValleTTS
 
             tts = UnitsValleTTS.from_checkpoints(args.checkpoint, args.nar, args.codec, args.units, args.decoder,
-                                                 asr=args.asr, name=args.name)
+                                                 asr=args.asr, name=args.name, alignment=args.alignment)
             parts = {"ar": args.checkpoint, "nar": args.nar, "decoder": args.decoder}
             what = f"VALL-E on units (runs AR + lengths NAR + units decoder), {tts.units.info.describe()} → "
         else:
@@ -824,7 +827,7 @@ def cmd_export(args) -> int:
         from .tortoise.units import UnitsTortoiseTTS
 
         model = UnitsTortoiseTTS.from_checkpoints(args.checkpoint, args.clvp, args.nar, args.decoder, args.codec,
-                                                  args.units, name=args.name)
+                                                  args.units, name=args.name, alignment=args.alignment)
         parts = {"ar": args.checkpoint, "clvp": args.clvp, "nar": args.nar, "decoder": args.decoder}
         summary = (f"Tortoise on units (AR runs + CLVP + lengths NAR + units decoder), {model.units.info.describe()} → "
                    f"{model.codec.info.describe()}")

@@ -15,7 +15,9 @@ run length in ``--runs-store``), the runs expand to frames, and a decoder turns 
 or codes: ``--regressor`` (the units regressor ``tortoise_conditioning_probe.py --mode units`` saved) and/or
 ``--nar`` (a VALL-E NAR over the units + codec grid); the codec decodes. Rows judged (Whisper tiny.en, greedy;
 the recordings first): the recordings' own units through each decoder (its ceiling), their runs with predicted
-lengths (the lengths' cost), and each AR's runs, greedy and top-k 50 (end to end).
+lengths (the lengths' cost), and each AR's runs, greedy and top-k 50 (end to end). With phone units it also prints
+each AR's phone error: the edit distance of its runs (pauses and repeats merged) to the transcript's phones (the
+recording's forced alignment), beside the CTC head's best path on the recording — no judge needed (``--judge none``).
 """
 import argparse
 import json
@@ -84,7 +86,7 @@ def main():
     args = p.parse_args()
     torch.manual_seed(args.seed)
 
-    from audiokit.asr.metrics import wer_cer
+    from audiokit.asr.metrics import edit_distance, wer_cer
     from audiokit.asr.transcriber import Transcriber
     from audiokit.codec.codec import Codec
     from audiokit.codec.units import UnitTokenizer, deduplicate, expand
@@ -169,6 +171,16 @@ def main():
             return mode
         return (probs[0][0] @ torch.arange(probs[0].shape[-1], dtype=torch.float)).round().long()
 
+    errors: dict[str, list[int]] = {}
+
+    def phone_error(name, runs, truth):
+        """Phone units: the edit distance of a model's runs (pauses and repeats merged) to the transcript's phones."""
+        said = torch.unique_consecutive(runs.cpu())
+        said = said[said != 0].tolist()
+        e = errors.setdefault(name, [0, 0])
+        e[0] += edit_distance(truth, said)
+        e[1] += len(truth)
+
     with torch.no_grad():
         for text, wav, voice in zip(refs, real, voices):
             ids = torch.tensor(phoneme_ids(phonemize([text], "en")[0]))
@@ -182,6 +194,11 @@ def main():
             if hasattr(units, "align"):  # phone units: the recording's phones force-aligned to it, as the stores hold them
                 frames = {"recordings' phones, aligned to the transcript → decoder": units.align(wav, sr, text),
                           "recordings' phones, the best path (no transcript) → decoder": frames["recordings' units → decoder"]}
+            truth = None
+            if hasattr(units, "align"):  # the transcript's phones, as the aligned runs spell them (no pauses)
+                truth = torch.unique_consecutive(frames["recordings' phones, aligned to the transcript → decoder"])
+                truth = truth[truth != 0].tolist()
+                phone_error("the recording's best path", frames["recordings' phones, the best path (no transcript) → decoder"], truth)
             if with_lengths:
                 values, _ = deduplicate(next(iter(frames.values())), K - 1)
                 stats.setdefault("recordings", []).append(len(values))
@@ -193,6 +210,8 @@ def main():
                     v = v if len(v) else voice_runs[0, -1:]
                     frames[f"AR runs ({name}) → lengths → decoder"] = expand(v, paced(run_lengths(ids, voice_runs, v), ids))
                     stats.setdefault(name, []).append(len(v))
+                    if truth is not None:
+                        phone_error(f"AR ({name})", v, truth)
             if tortoise is not None and with_lengths:
                 from audiokit.tortoise.data import text_ids
                 from audiokit.tortoise.generate import sample_candidates
@@ -204,6 +223,8 @@ def main():
                     v = v if len(v) else voice_runs[0, -1:]
                     frames[f"Tortoise AR runs ({name}) → lengths → decoder"] = expand(v, run_lengths(ids, voice_runs, v))
                     stats.setdefault(f"Tortoise {name}", []).append(len(v))
+                    if truth is not None:
+                        phone_error(f"Tortoise AR ({name})", v, truth)
                 if clvp is not None:
                     from audiokit.tortoise.model import framed
 
@@ -215,12 +236,17 @@ def main():
                     best = int(clvp.score(t, tv, sp, sv).argmax())
                     for name, v in ((f"CLVP's pick of {args.candidates}", cands[best]), ("a random candidate", cands[0])):
                         frames[f"Tortoise AR runs ({name}) → lengths → decoder"] = expand(v, run_lengths(ids, voice_runs, v))
+                        if truth is not None:
+                            phone_error(f"Tortoise AR ({name})", v, truth)
             systems["recordings"].append(wav)
             for name, u in frames.items():
                 stats.setdefault(f"frames: {name}", []).append(len(u))
                 for dname, decode in decoders.items():
                     systems.setdefault(f"{name} [{dname}]", []).append(decode(ids, u, prompt, vfull).reshape(-1))
-    result = {"items": len(refs), "seconds": round(time.time() - t0), "means": {k: round(sum(v) / len(v), 1) for k, v in stats.items()}}
+    result = {"items": len(refs), "seconds": round(time.time() - t0), "means": {k: round(sum(v) / len(v), 1) for k, v in stats.items()},
+              "phone_error": {k: round(e / max(n, 1), 4) for k, (e, n) in errors.items()}}
+    for name, rate in result["phone_error"].items():
+        print(f"{name}: phone error {rate:.1%} against the transcript's phones", flush=True)
     judge = Transcriber.load(args.judge) if args.judge != "none" else None
     for name, wavs in systems.items() if judge else ():
         hyps = [h.text for h in judge.transcribe(wavs, sr, temperature=0.0)]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from audiokit.nn.sampling import filter_logits, repetition_aware, sample
+from audiokit.nn.sampling import Spelling, filter_logits, repetition_aware, sample
 from audiokit.valle.data import ar_inputs, collate_valle, nar_inputs
 from audiokit.valle.generate import SamplingOptions, generate_ar, generate_nar
 from audiokit.valle.model import AUDIO, PAD, TEXT, ValleAR, ValleDims, ValleNAR, attention_mask
@@ -203,6 +203,40 @@ def test_repetition_aware_sampling_breaks_a_loop_in_ar_decoding(models):
         assert len(o) == 40 and o.tolist().count(5) < 28 and len(set(o.tolist())) > 5
     with pytest.raises(ValueError, match="repetition"):
         SamplingOptions(repetition_window=-1)
+
+
+def _spoken(out, pause):
+    return [t for t in out if t != pause]
+
+
+@pytest.mark.parametrize("options", [SamplingOptions(temperature=0), SamplingOptions(seed=3, top_k=None)],
+                         ids=["greedy", "sampled"])
+def test_spelling_makes_the_ar_say_its_script_in_order_and_nothing_else(models, options):
+    """Phone units' monotonic alignment: whatever a (here random) AR prefers, each row spells its script exactly,
+    with at most one pause between entries, and stops right after it; without the spelling it does not."""
+    ar, _ = models
+    it = _items(2)
+    texts, prompts = [i["text"] for i in it], [i["prompt"][0] for i in it]
+    scripts, pause = [torch.tensor([3, 7, 7, 12, 3]), torch.tensor([30, 1, 9])], 0
+    with torch.no_grad():
+        ar.head.bias[7] += 4.0  # a model stuck on one code (a loop), and keen on pausing
+        ar.head.bias[pause] += 2.0
+        try:
+            free = generate_ar(ar, texts, prompts, [30, 30], options)
+            spelled = generate_ar(ar, texts, prompts, [30, 30], options, spelling=Spelling(scripts, pause, ar.eos))
+        finally:
+            ar.head.bias[7] -= 4.0
+            ar.head.bias[pause] -= 2.0
+    assert any(_spoken(o.tolist(), pause) != s.tolist() for o, s in zip(free, scripts))
+    for o, s in zip(spelled, scripts):
+        o = o.tolist()
+        assert _spoken(o, pause) == s.tolist()  # every entry, once, in order; stopped after the last
+        assert all(not (a == b == pause) for a, b in zip(o, o[1:]))  # never two pauses in a row
+    assert pause in spelled[0].tolist() or pause in spelled[1].tolist()  # the model's preference for pauses shows
+    with pytest.raises(ValueError, match="pause or stop"):
+        Spelling([torch.tensor([1, 0])], 0, ar.eos)
+    with pytest.raises(ValueError, match="one script per row"):
+        generate_ar(ar, texts, prompts, [30, 30], options, spelling=Spelling(scripts[:1], pause, ar.eos))
 
 
 def test_nar_fills_codebooks_2_to_q(models):

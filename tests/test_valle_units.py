@@ -76,13 +76,21 @@ def test_units_writes_frames_runs_and_stacked_stores_that_agree(work):
     assert (work / "units/stacked/index.json").stat().st_mtime_ns == before
 
 
-def test_units_phones_aligns_every_utterance_to_its_transcript(work, tmp_path):
+@pytest.fixture(scope="module")
+def phones(work, tmp_path_factory):
+    """``audiokit units --phones`` on the tiny corpus (a CTC head of a few steps: the alignment still spells
+    every transcript)."""
+    out = tmp_path_factory.mktemp("phones") / "phones"
+    assert main(["-q", "units", "--phones", "--asr", str(work / "asr"), "--tokens", str(work / "tokens"), "--out",
+                 str(out), "--fit-items", "10", "--fit-steps", "3"]) == 0
+    return out
+
+
+def test_units_phones_aligns_every_utterance_to_its_transcript(work, phones):
     from audiokit.codec.phones import SILENCE, PhoneTokenizer
     from audiokit.data.manifest import entry_audio, read_manifest
 
-    out = tmp_path / "phones"
-    assert main(["-q", "units", "--phones", "--asr", str(work / "asr"), "--tokens", str(work / "tokens"), "--out",
-                 str(out), "--fit-items", "10", "--fit-steps", "3"]) == 0
+    out = phones
     units = UnitTokenizer.load(out / "tokenizer")
     codec, frames, stacked = TokenStore(work / "tokens"), TokenStore(out / "frames"), TokenStore(out / "stacked")
     assert isinstance(units, PhoneTokenizer) and len(frames) == len(codec)
@@ -290,6 +298,63 @@ def test_tortoise_on_units_reranks_runs_decodes_them_and_round_trips(tortoise, t
     with pytest.raises(CodecMismatchError, match="voice encoder"):
         UnitsTortoiseTTS(wrong, tortoise.clvp, tortoise.nar, tortoise.decoder, tortoise.codec, tortoise.tokenizer,
                          tortoise.units)
+
+
+def _heard(units: torch.Tensor) -> list[int]:
+    """The phones a row of phone units says, pauses dropped and repeats merged."""
+    from audiokit.codec.phones import SILENCE
+
+    return torch.unique_consecutive(units[units != SILENCE]).tolist()
+
+
+def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(work, phones, tmp_path):
+    """VALL-E and Tortoise on phone units: with the monotonic alignment even a random AR says exactly the text's
+    phones, in order (each Tortoise candidate too); ``alignment="free"`` lets it say anything; exports keep it."""
+    import audiokit
+    from audiokit.text import BPETokenizer
+    from audiokit.tortoise.generate import sample_candidates
+    from audiokit.tortoise.model import CLVP, TortoiseAR, TortoiseDims
+    from audiokit.tortoise.units import UnitsTortoiseTTS
+    from audiokit.valle.generate import SamplingOptions
+
+    from audiokit.data.manifest import read_manifest
+
+    codec, units = Codec.load(work / "codec"), UnitTokenizer.load(phones / "tokenizer")
+    k = units.k  # a training sentence (the tiny table holds its phones), its last clause (one sentence)
+    text = max((e["text"] for e in read_manifest(work / "tokens/train.jsonl")), key=lambda t: len(units.labels(t)))
+    text = text.rstrip(".!?").split(". ")[-1].split("? ")[-1] + "."
+    want = torch.unique_consecutive(units.labels(text)).tolist()
+    torch.manual_seed(3)
+    ar = ValleAR(ValleDims(codebook_size=k, n_codebooks=1, d_model=32, n_head=4, n_layer=1, prompt_kinds=True))
+    nar = ValleNAR(ValleDims(codebook_size=k, n_codebooks=2, d_model=32, n_head=4, n_layer=1))
+    dec = UnitsDecoder(UnitsDecoderDims(k, codec.model.latent_dim, 32, 4, d_model=32, n_layer=1, voice_dim=16))
+    tts = UnitsValleTTS(ar.eval(), nar.eval(), codec, units, dec, asr=False, prompt_runs=20)
+    assert tts.alignment == "monotonic" and len(want) >= 4
+    for seed in (None, 0):  # greedy, sampled
+        out = tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0 if seed is None else 1.0,
+                             seed=seed)
+        assert _heard(out.codes[0][0]) == want
+    free = UnitsValleTTS(ar.eval(), nar.eval(), codec, units, dec, asr=False, prompt_runs=20, alignment="free")
+    assert _heard(free.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0).codes[0][0]) != want
+    assert audiokit.TTS.load(free.export(tmp_path / "free")).alignment == "free"
+    assert audiokit.TTS.load(tts.export(tmp_path / "mono")).alignment == "monotonic"
+    with pytest.raises(ValueError, match="alignment must be"):
+        UnitsValleTTS(ar, nar, codec, units, dec, asr=False, alignment="loose")
+
+    tok = BPETokenizer.train(SENTENCES * 3, vocab_size=300)
+    dims = TortoiseDims(text_vocab=300, codebook_size=k, n_codebooks=2, d_model=32, n_head=4, n_layer=1, n_cond_layer=1,
+                        max_text=64, max_speech=200, clvp_layer=1, clvp_dim=32, clvp_latent=16)
+    tortoise = UnitsTortoiseTTS(TortoiseAR(dims).eval(), CLVP(dims).eval(), nar, dec, codec, tok, units, voice_runs=20,
+                                prompt_runs=20)
+    out = tortoise.synthesize(text, _voice(), sample_rate=16000, candidates=4, seed=0)
+    assert _heard(out.codes[0]) == want  # CLVP's pick
+    ids = tortoise._sentences(text)[0][1]
+    voice_ar, _ = tortoise.voice_latents(tortoise.prepare_voice(_voice(), 16000))
+    cands = sample_candidates(tortoise.ar, voice_ar, ids, 4, 200, SamplingOptions(seed=0), **tortoise.spelling(text))
+    assert all(_heard(c) == want for c in cands)
+    tortoise.alignment = "free"
+    assert tortoise.spelling(text) == {}
+    assert any(_heard(c) != want for c in sample_candidates(tortoise.ar, voice_ar, ids, 4, 200, SamplingOptions(seed=0)))
 
 
 def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, capsys):

@@ -168,8 +168,12 @@ class PhoneTokenizer(UnitTokenizer):
         """A transcript → its phone ids ``[L]`` (≥ 1; phones outside the table are dropped)."""
         from ..valle.data import phonemize
 
-        return torch.tensor([self.index[p] for p in split_phones(phonemize([text], self.language)[0]) if p in self.index],
-                            dtype=torch.long, device="cpu")
+        return self.script(phonemize([text], self.language)[0])
+
+    def script(self, ipa: str) -> torch.Tensor:
+        """espeak-ng's IPA of a text → the phone ids ``[L]`` its speech spells (phones outside the table dropped):
+        what an AR over these units must say, in order (:class:`~audiokit.nn.sampling.Spelling`)."""
+        return torch.tensor([self.index[p] for p in split_phones(ipa) if p in self.index], dtype=torch.long, device="cpu")
 
     @torch.inference_mode()
     def log_probs(self, wav: torch.Tensor, sample_rate: int, features: torch.Tensor | None = None) -> torch.Tensor:

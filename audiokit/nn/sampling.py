@@ -75,3 +75,38 @@ def append_step(out: list[list[int]], rows: torch.Tensor, tokens: torch.Tensor, 
             out[r].append(t)
             done[i] = len(out[r]) >= int(limits[r])
     return done
+
+
+class Spelling:
+    """Monotonic decoding along known token sequences: row ``r`` must spell ``scripts[r]`` in order, with at most
+    one ``pause`` token between two entries (and before the first, after the last), and may ``stop`` only once
+    the whole script is spelled. VALL-E R's phoneme-monotonic alignment for an AR whose tokens *are* phones
+    (phone units: the transcript's phones are known before decoding): the model still chooses where to pause
+    (and, sampling, each candidate's pauses), but cannot skip, repeat or jump back — the failures of a small AR
+    that loses its place in a long sentence. Use: :meth:`restrict` the step's logits (in place) before drawing."""
+
+    def __init__(self, scripts: list, pause: int, stop: int):
+        self.scripts = [[int(t) for t in s] for s in scripts]
+        if any(pause in s or stop in s for s in self.scripts):
+            raise ValueError("a script may not hold the pause or stop token")
+        self.pause, self.stop = int(pause), int(stop)
+        self._at = [0] * len(self.scripts)  # script entries spelled so far, per row
+        self._seen = [0] * len(self.scripts)  # output tokens counted so far, per row
+
+    def position(self, row: int, out: list[int]) -> int:
+        """How much of row ``row``'s script ``out`` (its output so far) has spelled."""
+        for t in out[self._seen[row]:]:
+            self._at[row] += t != self.pause
+        self._seen[row] = len(out)
+        return self._at[row]
+
+    def restrict(self, logits: torch.Tensor, rows: torch.Tensor, out: list[list[int]]) -> torch.Tensor:
+        """Set to -inf (in place) every logit of live row ``i`` (original row ``rows[i]``, output ``out[rows[i]]``)
+        but its script's next entry (or ``stop`` when it is spelled) and ``pause`` (unless its last token was one)."""
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        for i, r in enumerate(rows.tolist()):
+            script, at = self.scripts[r], self.position(r, out[r])
+            allowed[i, script[at] if at < len(script) else self.stop] = True
+            if not out[r] or out[r][-1] != self.pause:
+                allowed[i, self.pause] = True
+        return logits.masked_fill_(~allowed, float("-inf"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..nn.sampling import append_step, forbid_early_stop
+from ..nn.sampling import Spelling, append_step, forbid_early_stop
 from ..nn.transformer import KVCache, padded_causal_mask
 from ..valle.generate import SamplingOptions
 from .model import TortoiseAR, framed
@@ -13,11 +13,14 @@ from .model import TortoiseAR, framed
 @torch.inference_mode()
 def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor, n: int, max_frames: int,
                       options: SamplingOptions = SamplingOptions(), use_cache: bool = True,
-                      suppress_stop: bool = False) -> list[torch.Tensor]:
+                      suppress_stop: bool = False, script: torch.Tensor | None = None, pause: int = 0) -> list[torch.Tensor]:
     """``n`` codebook-1 sequences (stop token excluded) for BPE ids ``text`` ``[L]`` in the voice ``voice``
-    ``[d]`` (a conditioning latent). ``use_cache=False`` recomputes the sequence every step (reference)."""
+    ``[d]`` (a conditioning latent). ``use_cache=False`` recomputes the sequence every step (reference).
+    ``script`` (phone units: the text's phones): every candidate spells it in order, each choosing its own pauses
+    (``pause`` tokens; :class:`~audiokit.nn.sampling.Spelling`)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    spelling = None if script is None else Spelling([script] * n, pause, model.stop_speech)
     max_frames = min(max_frames, model.dims.max_speech)
     device = next(model.parameters()).device
     t, tv = framed([text] * n, model.start_text, model.stop_text)
@@ -34,7 +37,10 @@ def sample_candidates(model: TortoiseAR, voice: torch.Tensor, text: torch.Tensor
         logits[:, model.start_speech] = float("-inf")
         if suppress_stop:
             logits[:, model.stop_speech] = float("-inf")
-        forbid_early_stop(logits, rows, out, model.stop_speech, [options.min_frames(max_frames)] * n)
+        if spelling is None:
+            forbid_early_stop(logits, rows, out, model.stop_speech, [options.min_frames(max_frames)] * n)
+        else:
+            spelling.restrict(logits, rows, out)
         nxt = options.draw(logits, [out[r] for r in rows.tolist()], gen)
         done = append_step(out, rows, nxt, model.stop_speech, [max_frames] * n)
         if done.all():

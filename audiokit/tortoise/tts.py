@@ -351,7 +351,8 @@ class TortoiseTTS(TTSModel):
         bar = Progress(len(sentences), "Tortoise", unit="sentences", enabled=len(sentences) > 1)
         for s, ids in sentences:
             with stage("ar"):
-                cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, self.max_speech(s, ids), options)
+                cands = sample_candidates(self.ar, voice_ar, ids, p.candidates, self.max_speech(s, ids), options,
+                                          **self.spelling(s))
             live = [i for i, c in enumerate(cands) if len(c) > 0]
             if not live:
                 notices.append(f"every candidate for {s!r} ended at once; it is left out")
@@ -375,6 +376,10 @@ class TortoiseTTS(TTSModel):
         return Synthesis(audio=ranks[0], sample_rate=self.sample_rate, sentences=[s for s, _ in sentences],
                          codes=[c[0] for c in chosen_all], prompt_text=None, seconds=time.perf_counter() - start,
                          notices=notices, timings=timings, alternatives=ranks[1:])
+
+    def spelling(self, sentence: str) -> dict:
+        """Extra arguments of ``sample_candidates`` for a sentence (a units model's script of phones); none here."""
+        return {}
 
     def max_speech(self, sentence: str, ids: torch.Tensor) -> int:
         """The AR's budget of speech tokens for a sentence of BPE ids ``ids``."""

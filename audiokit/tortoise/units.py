@@ -22,8 +22,9 @@ from ..codec.units import deduplicate, runs_info
 from ..tokens import CodecInfo
 from ..tts import TTSLoadError, load_part, load_state, read_config
 from ..valle.model import UnitsDecoder, UnitsDecoderDims, ValleDims, ValleNAR
-from ..valle.units import (UNITS_FORMAT_VERSION, _check_rule, add_float32_part, check_runs_model, check_units_decoder,
-                           load_runs_checkpoint, load_units_decoder, load_units_folder, prompt_frames, speak_runs)
+from ..valle.units import (UNITS_FORMAT_VERSION, _check_alignment, _check_rule, add_float32_part, check_runs_model,
+                           check_units_decoder, load_runs_checkpoint, load_units_decoder, load_units_folder,
+                           prompt_frames, speak_runs, text_script)
 from .lightning import read_checkpoint
 from .model import CLVP, TortoiseAR, TortoiseDims
 from .tts import Preset, TortoiseTTS
@@ -44,15 +45,18 @@ class UnitsTortoiseTTS(TortoiseTTS):
     :class:`~audiokit.valle.model.UnitsDecoder`, ``units`` the :class:`~audiokit.codec.units.UnitTokenizer`;
     ``voice_runs``: the runs of each clip the AR's voice encoder reads (its training clip length);
     ``prompt_runs``: the lengths NAR's prompt, in runs; ``lengths_rule``: :func:`~audiokit.valle.units.lengths_from`;
-    ``max_runs_per_phoneme``: the AR's budget (runs a phoneme, + 10).
+    ``max_runs_per_phoneme``: the AR's budget (runs a phoneme, + 10); ``alignment``: with phone units,
+    ``"monotonic"`` has every candidate spell the text's phones in order, each with its own pauses, ``"free"`` lets
+    the AR choose every unit (:func:`~audiokit.valle.units.text_script`).
     """
 
     stages = ("ar", "clvp", "decoder", "codec")  # "decoder": the lengths NAR and the units decoder
 
     def __init__(self, ar: TortoiseAR, clvp: CLVP, nar: ValleNAR, decoder: UnitsDecoder, codec, tokenizer, units,
                  name: str = "", voice_runs: int = 42, prompt_runs: int = 42, lengths_rule: str = "mean",
-                 max_runs_per_phoneme: float = 3.0, **kw):
+                 max_runs_per_phoneme: float = 3.0, alignment: str = "monotonic", **kw):
         self.nar, self.decoder, self.units = nar.eval(), decoder.eval(), units
+        self.alignment = _check_alignment(alignment)
         self.voice_runs, self.prompt_runs = int(voice_runs), int(prompt_runs)
         self.lengths_rule, self.max_runs_per_phoneme = _check_rule(lengths_rule), float(max_runs_per_phoneme)
         super().__init__(ar, clvp, None, {}, codec, tokenizer, name=name, **kw)
@@ -114,7 +118,7 @@ class UnitsTortoiseTTS(TortoiseTTS):
         meta = {"nar": self.nar.dims.to_dict(), "decoder": self.decoder.dims.to_dict(),
                 "units": {"version": UNITS_FORMAT_VERSION, "info": self.units.info.to_dict(), "voice_runs": self.voice_runs,
                           "prompt_runs": self.prompt_runs, "lengths_rule": self.lengths_rule,
-                          "max_runs_per_phoneme": self.max_runs_per_phoneme}}
+                          "max_runs_per_phoneme": self.max_runs_per_phoneme, "alignment": self.alignment}}
         return meta, {"nar": self.nar}
 
     @classmethod
@@ -129,6 +133,7 @@ class UnitsTortoiseTTS(TortoiseTTS):
         tts = cls(ar, clvp, nar, decoder, codec, tokenizer, units, name=meta.get("name", folder.name),
                   voice_runs=u.get("voice_runs", 42), prompt_runs=u.get("prompt_runs", 42),
                   lengths_rule=u.get("lengths_rule", "mean"), max_runs_per_phoneme=u.get("max_runs_per_phoneme", 3.0),
+                  alignment=u.get("alignment", "monotonic"),
                   max_voice_seconds=meta.get("max_voice_seconds", 10.0), min_voice_seconds=meta.get("min_voice_seconds", 1.0))
         return tts.to(device)
 
@@ -162,6 +167,14 @@ class UnitsTortoiseTTS(TortoiseTTS):
     def max_speech(self, sentence: str, ids: torch.Tensor) -> int:
         """``max_runs_per_phoneme`` runs a phoneme + 10 (speech has about 1.5: see ``UnitsValleTTS.max_runs``)."""
         return int(self.max_runs_per_phoneme * (len(_phoneme_ids(sentence)) - 2)) + 10
+
+    def spelling(self, sentence: str) -> dict:
+        """``sample_candidates``' ``script``/``pause`` for a sentence: the phones it spells (phone units,
+        monotonic alignment), or nothing."""
+        from ..codec.phones import SILENCE
+
+        script = text_script(self.units, self.alignment, _phoneme_ids(sentence))
+        return {} if script is None else {"script": script, "pause": SILENCE}
 
     def decode_chosen(self, sentence: str, ids: torch.Tensor, chosen: list[torch.Tensor], voice_ar: torch.Tensor,
                       voice_dec, p: Preset, gen: torch.Generator | None, stage) -> list[torch.Tensor]:

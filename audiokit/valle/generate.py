@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.sampling import append_step, forbid_early_stop, repetition_aware, sample
+from ..nn.sampling import Spelling, append_step, forbid_early_stop, repetition_aware, sample
 from ..nn.speculative import DRAFT_MODES, accepted, block_causal_mask, make_drafts
 from ..nn.transformer import KVCache
 from .data import nar_inputs
@@ -115,7 +115,8 @@ def _prefill_layout(texts: list[torch.Tensor], prompts: list[torch.Tensor], bos:
 @torch.inference_mode()
 def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.Tensor], max_frames: list[int],
                 options: SamplingOptions = SamplingOptions(), use_cache: bool = True,
-                suppress_eos: bool = False, stats: dict | None = None, voice_only=False) -> list[torch.Tensor]:
+                suppress_eos: bool = False, stats: dict | None = None, voice_only=False,
+                spelling: Spelling | None = None) -> list[torch.Tensor]:
     """Codebook-1 frames after each prompt, one tensor per row (the end token excluded).
 
     ``texts``: phoneme ids (with bos/eos) per row; ``prompts``: the prompt's codebook-1 codes per row (may be
@@ -126,11 +127,15 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
     the prompt), ``row_passes`` (the same, summed over the live rows of each pass) and ``frames``.
     ``voice_only`` (a bool, or one per row): the prompt is another utterance whose words the text does not hold
     (the voice-prompt start token of a model trained with ``prompt_kinds``; the same token otherwise).
+    ``spelling`` (a :class:`~audiokit.nn.sampling.Spelling` over the rows, its stop token ``model.eos``): each row
+    spells its script in order, pausing where the model chooses (phone units; one pass per frame).
     """
     if not (len(texts) == len(prompts) == len(max_frames)):
         raise ValueError("texts, prompts and max_frames must have one entry per row")
+    if spelling is not None and (len(spelling.scripts) != len(texts) or spelling.stop != model.eos or suppress_eos):
+        raise ValueError("a spelling needs one script per row, the model's end token, and no suppress_eos")
     stats = stats if stats is not None else {}
-    if options.draft_tokens and options.temperature == 0 and use_cache:
+    if options.draft_tokens and options.temperature == 0 and use_cache and spelling is None:
         return _generate_drafted(model, texts, prompts, max_frames, options, suppress_eos, stats, voice_only)
     device = next(model.parameters()).device
     gen = options.generator()
@@ -147,7 +152,10 @@ def generate_ar(model: ValleAR, texts: list[torch.Tensor], prompts: list[torch.T
         logits = model.logits(hidden)
         if suppress_eos:
             logits[:, model.eos] = float("-inf")
-        forbid_early_stop(logits, rows, out, model.eos, shortest)
+        if spelling is None:
+            forbid_early_stop(logits, rows, out, model.eos, shortest)
+        else:
+            spelling.restrict(logits, rows, out)
         nxt = options.draw(logits, [out[r] for r in rows.tolist()], gen)
         done = append_step(out, rows, nxt, model.eos, limit)
         if done.all():

@@ -114,6 +114,26 @@ def _check_rule(rule: str) -> str:
     return rule
 
 
+ALIGNMENTS = ("monotonic", "free")
+
+
+def _check_alignment(alignment: str) -> str:
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {', '.join(ALIGNMENTS)}, got {alignment!r}")
+    return alignment
+
+
+def text_script(units, alignment: str, phoneme_ids) -> torch.Tensor | None:
+    """What an AR over ``units`` must spell for a text's phoneme ids (with bos/eos), when ``alignment`` is
+    ``"monotonic"`` and the units are phones (:meth:`~audiokit.codec.phones.PhoneTokenizer.script`); None to
+    let the AR choose its units freely (k-means units have no script: they are sounds, not phones)."""
+    if alignment != "monotonic" or not hasattr(units, "script"):
+        return None
+    from ..text.phonemes import PHONEME_VOCAB
+
+    return units.script(PHONEME_VOCAB.decode(torch.as_tensor(phoneme_ids).tolist()))
+
+
 def lengths_from(probs: torch.Tensor, rule: str = "mean") -> torch.Tensor:
     """Run lengths ``[N]`` from the lengths NAR's probabilities ``[N, K]``: their expectation, rounded
     (``"mean"``), or the most likely length (``"mode"``); at least 1 frame."""
@@ -152,11 +172,14 @@ class UnitsValleTTS(ValleTTS):
     ``prompt_runs``: the AR's and the lengths NAR's prompt (runs of the voice clip; their training prompt length);
     ``lengths_rule``: :func:`lengths_from`. ``nar_decoding``: ``"expected"`` decodes the decoder's latent as it
     is, ``"codes"`` its nearest codec codes (what :meth:`generate` returns under the units either way).
+    ``alignment``: with phone units, ``"monotonic"`` has the AR spell the text's phones in order, choosing only
+    its pauses (:func:`text_script`); ``"free"`` lets it choose every unit (it may skip or repeat words).
     """
 
     def __init__(self, ar: ValleAR, nar: ValleNAR, codec, units, decoder: UnitsDecoder, asr=None, name: str = "",
-                 prompt_runs: int = 42, lengths_rule: str = "mean", max_runs_per_phoneme: float = 3.0, **kw):
-        self.units, self.decoder = units, decoder.eval()
+                 prompt_runs: int = 42, lengths_rule: str = "mean", max_runs_per_phoneme: float = 3.0,
+                 alignment: str = "monotonic", **kw):
+        self.units, self.decoder, self.alignment = units, decoder.eval(), _check_alignment(alignment)
         self.grid = stacked_info(units.info, codec.info, decoder.dims.n_codebooks)
         self.prompt_runs, self.lengths_rule = int(prompt_runs), _check_rule(lengths_rule)  # fails here, not mid-synthesis
         self.max_runs_per_phoneme = float(max_runs_per_phoneme)
@@ -207,7 +230,7 @@ class UnitsValleTTS(ValleTTS):
         self.units.save(folder / "units")
         meta = {"units": {"version": UNITS_FORMAT_VERSION, "info": self.units.info.to_dict(),
                           "prompt_runs": self.prompt_runs, "lengths_rule": self.lengths_rule,
-                          "max_runs_per_phoneme": self.max_runs_per_phoneme},
+                          "max_runs_per_phoneme": self.max_runs_per_phoneme, "alignment": self.alignment},
                 "decoder": self.decoder.dims.to_dict(), **(card or {})}
         add_float32_part(folder, "decoder", self.decoder)  # float32 whatever dtype is: its normalization is in its weights
         return super().export(folder, dtype=dtype, card=meta)  # config.json last: a folder without it is no export
@@ -227,7 +250,7 @@ class UnitsValleTTS(ValleTTS):
         tts = cls(ar, nar, codec, units, decoder, asr=asr, name=meta.get("name", folder.name),
                   prompt_runs=meta["units"].get("prompt_runs", 42), lengths_rule=meta["units"].get("lengths_rule", "mean"),
                   max_runs_per_phoneme=meta["units"].get("max_runs_per_phoneme", 3.0),
-                  languages=meta.get("languages", ["en"]), max_prompt_seconds=meta.get("max_prompt_seconds", 6.0),
+                  alignment=meta["units"].get("alignment", "monotonic"), languages=meta.get("languages", ["en"]), max_prompt_seconds=meta.get("max_prompt_seconds", 6.0),
                   min_prompt_seconds=meta.get("min_prompt_seconds", 1.0), nar_decoding=meta.get("nar_decoding", "expected"))
         return tts.to(device)
 
@@ -263,6 +286,8 @@ class UnitsValleTTS(ValleTTS):
         ``[1 + Q, T]`` it speaks: the AR's runs (its prompt: the voice's first :attr:`prompt_runs` runs), their
         lengths, the frames' units over the codes nearest the decoder's latent. ``probs``, if given, receives each
         row's latent ``[latent_dim, T]`` (:meth:`audio` decodes it)."""
+        from ..codec.phones import SILENCE
+        from ..nn.sampling import Spelling
         from .generate import generate_ar
 
         timings = timings if timings is not None else {}
@@ -277,9 +302,12 @@ class UnitsValleTTS(ValleTTS):
                 only = flags if isinstance(flags, bool) else flags[j]  # a voice: the training prompt's length;
                 keep = self.prompt_runs if only else len(v)  # a prompt to continue: all of it (its transcript is)
                 voice_runs.append(torch.stack([v, n])[:, :keep].to(self.device))
+            scripts = [text_script(self.units, self.alignment, t) for t in texts]
+            spelling = None if scripts[0] is None else Spelling(scripts, SILENCE, self.ar.eos)
             with stage_timer(timings, "ar", self.device):
                 runs = generate_ar(self.ar, texts, [r[0] for r in voice_runs],
-                                   [self.max_runs(n, options) for _, n, _ in chunk], options, voice_only=flags)
+                                   [self.max_runs(n, options) for _, n, _ in chunk], options, voice_only=flags,
+                                   spelling=spelling)
                 runs = [r if len(r) else v[0, -1:] for r, v in zip(runs, voice_runs)]  # never an empty utterance
             with stage_timer(timings, "nar", self.device):  # the lengths, then the decoder
                 spoken = speak_runs(self.nar, self.decoder, texts, voice_runs, runs, [p[1:] for _, _, p in chunk],
