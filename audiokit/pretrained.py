@@ -239,8 +239,11 @@ def _parameters(folder: Path) -> int:
 
     from .fileio import INT8_SCALE
 
-    n = 0
-    for f in folder.rglob("*.safetensors"):
+    n, files = 0, list(folder.rglob("*.safetensors"))
+    for name in SHARED_PARTS:  # a part it shares is its own model's (a sibling model, like the codec, is not)
+        if (folder / (name + LINK_SUFFIX)).is_file() and (part := component(folder, name)) is not None:
+            files += list(part.rglob("*.safetensors")) if part.is_dir() else [part]
+    for f in files:
         with safe_open(str(f), "pt") as st:
             for k in st.keys():
                 if k.endswith(INT8_SCALE):  # the scales of int8 weights are not parameters
@@ -339,18 +342,18 @@ _VOLATILE = ("source", "name", "dtype")  # config.json keys that differ between 
 
 
 def component(folder: str | os.PathLike, name: str, error: type[Exception] = ModelCardError) -> Path | None:
-    """The model a TTS folder carries as ``NAME/`` (its codec, VALL-E's ASR), or the sibling folder that
-    ``NAME.link`` points to (one line: a path relative to ``folder``, e.g. ``../codec``); None when neither is there.
-    A link to a folder that is not there is an ``error``."""
+    """The model a TTS folder carries as ``NAME/`` (its codec, VALL-E's ASR, a units model's ``units``) or the
+    file ``NAME`` (a part: ``nar.safetensors``), or what ``NAME.link`` points to (one line: a path relative to
+    ``folder``, e.g. ``../codec``, ``../valle/units``); None when neither is there. A link to nothing is an ``error``."""
     folder = Path(folder)
-    if (folder / name).is_dir():
+    if (folder / name).is_dir() or (folder / name).is_file():
         return folder / name
     link = folder / (name + LINK_SUFFIX)
     if not link.is_file():
         return None
     target = (folder / link.read_text().strip()).resolve()
-    if not (target / "config.json").is_file():
-        raise error(f"{link}: points to {target}, which is not a model folder (moved without the folder it shares?)")
+    if not ((target / "config.json").is_file() if "." not in name else target.is_file()):
+        raise error(f"{link}: points to {target}, which is not there (moved without the folder it shares?)")
     return target
 
 
@@ -389,26 +392,48 @@ def _same_values(a: Path, b: Path) -> bool:
         and torch.equal(ta[k].double(), tb[k].double()) for k in ta)
 
 
+# parts VALL-E and Tortoise on the same units hold alike: the units, their lengths NAR and their decoder
+SHARED_PARTS = ("units", "nar.safetensors", "decoder.safetensors")
+
+
+def _same_part(a: Path, b: Path) -> bool:
+    """Whether two parts (a units folder, a weights file) are the same, byte for byte."""
+    if a.is_dir() != b.is_dir():
+        return False
+    if a.is_dir():
+        return _same_model(a, b)
+    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+
+
 def share_components(folders: list[str | os.PathLike]) -> list[str]:
     """Within a bundle (sibling model folders), replace each TTS folder's copy of a model that is also a sibling
-    — its ``codec/``, VALL-E's ``asr/`` — by a ``NAME.link`` to that sibling, and refresh the card. The bundle
-    then holds each model once (a third of the bytes, for a codec shared by VALL-E and Tortoise). Returns what was
-    shared, as "valle/codec -> ../codec" lines."""
+    — its ``codec/``, VALL-E's ``asr/`` — and each part another TTS folder holds alike (:data:`SHARED_PARTS`: VALL-E
+    and Tortoise on one set of units share the units, the lengths NAR and the decoder) by a ``NAME.link`` to it, and
+    refresh the card. The bundle then holds each model once (a third of the bytes, for a codec shared by VALL-E and
+    Tortoise). Returns what was shared, as "valle/codec -> ../codec" lines."""
     import shutil
 
     folders = [Path(f) for f in folders]
     done = []
     for folder in folders:
         before = len(done)
-        for name in ("codec", "asr"):
+        siblings = [f for f in folders if f != folder and f.parent == folder.parent]
+        for name in ("codec", "asr", *SHARED_PARTS):
             part = folder / name
-            if not part.is_dir():
+            if not part.exists():
                 continue
-            twin = next((f for f in folders if f != folder and f.parent == folder.parent and _same_model(part, f)), None)
+            if name in SHARED_PARTS:  # a part two TTS folders hold alike: the copy in the earlier folder stays
+                earlier = [f for f in folders[: folders.index(folder)] if f in siblings]
+                twin = next((f / name for f in earlier if (f / name).exists() and _same_part(part, f / name)), None)
+            else:
+                twin = next((f for f in siblings if part.is_dir() and _same_model(part, f)), None)
             if twin is None:
                 continue
             rel = os.path.relpath(twin, folder)
-            shutil.rmtree(part)
+            if part.is_dir():
+                shutil.rmtree(part)
+            else:
+                part.unlink()
             (folder / (name + LINK_SUFFIX)).write_text(rel + "\n")
             done.append(f"{folder.name}/{name} -> {rel}")
         if len(done) > before and (folder / CARD_FILE).is_file():

@@ -130,10 +130,12 @@ def save_export(folder: Path, parts: dict, meta: dict, dtype: torch.dtype) -> Pa
 
 
 def load_part(folder: Path, part: str, model):
-    """``model`` with the weights of ``folder/PART.safetensors``."""
+    """``model`` with the weights of ``folder/PART.safetensors`` (or the file its ``PART.safetensors.link`` names:
+    a part shared within the bundle)."""
     from .fileio import load_safetensors_file
+    from .pretrained import component
 
-    path = folder / f"{part}.safetensors"
+    path = component(folder, f"{part}.safetensors", TTSLoadError) or folder / f"{part}.safetensors"
     return load_state(model, load_safetensors_file(path, TTSLoadError), str(path))
 
 

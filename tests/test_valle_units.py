@@ -300,6 +300,35 @@ def test_tortoise_on_units_reranks_runs_decodes_them_and_round_trips(tortoise, t
                          tortoise.units)
 
 
+def test_valle_and_tortoise_on_one_set_of_units_share_their_parts_in_a_bundle(tts, tortoise, tmp_path):
+    """``audiokit models --share``: Tortoise's copies of the units, lengths NAR and decoder VALL-E also holds become
+    links to VALL-E's; both load from the bundle and speak as before; moved apart, Tortoise names what is missing."""
+    import shutil
+
+    import audiokit
+    from audiokit.pretrained import check_files, read_card, write_card
+
+    bundle = tmp_path / "bundle"
+    for name, model in (("valle", tts), ("tortoise", tortoise)):
+        model.export(bundle / name)
+        write_card(bundle / name)
+    before = tortoise.synthesize("One two.", _voice(), sample_rate=16000, candidates=2, seed=0).audio
+    assert main(["-q", "models", "--share", str(bundle / "valle"), str(bundle / "tortoise")]) == 0
+    assert sorted(p.name for p in (bundle / "tortoise").glob("*.link")) == [
+        "decoder.safetensors.link", "nar.safetensors.link", "units.link"]
+    assert not (bundle / "tortoise" / "units").exists() and (bundle / "valle" / "units").is_dir()
+    card = read_card(bundle / "tortoise")
+    check_files(bundle / "tortoise", card, hashes=True)
+    assert card["shared"]["units"] == "../valle/units" and card["parameters"] > sum(
+        p.numel() for p in [*tortoise.ar.parameters(), *tortoise.clvp.parameters()])  # its shared parts count
+    again = audiokit.TTS.load(bundle / "tortoise")
+    assert torch.equal(again.synthesize("One two.", _voice(), sample_rate=16000, candidates=2, seed=0).audio, before)
+    assert audiokit.TTS.load(bundle / "valle").units.info == tts.units.info
+    shutil.move(str(bundle / "tortoise"), str(tmp_path / "alone"))
+    with pytest.raises(TTSLoadError, match="link: points to .* not there"):
+        audiokit.TTS.load(tmp_path / "alone")
+
+
 def _heard(units: torch.Tensor) -> list[int]:
     """The phones a row of phone units says, pauses dropped and repeats merged."""
     from audiokit.codec.phones import SILENCE

@@ -24,7 +24,7 @@ from ..tts import TTSLoadError, load_part, load_state, read_config
 from ..valle.model import UnitsDecoder, UnitsDecoderDims, ValleDims, ValleNAR
 from ..valle.units import (UNITS_FORMAT_VERSION, _check_alignment, _check_rule, add_float32_part, check_runs_model,
                            check_units_decoder, load_runs_checkpoint, load_units_decoder, load_units_folder,
-                           prompt_frames, speak_runs, text_script)
+                           prompt_frames, speak_runs, text_script, units_part)
 from .lightning import read_checkpoint
 from .model import CLVP, TortoiseAR, TortoiseDims
 from .tts import Preset, TortoiseTTS
@@ -127,7 +127,7 @@ class UnitsTortoiseTTS(TortoiseTTS):
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec, tokenizer, ar, clvp = cls._load_front(folder, meta)
-        units, u = load_units_folder(folder / "units", meta), meta["units"]
+        units, u = load_units_folder(units_part(folder), meta), meta["units"]
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
         tts = cls(ar, clvp, nar, decoder, codec, tokenizer, units, name=meta.get("name", folder.name),

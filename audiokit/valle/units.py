@@ -92,6 +92,13 @@ def load_runs_checkpoint(path: str | os.PathLike, stage: str, units):
     return load_state((ValleAR if stage == "ar" else ValleNAR)(dims), state, str(path))
 
 
+def units_part(folder: Path) -> Path:
+    """An export's units folder: ``units/``, or the one its ``units.link`` names (shared within the bundle)."""
+    from ..pretrained import component
+
+    return component(folder, "units", TTSLoadError) or folder / "units"
+
+
 def load_units_folder(units, meta: dict | None = None):
     """A :class:`~audiokit.codec.units.UnitTokenizer` from its folder (one given already is returned as it is);
     with an export's ``meta``, checked against its config. A broken folder is a :class:`TTSLoadError`."""
@@ -242,7 +249,7 @@ class UnitsValleTTS(ValleTTS):
         folder = Path(path)
         meta = meta if meta is not None else read_config(folder)
         codec = load_bundled_codec(folder, meta)
-        units = load_units_folder(folder / "units", meta)
+        units = load_units_folder(units_part(folder), meta)
         ar = load_part(folder, "ar", ValleAR(ValleDims.from_dict(meta["ar"])))
         nar = load_part(folder, "nar", ValleNAR(ValleDims.from_dict(meta["nar"])))
         decoder = load_part(folder, "decoder", UnitsDecoder(UnitsDecoderDims.from_dict(meta["decoder"])))
