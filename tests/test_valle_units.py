@@ -238,6 +238,17 @@ def test_export_load_round_trip_and_mismatched_parts(tts, tmp_path):
     (folder / "decoder.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(TTSLoadError, match="corrupt or truncated"):
         audiokit.TTS.load(folder)
+    # float16: the decoder's weights halve, its normalization (the latent's scale) stays float32, its latents barely move
+    from safetensors.torch import load_file
+
+    half = tts.export(tmp_path / "half", dtype=torch.float16)
+    stored = load_file(str(half / "decoder.safetensors"))
+    assert stored["mean"].dtype == stored["std"].dtype == torch.float32
+    assert {v.dtype for k, v in stored.items() if k not in ("mean", "std") and v.is_floating_point()} == {torch.float16}
+    dec16 = audiokit.TTS.load(half).decoder
+    u, vc = torch.randint(0, K, (1, 30)), torch.randint(0, 32, (1, 4, 30))
+    a, b = (d.latents(u, torch.ones(1, 30, dtype=torch.bool), vc) for d in (tts.decoder, dec16))
+    assert not torch.equal(a, b) and (a - b).norm() < 0.01 * a.norm()
     wrong = ValleAR(ValleDims(codebook_size=K + 1, n_codebooks=1, d_model=32, n_head=4, n_layer=1))
     with pytest.raises(CodecMismatchError, match="AR expects"):
         UnitsValleTTS(wrong, tts.nar, tts.codec, tts.units, tts.decoder)

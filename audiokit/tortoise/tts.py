@@ -169,13 +169,13 @@ class TortoiseTTS(TTSModel):
         # depends on its exact weights, and float32 holds them exactly however they were stored
         self.codec.export(folder / "codec", card={"source": "bundled with a Tortoise model"})
         self.tokenizer.save(folder / "tokenizer.json")
-        extra_meta, extra_parts = self._export_decoder(folder)
+        extra_meta, extra_parts = self._export_decoder(folder, dtype)
         meta = {"family": self.family, "name": self.name, "ar": self.ar.dims.to_dict(), "clvp": self.clvp.dims.to_dict(),
                 **extra_meta, "codec": self.codec.info.to_dict(),
                 "max_voice_seconds": self.max_voice_seconds, "min_voice_seconds": self.min_voice_seconds, **(card or {})}
         return save_export(folder, {"ar": self.ar, "clvp": self.clvp, **extra_parts}, meta, dtype)
 
-    def _export_decoder(self, folder: Path) -> tuple[dict, dict]:
+    def _export_decoder(self, folder: Path, dtype: torch.dtype) -> tuple[dict, dict]:
         """What :meth:`export` writes of the decoding side: (its ``config.json`` entries, the parts to save)."""
         return {"diffusion": {"config": self.diffusion.config, **self.diffusion_meta}}, {"diffusion": self.diffusion}
 

@@ -22,7 +22,7 @@ from ..codec.units import deduplicate, runs_info
 from ..tokens import CodecInfo
 from ..tts import TTSLoadError, load_part, load_state, read_config
 from ..valle.model import UnitsDecoder, UnitsDecoderDims, ValleDims, ValleNAR
-from ..valle.units import (UNITS_FORMAT_VERSION, _check_alignment, _check_rule, add_float32_part, check_runs_model,
+from ..valle.units import (UNITS_FORMAT_VERSION, _check_alignment, _check_rule, add_decoder_part, check_runs_model,
                            check_units_decoder, load_runs_checkpoint, load_units_decoder, load_units_folder,
                            prompt_frames, speak_runs, text_script, units_part)
 from .lightning import read_checkpoint
@@ -110,11 +110,11 @@ class UnitsTortoiseTTS(TortoiseTTS):
         return cls(models[0], models[1], nar, decoder, codec, BPETokenizer.from_json(metas[0]["tokenizer"]), units,
                    name=name, **kw)
 
-    def _export_decoder(self, folder: Path) -> tuple[dict, dict]:
-        """``units/``, ``decoder.safetensors`` (float32 whatever the dtype: its normalization is in its weights)
-        and the lengths NAR in place of the diffusion decoder."""
+    def _export_decoder(self, folder: Path, dtype: torch.dtype) -> tuple[dict, dict]:
+        """``units/``, ``decoder.safetensors`` (:func:`~audiokit.valle.units.add_decoder_part`) and the lengths
+        NAR in place of the diffusion decoder."""
         self.units.save(folder / "units")
-        add_float32_part(folder, "decoder", self.decoder)
+        add_decoder_part(folder, "decoder", self.decoder, dtype)
         meta = {"nar": self.nar.dims.to_dict(), "decoder": self.decoder.dims.to_dict(),
                 "units": {"version": UNITS_FORMAT_VERSION, "info": self.units.info.to_dict(), "voice_runs": self.voice_runs,
                           "prompt_runs": self.prompt_runs, "lengths_rule": self.lengths_rule,
