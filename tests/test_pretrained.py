@@ -98,9 +98,11 @@ def test_bundled_models_are_complete_and_load():
     # bundled (the default one is resolved)
     assert isinstance(audiokit.load("codec"), Codec)
     assert not (PRETRAINED_DIR / "asr").exists() and not (PRETRAINED_DIR / "valle" / "asr").exists()
-    for name in ("valle", "tortoise"):
+    parts = {"units": "../valle/units", "nar.safetensors": "../valle/nar.safetensors",
+             "decoder.safetensors": "../valle/decoder.safetensors"}
+    for name, more in (("valle", {}), ("tortoise", parts)):  # both on VALL-E's phone units, lengths NAR and decoder
         shared = read_card(PRETRAINED_DIR / name)["shared"]
-        assert shared == {"codec": "../codec"}  # both speak the bundled speech codec's tokens
+        assert shared == {"codec": "../codec", **more}  # both speak the bundled speech codec's tokens
         sibling = shared["codec"][3:]
         assert sibling in available() and read_card(PRETRAINED_DIR / sibling)["family"] == "codec"
         tts = audiokit.load(name)

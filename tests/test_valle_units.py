@@ -374,6 +374,8 @@ def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(wor
         out = tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0 if seed is None else 1.0,
                              seed=seed)
         assert _heard(out.codes[0][0]) == want
+    told = tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="three four five", temperature=0)
+    assert _heard(told.codes[0][0]) == want  # a prompt transcript is context, not something to say again
     free = UnitsValleTTS(ar.eval(), nar.eval(), codec, units, dec, asr=False, prompt_runs=20, alignment="free")
     assert _heard(free.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0).codes[0][0]) != want
     assert audiokit.TTS.load(free.export(tmp_path / "free")).alignment == "free"

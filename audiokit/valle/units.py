@@ -309,7 +309,9 @@ class UnitsValleTTS(ValleTTS):
                 only = flags if isinstance(flags, bool) else flags[j]  # a voice: the training prompt's length;
                 keep = self.prompt_runs if only else len(v)  # a prompt to continue: all of it (its transcript is)
                 voice_runs.append(torch.stack([v, n])[:, :keep].to(self.device))
-            scripts = [text_script(self.units, self.alignment, t) for t in texts]
+            # the sentence's phones only: with a prompt transcript the text row starts with the prompt's
+            scripts = [text_script(self.units, self.alignment, t[len(t) - 1 - n : len(t) - 1])
+                       for t, (_, n, _) in zip(texts, chunk)]
             spelling = None if scripts[0] is None else Spelling(scripts, SILENCE, self.ar.eos)
             with stage_timer(timings, "ar", self.device):
                 runs = generate_ar(self.ar, texts, [r[0] for r in voice_runs],
