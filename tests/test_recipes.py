@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from audiokit.text import BPETokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +116,27 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert [r["system"] for r in hot["rows"]] == [r["system"] for r in report["rows"]]
     card = json.loads((units / "tortoise-units-export/model.json").read_text())
     assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "clvp": 2, "nar": 2, "decoder": 2}
+
+    # recipes/synth/run.sh stages 20-28 on the same runs: phone units, VALL-E and Tortoise on them, the bundle
+    bundle = tmp_path / "bundle"
+    r = subprocess.run(["bash", str(ROOT / "recipes/synth/run.sh"), "--size", "digits", "--corpus", str(out),
+                        "--codec", str(PRETRAINED_DIR / "codec"), "--exp", str(exp), "--stage", "20", "--stop-stage", "28",
+                        "--max-steps", "2", "--tts-items", "2", "--judge", str(exp / "synth-digits/asr-export"),
+                        "--pretrained", str(bundle)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    phones = TTS.load(bundle / "valle")
+    assert type(phones).__name__ == "UnitsValleTTS" and phones.alignment == "monotonic"
+    assert type(phones.units).__name__ == "PhoneTokenizer" and phones.ar.dims.codebook_size == phones.units.k
+    assert json.loads((units / "valle_phones_eval.json").read_text())["rows"][0]["utterances"] == 2
+    shared = json.loads((bundle / "tortoise/model.json").read_text())["shared"]
+    assert shared == {"codec": "../codec", "units": "../valle/units", "nar.safetensors": "../valle/nar.safetensors",
+                      "decoder.safetensors": "../valle/decoder.safetensors"}
+    said = TTS.load(bundle / "tortoise").synthesize("Four two.", voice=str(PRETRAINED_DIR / "voices/us-male.wav"),
+                                                    candidates=2, seed=0)
+    from audiokit.codec.phones import SILENCE
+
+    spoken = torch.unique_consecutive(said.codes[0][said.codes[0] != SILENCE]).tolist()
+    assert spoken == torch.unique_consecutive(phones.units.labels("Four two.")).tolist()  # it spells the text
 
 
 def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):

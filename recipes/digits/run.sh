@@ -95,19 +95,8 @@ fi
 if [ -z "$judge" ]; then  # as recipes/synth/run.sh: the default ASR (Whisper tiny.en) where installed, else the recipe's
   judge=$(python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null && echo asr || echo "$exp/asr-export")
 fi
-in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-train_units_stage() {  # n family config run-dir store [extra args...]: train on one of stage 19's stores, resumably
-  local n=$1 family=$2 config=$3 dir=$4 store=$5
-  shift 5
-  in_range "$n" || return 0
-  echo "stage $n: $family ($config) on $store -> $exp/$dir   [${SECONDS}s in]"
-  local resume=()
-  [ -f "$exp/$dir/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
-  audiokit train "$family" --config "$config" --data.train_manifest "$store/train.jsonl" \
-    --data.val_manifest "$store/valid.jsonl" --data.token_store "$store" \
-    --trainer.default_root_dir "$exp/$dir" --trainer.callbacks.init_args.dirpath "$exp/$dir/checkpoints" \
-    --trainer.enable_progress_bar false "$@" "${steps[@]}" "${resume[@]}"
-}
+# shellcheck source=../lib/units.sh
+source "$(dirname "$0")/../lib/units.sh"  # in_range, train_units_stage
 
 if in_range 19; then
   echo "stage 19: speech units from the recipe's ASR ($exp/asr-export) -> $exp/units   [${SECONDS}s in]"

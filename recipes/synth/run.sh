@@ -46,6 +46,20 @@
 #      pretrained to replace the bundled models), VALL-E's and Tortoise's copies of the codec replaced by links to
 #      the bundle's own (each model stored once), their model cards refreshed and every file verified. The stage-7
 #      ASR stays in $exp/asr-export: the bundle's ASR is the default one, Whisper tiny.en
+# Phone units (opt-in: --stage 20 --stop-stage 28; how the bundled VALL-E and Tortoise are made, RESULTS sessions
+#   29-30; --units-asr ASR names the ASR whose encoder hears the phones [stage 7's $exp/asr-export]):
+#  20  phone units: a CTC head on the ASR's encoder, every utterance force-aligned ($exp/phunits: tokenizer, frames,
+#      runs, stacked; audiokit units --phones)
+#  21  the units decoder: phones + a voice clip's codes -> the codec's latent (configs/valle/cpu_phones_decoder.yaml)
+#  22  VALL-E's AR over the phone runs           (configs/valle/cpu_phones_ar.yaml)
+#  23  the lengths NAR: each run's frames       (configs/valle/cpu_phones_lengths.yaml)
+#  24  export VALL-E on phones ($exp/valle-phones-export) and evaluate it ($exp/valle_phones_eval.json)
+#  25  Tortoise's AR over the phone runs        (configs/tortoise/cpu_phones_ar.yaml, the stage-1 BPE)
+#  26  its CLVP                                 (configs/tortoise/cpu_phones_clvp.yaml)
+#  27  export Tortoise on phones ($exp/tortoise-phones-export, with stages 21 and 23's models) and evaluate it
+#  28  the bundle, as stage 19 but with the phone models: Tortoise links to VALL-E's units, lengths NAR and decoder
+#  Every phone model's vocabulary is the stage-20 table's size (50 phones + silence on the 12 h corpus): the
+#  stages pass it as --model.codebook_size / n_units. With --max-steps, every stage trains that many steps.
 # Exports write a model card (model.json + README.md: data, steps, machine); each eval stage adds its table to the
 # card of the model it measured (--card). ASR, VALL-E and Tortoise are exported in float16; the codec stays float32,
 # because the token store and every TTS model were made with its exact weights.
@@ -72,6 +86,7 @@ asr_temperature=()
 asr_beam=()
 asr_extra=()
 codec_given=""
+units_asr=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -94,6 +109,7 @@ while [ $# -gt 0 ]; do
     --asr-beam) asr_beam=(--beam-size "$2"); shift 2 ;;
     --asr-extra) asr_extra+=("$2"); shift 2 ;;
     --codec) codec_given=$2; shift 2 ;;
+    --units-asr) units_asr=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -128,6 +144,21 @@ notes="Trained by ${RECIPE_NOTE:-${RECIPE:-recipes/synth/run.sh}} --size $size${
 
 stage_line() {  # "stage N: what" + where the run stands: the stages this run covers and the time since it started
   echo "$1   [this run: stages $stage-$stop_stage; $((SECONDS / 3600))h$(printf %02d $((SECONDS % 3600 / 60)))m$(printf %02d $((SECONDS % 60)))s in]"
+}
+
+bundle() {  # valle-export tortoise-export: the codec and these into $pretrained, each model stored once, verified
+  mkdir -p "$pretrained"
+  for pair in "codec:$codec_export" "valle:$1" "tortoise:$2"; do
+    name=${pair%%:*}
+    if [ ! -f "${pair#*:}/config.json" ]; then  # e.g. one family retrained: the bundle keeps the other's
+      echo "  ${pair#*:} is not exported: $pretrained/$name stays as it is"
+      continue
+    fi
+    [ "$(realpath "${pair#*:}")" = "$(realpath -m "$pretrained/$name")" ] && continue  # already there (a given codec)
+    rm -rf "${pretrained:?}/.$name.new" && cp -r "${pair#*:}" "$pretrained/.$name.new"
+    rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
+  done
+  audiokit models "$pretrained"/{codec,valle,tortoise} --refresh --share --verify
 }
 
 judge_asr() {  # the ASR that judges the TTS stages: --judge, else the default (Whisper tiny.en) where installed, else stage 7's
@@ -268,16 +299,49 @@ fi
 
 if [ "$stage" -le 19 ] && [ "$stop_stage" -ge 19 ]; then
   stage_line "stage 19: the bundle -> $pretrained/{codec,valle,tortoise}"
-  mkdir -p "$pretrained"
-  for pair in "codec:$codec_export" "valle:$exp/valle-export" "tortoise:$exp/tortoise-export"; do
-    name=${pair%%:*}
-    if [ ! -f "${pair#*:}/config.json" ]; then  # e.g. one family retrained: the bundle keeps the other's
-      echo "  ${pair#*:} is not exported: $pretrained/$name stays as it is"
-      continue
-    fi
-    [ "$(realpath "${pair#*:}")" = "$(realpath -m "$pretrained/$name")" ] && continue  # already there (a given codec)
-    rm -rf "${pretrained:?}/.$name.new" && cp -r "${pair#*:}" "$pretrained/.$name.new"
-    rm -rf "${pretrained:?}/$name" && mv "$pretrained/.$name.new" "$pretrained/$name"
-  done
-  audiokit models "$pretrained"/{codec,valle,tortoise} --refresh --share --verify
+  bundle "$exp/valle-export" "$exp/tortoise-export"
+fi
+
+# ------------------------------------------------------------------------------------------ phone units (20-28)
+steps=("${steps_arg[@]}")
+# shellcheck source=../lib/units.sh
+source "$(dirname "$0")/../lib/units.sh"  # in_range, train_units_stage
+phunits=$exp/phunits
+if in_range 20; then
+  stage_line "stage 20: phone units from ${units_asr:-$exp/asr-export} -> $phunits"
+  audiokit units --phones --asr "${units_asr:-$exp/asr-export}" --tokens "$exp/tokens" --out "$phunits" \
+    --fit-items 20000 --fit-steps "${max_steps:-2000}"
+fi
+k=""  # the phone table's size, read from stage 20's tokenizer
+if [ "$stop_stage" -ge 21 ] && [ "$stage" -le 27 ]; then
+  k=$(python -c "from audiokit.codec.units import UnitTokenizer; print(UnitTokenizer.load('$phunits/tokenizer').k)")
+fi
+train_units_stage 21 units-decoder configs/valle/cpu_phones_decoder.yaml phones-decoder "$phunits/stacked" \
+  --model.codec "$codec_export" --model.n_units "$k"
+train_units_stage 22 valle-ar configs/valle/cpu_phones_ar.yaml phones-ar "$phunits/runs" --model.codebook_size "$k"
+train_units_stage 23 valle-nar configs/valle/cpu_phones_lengths.yaml phones-lengths "$phunits/runs" --model.codebook_size "$k"
+if in_range 24; then
+  stage_line "stage 24: export VALL-E on phones -> $exp/valle-phones-export; evaluate -> $exp/valle_phones_eval.json"
+  audiokit export "$exp/phones-ar/checkpoints/last.ckpt" "$exp/valle-phones-export" \
+    --nar "$exp/phones-lengths/checkpoints/last.ckpt" --decoder "$exp/phones-decoder/checkpoints/last.ckpt" \
+    --units "$phunits/tokenizer" --codec "$codec_export" --name "$tag-$size-valle-phones" "$export_dtype" --notes "$notes"
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/valle-phones-export" --asr "$(judge_asr)" \
+    --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_phones_eval.json" --card
+fi
+train_units_stage 25 tortoise-ar configs/tortoise/cpu_phones_ar.yaml tphones-ar "$phunits/runs" \
+  --model.codebook_size "$k" --data.tokenizer "$corpus/bpe.json"
+train_units_stage 26 clvp configs/tortoise/cpu_phones_clvp.yaml tphones-clvp "$phunits/runs" \
+  --model.codebook_size "$k" --data.tokenizer "$corpus/bpe.json"
+if in_range 27; then
+  stage_line "stage 27: export Tortoise on phones -> $exp/tortoise-phones-export; evaluate -> $exp/tortoise_phones_eval.json"
+  audiokit export "$exp/tphones-ar/checkpoints/last.ckpt" "$exp/tortoise-phones-export" \
+    --clvp "$exp/tphones-clvp/checkpoints/last.ckpt" --nar "$exp/phones-lengths/checkpoints/last.ckpt" \
+    --decoder "$exp/phones-decoder/checkpoints/last.ckpt" --units "$phunits/tokenizer" --codec "$codec_export" \
+    --name "$tag-$size-tortoise-phones" "$export_dtype" --notes "$notes"
+  audiokit eval tts --manifest "$corpus/test.jsonl" --model "$exp/tortoise-phones-export" --asr "$(judge_asr)" \
+    --preset "$tts_preset" --max-items "$tts_items" --device "$device" --json "$exp/tortoise_phones_eval.json" --card
+fi
+if in_range 28; then
+  stage_line "stage 28: the bundle with the phone models -> $pretrained/{codec,valle,tortoise}"
+  bundle "$exp/valle-phones-export" "$exp/tortoise-phones-export"
 fi
