@@ -105,7 +105,7 @@ def test_backend_speaks_a_sentence_with_each_bundled_family(backend, voice, fami
     assert out.audio.dtype == np.int16 and out.sample_rate == 16000
     assert 1.0 < out.duration < 20.0, out.duration  # a sentence, not a click (the end token waits for its minimum)
     assert np.abs(out.audio).max() > 100  # not silence
-    stages = {"valle": {"prompt", "ar", "nar", "codec"}, "tortoise": {"ar", "clvp", "diffusion", "codec"}}[family]
+    stages = {"valle": {"prompt", "ar", "nar", "codec"}, "tortoise": {"ar", "clvp", "decoder", "codec"}}[family]  # on units
     assert stages <= set(out.timings) and all(v >= 0 for v in out.timings.values())
     table = out.timing_markdown()
     assert "| **total** |" in table and "real-time factor" in table

@@ -157,6 +157,19 @@ def test_adopt_installs_the_returned_bundle_and_its_figures(dry_run, tmp_path):
     before = (pre / "codec" / "model.json").read_text()
     bad = _bash("recipes/gpu/adopt.sh", cut, *args)
     assert bad.returncode == 1 and "do not unpack" in bad.stderr and (pre / "codec" / "model.json").read_text() == before
+    # installed TTS models on phone units (the real bundle) stay, and the codec they link to; the figures come in
+    real, big = tmp_path / "real", tmp_path / "big"
+    for name in ("codec", "valle", "tortoise"):
+        shutil.copytree(ROOT / "pretrained" / name, real / name, symlinks=True)
+    shutil.copytree(out, big)
+    fig = json.loads((big / "figures.json").read_text())
+    (big / "figures.json").write_text(json.dumps({**fig, "size": "oneshot"}))  # not a dry run's, as a GPU's would be
+    kept = _bash("recipes/gpu/adopt.sh", big, "--pretrained", real, "--results", results, "--figures", figs)
+    assert kept.returncode == 0, kept.stderr
+    assert "keeping the installed valle tortoise and codec" in kept.stdout
+    for part in ("codec/model.safetensors", "valle/ar.safetensors", "tortoise/ar.safetensors"):
+        assert (real / part).read_bytes() == (ROOT / "pretrained" / part).read_bytes()
+    assert type(audiokit.load(real / "tortoise")).__name__ == "UnitsTortoiseTTS"
 
 
 def test_oneshot_options_are_checked():

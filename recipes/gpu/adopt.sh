@@ -7,7 +7,9 @@
 #   bash recipes/gpu/adopt.sh OUT --force             # also a dry run's (tiny) or a partial bundle
 #
 # A model folder missing from the bundle (its stage failed) leaves the installed one in place. Nothing in pretrained/
-# changes unless every model of the bundle verifies against its card; each folder is swapped in whole.
+# changes unless every model of the bundle verifies against its card; each folder is swapped in whole. Installed
+# TTS models on phone units (RESULTS session 30: they say the words; the one-shot trains codec-token ones) stay,
+# and so does the codec they link to: the run then adds its figures only (--force installs its models anyway).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,6 +47,16 @@ if compgen -G "$src/bundle.tgz.*" >/dev/null; then
   done
   # the returned cards must verify before anything is installed (links inside the bundle resolve there)
   audiokit models "$tmp"/pretrained/* --verify
+  kept=""
+  for m in valle tortoise; do  # phone-unit TTS models outrank what ten GPU minutes train; their codec stays with them
+    if [ -z "$force" ] && [ -f "$pretrained/$m/config.json" ] && grep -q '"units"' "$pretrained/$m/config.json"; then
+      kept="$kept $m"
+    fi
+  done
+  if [ -n "$kept" ]; then
+    echo "adopt: keeping the installed$kept and codec (on phone units: they say the words, RESULTS session 30); --force to replace them"
+    models=$(for m in $models; do case " $kept codec " in *" $m "*) ;; *) printf '%s ' "$m" ;; esac; done)
+  fi
   mkdir -p "$pretrained"
   for m in $models; do
     rm -rf "${pretrained:?}/.$m.old"
