@@ -168,4 +168,6 @@ def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):
     assert filecmp.cmp(bundle / "valle" / "ar.safetensors", PRETRAINED_DIR / "valle" / "ar.safetensors", shallow=False)
     assert (bundle / "tortoise" / "clvp.safetensors").is_file()  # the export replaced it
     assert (bundle / "tortoise" / "codec.link").read_text().strip() == "../codec"
-    assert not (bundle / "tortoise" / "codec").exists() and read_card(bundle / "tortoise")["shared"] == {"codec": "../codec"}
+    assert not (bundle / "tortoise" / "codec").exists() and read_card(bundle / "tortoise")["shared"] == {
+        "codec": "../codec", "units": "../valle/units", "nar.safetensors": "../valle/nar.safetensors",
+        "decoder.safetensors": "../valle/decoder.safetensors"}  # on VALL-E's phone units, lengths NAR and decoder

@@ -138,7 +138,7 @@ def text_script(units, alignment: str, phoneme_ids) -> torch.Tensor | None:
         return None
     from ..text.phonemes import PHONEME_VOCAB
 
-    return units.script(PHONEME_VOCAB.decode(torch.as_tensor(phoneme_ids).tolist()))
+    return units.script(PHONEME_VOCAB.decode(torch.as_tensor(phoneme_ids, device="cpu").tolist()))
 
 
 def lengths_from(probs: torch.Tensor, rule: str = "mean") -> torch.Tensor:
@@ -295,10 +295,12 @@ class UnitsValleTTS(ValleTTS):
         row's latent ``[latent_dim, T]`` (:meth:`audio` decodes it)."""
         from ..codec.phones import SILENCE
         from ..nn.sampling import Spelling
+        from ..progress import Progress
         from .generate import generate_ar
 
         timings = timings if timings is not None else {}
         K, out = self.units.k, []
+        bar = Progress(len(rows), "VALL-E", unit="sentences", enabled=len(rows) > batch_size)  # long text: by batch
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
             flags = voice_only if isinstance(voice_only, bool) else voice_only[i : i + batch_size]
@@ -326,6 +328,8 @@ class UnitsValleTTS(ValleTTS):
                     out.append(torch.cat([u[None], codes]))
                     if probs is not None:
                         probs.append(z)
+            bar.update(len(chunk))
+        bar.close()
         return out
 
     def audio(self, codes: list[torch.Tensor], probs: list[torch.Tensor] | None = None,
