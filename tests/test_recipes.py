@@ -60,8 +60,8 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     system_voices_or_skip()
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                AUDIOKIT_QUIET="1")
-    out, exp = tmp_path / "digits", tmp_path / "exp"
-    r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--utterances", "40",
+    out, exp = tmp_path / "digits", tmp_path / "exp"  # 100 strings: 3 a voice, so stage 28 finds each a prompt
+    r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--utterances", "100",
                         "--codec", str(PRETRAINED_DIR / "codec"), "--exp", str(exp), "--stop-stage", "4"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -85,49 +85,44 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert store.codec.fingerprint == Codec.load(PRETRAINED_DIR / "codec").info.fingerprint and len(store) == len(rows) + len(
         read_manifest(out / "valid.jsonl"))
 
-    # stages 19-26, VALL-E and Tortoise on units, two steps each, from a (random, tiny) ASR export where stage 7 would put one
+    # stages 20-28: phone units, VALL-E and Tortoise on them (two steps each, from a random tiny ASR export where
+    # stage 7 would put one), their evaluations, and the held-out voices the judge reads
     from test_asr_transcribe import SENTENCES, _transcriber
 
     from audiokit.asr.tokenizer import WhisperTokenizer
     from audiokit.text import BPETokenizer
     from audiokit.tts import TTS
 
-    _transcriber(WhisperTokenizer.from_bpe(BPETokenizer.train(SENTENCES, vocab_size=300))).export(exp / "synth-digits/asr-export")
+    units = exp / "synth-digits"
+    _transcriber(WhisperTokenizer.from_bpe(BPETokenizer.train(SENTENCES, vocab_size=300))).export(units / "asr-export")
     r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--codec", str(PRETRAINED_DIR / "codec"),
-                        "--exp", str(exp), "--stage", "19", "--max-steps", "2", "--tts-items", "2",
-                        "--judge", str(exp / "synth-digits/asr-export")], cwd=ROOT, env=env, capture_output=True, text=True,
+                        "--exp", str(exp), "--stage", "20", "--max-steps", "2", "--tts-items", "2",
+                        "--judge", str(units / "asr-export")], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "stage 4: tokenize" not in r.stdout and "stage 23: export VALL-E on units" in r.stdout
-    assert "stage 26: export Tortoise on units" in r.stdout
-    units = exp / "synth-digits"
-    assert len(TokenStore(units / "units/runs")) == len(store) and (units / "units/tokenizer/config.json").exists()
-    tts = TTS.load(units / "valle-units-export")
-    assert type(tts).__name__ == "UnitsValleTTS" and tts.units.k == 256 and tts.n_codebooks == 12
-    report = json.loads((units / "valle_units_eval.json").read_text())
-    assert [r["utterances"] for r in report["rows"]] == [2, 2, 2]
-    card = json.loads((units / "valle-units-export/model.json").read_text())
-    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "nar": 2, "decoder": 2} and "tts" in card["eval"]
-    tortoise = TTS.load(units / "tortoise-units-export")  # the same units, lengths NAR and decoder behind its AR and CLVP
-    assert type(tortoise).__name__ == "UnitsTortoiseTTS" and tortoise.units.k == 256
-    report = json.loads((units / "tortoise_units_eval.json").read_text())
-    assert [r["utterances"] for r in report["rows"]] == [2, 2, 2, 2]  # truth, resynthesis, CLVP's pick, a random one
-    hot = json.loads((units / "tortoise_units_eval_t15.json").read_text())  # the same, sampled at temperature 1.5
-    assert [r["system"] for r in hot["rows"]] == [r["system"] for r in report["rows"]]
-    card = json.loads((units / "tortoise-units-export/model.json").read_text())
-    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "clvp": 2, "nar": 2, "decoder": 2}
-
-    # recipes/synth/run.sh stages 20-28 on the same runs: phone units, VALL-E and Tortoise on them, the bundle
-    bundle = tmp_path / "bundle"
-    r = subprocess.run(["bash", str(ROOT / "recipes/synth/run.sh"), "--size", "digits", "--corpus", str(out),
-                        "--codec", str(PRETRAINED_DIR / "codec"), "--exp", str(exp), "--stage", "20", "--stop-stage", "28",
-                        "--max-steps", "2", "--tts-items", "2", "--judge", str(exp / "synth-digits/asr-export"),
-                        "--pretrained", str(bundle)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    phones = TTS.load(bundle / "valle")
+    assert "stage 4: tokenize" not in r.stdout and "stage 19" not in r.stdout  # the bundle is not this recipe's
+    assert "stage 24: export VALL-E on phones" in r.stdout and "stage 27: export Tortoise on phones" in r.stdout
+    assert len(TokenStore(units / "phunits/runs")) == len(store)
+    phones = TTS.load(units / "valle-phones-export")
     assert type(phones).__name__ == "UnitsValleTTS" and phones.alignment == "monotonic"
     assert type(phones.units).__name__ == "PhoneTokenizer" and phones.ar.dims.codebook_size == phones.units.k
-    assert json.loads((units / "valle_phones_eval.json").read_text())["rows"][0]["utterances"] == 2
+    card = json.loads((units / "valle-phones-export/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "nar": 2, "decoder": 2} and "tts" in card["eval"]
+    report = json.loads((units / "tortoise_phones_eval.json").read_text())
+    assert [r["utterances"] for r in report["rows"]] == [2, 2, 2, 2]  # truth, resynthesis, CLVP's pick, a random one
+    judged = read_manifest(out / "test-judged.jsonl")  # stage 28: flite rms and festival ked only
+    assert judged and {e["speaker"] for e in judged} == {"flite-rms", "festival-ked_diphone"}
+    for family, n in (("valle", 3), ("tortoise", 4)):
+        report = json.loads((units / f"{family}_phones_judged.json").read_text())
+        assert [r["utterances"] for r in report["rows"]] == [2] * n
+        assert {it["speaker"] for it in report["items"]} <= {"flite-rms", "festival-ked_diphone"}
+
+    # recipes/synth/run.sh's bundle stage on the phone models: Tortoise links to VALL-E's units, lengths and decoder
+    bundle = tmp_path / "bundle"
+    r = subprocess.run(["bash", str(ROOT / "recipes/synth/run.sh"), "--size", "digits", "--corpus", str(out),
+                        "--codec", str(PRETRAINED_DIR / "codec"), "--exp", str(exp), "--stage", "28", "--stop-stage", "28",
+                        "--pretrained", str(bundle)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     shared = json.loads((bundle / "tortoise/model.json").read_text())["shared"]
     assert shared == {"codec": "../codec", "units": "../valle/units", "nar.safetensors": "../valle/nar.safetensors",
                       "decoder.safetensors": "../valle/decoder.safetensors"}

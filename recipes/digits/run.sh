@@ -4,12 +4,13 @@
 # held-out voices the judge understands. Kaldi's yesno / ESPnet's mini_an4 for audiokit.
 #   bash recipes/digits/run.sh                       # everything, on the bundled codec's tokens
 #   bash recipes/digits/run.sh --stage 9 --stop-stage 12   # VALL-E on the codec's tokens only
-#   bash recipes/digits/run.sh --stage 19                  # VALL-E and Tortoise on speech units (they say the digits)
+#   bash recipes/digits/run.sh --stage 20 --units-asr ASR  # VALL-E and Tortoise on phone units (they say the digits)
 # Options: --out DIR (corpus [data/digits]), --utterances N (stage 0's size [6000]), --codec DIR (the codec whose
 #   tokens the models learn [pretrained/codec]); every other option (--stage, --stop-stage, --exp, --max-steps,
-#   --max-time, --judge, --tts-items, --device ...) goes to recipes/synth/run.sh, whose stages 1-18 this runs
-#   with the configs of size "digits" (configs/*/digits*.yaml); the codec's stages 2-3 are skipped. Stages 19-26
-#   are this recipe's own, and read --exp, --tag, --max-steps, --max-time, --judge, --tts-items and --device too.
+#   --max-time, --judge, --tts-items, --device, --units-asr ...) goes to recipes/synth/run.sh, whose stages 1-18
+#   this runs with the configs of size "digits" (configs/*/digits*.yaml) and whose phone stages 20-27 it runs with
+#   its cpu_phones configs, 2,000 steps each unless --max-steps; the codec's stages 2-3 and the bundle (19) are
+#   skipped. Stage 28 is this recipe's own.
 # Stages:
 #   0  the corpus: audiokit data synth --sentences digits; every installed engine's voices, with flite rms and
 #      festival ked held out (the judge, Whisper tiny.en, reads flite and festival digit strings at 0-2 % WER);
@@ -17,23 +18,19 @@
 #      ASR trains on as well (session 20: the held-out espeak voices 6.5 / 0.0 -> 0.0 / 0.0 % WER)
 #   1, 4-18  recipes/synth/run.sh's: BPE, tokens, ASR (evaluated with beam 5, ranked jointly with its CTC head),
 #      VALL-E AR + NAR, Tortoise AR, CLVP, diffusion, their evals (on the codec's tokens: they babble, see RESULTS)
-#   19  speech units from the stage-7 ASR's encoder (audiokit units: k-means, K = 256) -> $exp/units/{tokenizer,
-#       frames,runs,stacked}
-#   20  VALL-E AR on the units' runs         (configs/valle/digits_units_ar.yaml)      -> $exp/valle-units-ar
-#   21  the lengths NAR on the runs          (configs/valle/digits_units_lengths.yaml) -> $exp/valle-units-lengths
-#   22  the units decoder: units -> codec latent (configs/valle/digits_units_decoder.yaml) -> $exp/units-decoder
-#   23  export VALL-E on units ($exp/valle-units-export, one folder: audiokit tts / TTS.load read it) and evaluate it
-#       on held-out strings in held-out voices, voice-only prompts, greedy ($exp/valle_units_eval.json, its card)
-#   24  Tortoise AR on the units' runs        (configs/tortoise/digits_units_ar.yaml)   -> $exp/tortoise-units-ar
-#   25  CLVP on the units' runs               (configs/tortoise/digits_units_clvp.yaml) -> $exp/clvp-units
-#   26  export Tortoise on units (AR + CLVP + stage 21's lengths NAR + stage 22's decoder: $exp/tortoise-units-export)
-#       and evaluate it: CLVP's pick of 16 samples against a random one of them ($exp/tortoise_units_eval.json; and
-#       sampled at temperature 1.5, where the candidates differ: $exp/tortoise_units_eval_t15.json)
+#   20-27  recipes/synth/run.sh's phone units: a CTC head on the ASR's encoder (--units-asr ASR, else stage 7's
+#      $exp/asr-export) force-aligns every utterance's phones (20, $exp/phunits), the units decoder (21), VALL-E's AR
+#      and lengths NAR (22-23), its export and evaluation on 40 held-out strings in the four held-out voices (24,
+#      $exp/valle_phones_eval.json), Tortoise's AR and CLVP (25-26), its export and evaluation: CLVP's pick of 16
+#      against a random candidate (27, $exp/tortoise_phones_eval.json). Both decode monotonically along the text's
+#      phones (VALL-E R): the AR chooses the pauses, the lengths NAR each phone's frames.
+#   28  both exports on the held-out voices the judge reads (flite rms, festival ked: $out/test-judged.jsonl;
+#       tiny.en reads the two espeak voices' recordings at 20-23 % WER) -> $exp/{valle,tortoise}_phones_judged.json
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
 set -euo pipefail
 
 stage=0
-stop_stage=26
+stop_stage=28
 out=data/digits
 utterances=6000
 codec=pretrained/codec
@@ -42,8 +39,8 @@ tag=synth
 device=cpu
 judge=""
 tts_items=40
-steps=()
 pass=()
+phone_steps=(--max-steps 2000)  # the phone stages' length unless --max-steps
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -56,8 +53,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; pass+=("$1" "$2"); shift 2 ;;
     --judge) judge=$2; pass+=("$1" "$2"); shift 2 ;;
     --tts-items) tts_items=$2; pass+=("$1" "$2"); shift 2 ;;
-    --max-steps) steps+=(--trainer.max_steps "$2"); pass+=("$1" "$2"); shift 2 ;;
-    --max-time) steps+=(--trainer.max_time "$2"); pass+=("$1" "$2"); shift 2 ;;
+    --max-steps) pass+=("$1" "$2"); phone_steps=(); shift 2 ;;
     *) pass+=("$1" "$2"); shift 2 ;;
   esac
 done
@@ -92,44 +88,24 @@ if [ "$stop_stage" -ge 1 ] && [ "$stage" -le 18 ]; then
     "${extra[@]}" --asr-beam 5 "${pass[@]}"
 fi
 
-if [ -z "$judge" ]; then  # as recipes/synth/run.sh: the default ASR (Whisper tiny.en) where installed, else the recipe's
-  judge=$(python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null && echo asr || echo "$exp/asr-export")
-fi
-# shellcheck source=../lib/units.sh
-source "$(dirname "$0")/../lib/units.sh"  # in_range, train_units_stage
-
-if in_range 19; then
-  echo "stage 19: speech units from the recipe's ASR ($exp/asr-export) -> $exp/units   [${SECONDS}s in]"
-  audiokit units --asr "$exp/asr-export" --tokens "$exp/tokens" --out "$exp/units" -k 256
-fi
-train_units_stage 20 valle-ar configs/valle/digits_units_ar.yaml valle-units-ar "$exp/units/runs"
-train_units_stage 21 valle-nar configs/valle/digits_units_lengths.yaml valle-units-lengths "$exp/units/runs"
-train_units_stage 22 units-decoder configs/valle/digits_units_decoder.yaml units-decoder "$exp/units/stacked" \
-  --model.codec "$codec"
-if in_range 23; then
-  echo "stage 23: export VALL-E on units -> $exp/valle-units-export; evaluate -> $exp/valle_units_eval.json   [${SECONDS}s in]"
-  audiokit export "$exp/valle-units-ar/checkpoints/last.ckpt" "$exp/valle-units-export" \
-    --nar "$exp/valle-units-lengths/checkpoints/last.ckpt" --decoder "$exp/units-decoder/checkpoints/last.ckpt" \
-    --units "$exp/units/tokenizer" --codec "$codec" --name "$tag-digits-valle-units" \
-    --notes "Trained by recipes/digits/run.sh stages 19-22 on $(nproc) CPU cores."
-  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/valle-units-export" --asr "$judge" \
-    --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_units_eval.json" --card
+if [ "$stop_stage" -ge 20 ] && [ "$stage" -le 27 ]; then  # the phone units and the TTS models on them
+  RECIPE_NOTE="recipes/digits/run.sh" bash "$(dirname "$0")/../synth/run.sh" --size digits --corpus "$out" \
+    --codec "$codec" --stage "$(( stage > 20 ? stage : 20 ))" --stop-stage "$(( stop_stage < 27 ? stop_stage : 27 ))" \
+    "${pass[@]}" "${phone_steps[@]}"
 fi
 
-train_units_stage 24 tortoise-ar configs/tortoise/digits_units_ar.yaml tortoise-units-ar "$exp/units/runs" \
-  --data.tokenizer "$out/bpe.json"
-train_units_stage 25 clvp configs/tortoise/digits_units_clvp.yaml clvp-units "$exp/units/runs" \
-  --data.tokenizer "$out/bpe.json"
-if in_range 26; then
-  echo "stage 26: export Tortoise on units -> $exp/tortoise-units-export; evaluate -> $exp/tortoise_units_eval.json   [${SECONDS}s in]"
-  audiokit export "$exp/tortoise-units-ar/checkpoints/last.ckpt" "$exp/tortoise-units-export" \
-    --clvp "$exp/clvp-units/checkpoints/last.ckpt" --nar "$exp/valle-units-lengths/checkpoints/last.ckpt" \
-    --decoder "$exp/units-decoder/checkpoints/last.ckpt" --units "$exp/units/tokenizer" --codec "$codec" \
-    --name "$tag-digits-tortoise-units" --notes "Trained by recipes/digits/run.sh stages 19-25 on $(nproc) CPU cores."
-  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/tortoise-units-export" --asr "$judge" \
-    --max-items "$tts_items" --device "$device" --json "$exp/tortoise_units_eval.json" --card
-  # what CLVP's reranking buys: at the default sampling every candidate is about as good as the decoder lets it
-  # be; sampled hotter, the candidates differ and CLVP's pick beats a random one (RESULTS session 27)
-  audiokit eval tts --manifest "$out/test.jsonl" --model "$exp/tortoise-units-export" --asr "$judge" \
-    --max-items "$tts_items" --device "$device" --temperature 1.5 --json "$exp/tortoise_units_eval_t15.json"
+if [ "$stage" -le 28 ] && [ "$stop_stage" -ge 28 ]; then
+  echo "stage 28: VALL-E and Tortoise on the held-out voices the judge reads -> $exp/{valle,tortoise}_phones_judged.json   [${SECONDS}s in]"
+  if [ -z "$judge" ]; then  # as recipes/synth/run.sh: the default ASR (Whisper tiny.en) where installed, else the recipe's
+    judge=$(python -c "from audiokit.pretrained import default_asr; default_asr()" 2>/dev/null && echo asr || echo "$exp/asr-export")
+  fi
+  grep -E '"speaker": "(flite|festival)' "$out/test.jsonl" > "$out/test-judged.jsonl" || true
+  if [ ! -s "$out/test-judged.jsonl" ]; then
+    echo "  no held-out flite or festival voice in $out/test.jsonl (neither engine installed at stage 0): skipping" >&2
+    exit 0
+  fi
+  audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/valle-phones-export" --asr "$judge" \
+    --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_phones_judged.json"
+  audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/tortoise-phones-export" --asr "$judge" \
+    --max-items "$tts_items" --device "$device" --json "$exp/tortoise_phones_judged.json"
 fi
