@@ -101,6 +101,7 @@ if [ "$stage" -le 28 ] && [ "$stop_stage" -ge 28 ]; then
   fi
   grep -E '"speaker": "(flite|festival)' "$out/test.jsonl" > "$out/test-judged.jsonl" || true
   if [ ! -s "$out/test-judged.jsonl" ]; then
+    rm -f "$out/test-judged.jsonl"
     echo "  no held-out flite or festival voice in $out/test.jsonl (neither engine installed at stage 0): skipping" >&2
     exit 0
   fi
