@@ -110,6 +110,8 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "nar": 2, "decoder": 2} and "tts" in card["eval"]
     report = json.loads((units / "tortoise_phones_eval.json").read_text())
     assert [r["utterances"] for r in report["rows"]] == [2, 2, 2, 2]  # truth, resynthesis, CLVP's pick, a random one
+    card = json.loads((units / "tortoise-phones-export/model.json").read_text())
+    assert {k: v["steps"] for k, v in card["training"].items()} == {"ar": 2, "clvp": 2, "nar": 2, "decoder": 2}
     judged = read_manifest(out / "test-judged.jsonl")  # stage 28: flite rms and festival ked only
     assert judged and {e["speaker"] for e in judged} == {"flite-rms", "festival-ked_diphone"}
     for family, n in (("valle", 3), ("tortoise", 4)):
