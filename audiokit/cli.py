@@ -224,6 +224,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--top-k", type=int, default=None, help="tts: the AR samples among its k likeliest codes [50]")
     p.add_argument("--top-p", type=float, default=None, help="tts: nucleus sampling [VALL-E none, Tortoise 0.8]")
     _add_repetition_options(p)
+    _add_alignment_option(p, None)
     p.add_argument("--vocab", default=None, help="asr: rank file of an official Whisper .pt")
     p.add_argument("--beam-size", type=int, default=None, help="asr: beam search [greedy]")
     p.add_argument("--ctc-weight", type=float, default=None,
@@ -270,9 +271,7 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--diffusion", default=None, help="Tortoise: the diffusion decoder checkpoint")
     p.add_argument("--units", default=None, help="VALL-E or Tortoise on units: the units tokenizer folder (audiokit units' OUT/tokenizer)")
     p.add_argument("--decoder", default=None, help="VALL-E or Tortoise on units: the units-decoder checkpoint")
-    p.add_argument("--alignment", default="monotonic", choices=["monotonic", "free"],
-                   help="on phone units: the AR spells the text's phones in order and chooses the pauses (monotonic), or "
-                        "chooses every unit itself (free: it may skip or repeat words) [monotonic]")
+    _add_alignment_option(p, "monotonic")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     store.add_argument("--int8", action="store_true",
@@ -296,6 +295,22 @@ def _add_repetition_options(p) -> None:
                    help="repetition-aware sampling (VALL-E 2): a drawn code that already fills --repetition-threshold "
                         "of the last N generated ones is drawn again from the whole distribution [0: off]")
     p.add_argument("--repetition-threshold", type=float, default=0.1, help="see --repetition-window [0.1]")
+
+
+def _add_alignment_option(p, default) -> None:
+    p.add_argument("--alignment", default=default, choices=["monotonic", "free"],  # valle.units.ALIGNMENTS (torch-free here)
+                   help="on phone units: the AR spells the text's phones in order and chooses the pauses (monotonic), or "
+                        "chooses every unit itself (free: it may skip or repeat words) "
+                        + ("[monotonic]" if default else "[the model's, from its export]"))
+
+
+def _set_alignment(tts, alignment, model) -> None:
+    """--alignment on tts / eval tts: decode a phone-units model another way than its export says."""
+    if alignment is None:
+        return
+    if not hasattr(tts, "alignment"):
+        raise UserError(f"--alignment applies to VALL-E or Tortoise on phone units; {model} decodes codec tokens")
+    tts.alignment = alignment
 
 
 def _repetition(args) -> dict:
@@ -327,6 +342,7 @@ def _add_tts_commands(sub) -> None:
     p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
                    help="VALL-E: codebooks 2-Q decoded at the expectation of the NAR's probabilities, or as its most "
                         "likely codes [the model's: expected]")
+    _add_alignment_option(p, None)
     p.add_argument("--device", default="cpu")
     _add_tortoise_options(p)
     p.set_defaults(func=cmd_tts)
@@ -462,6 +478,7 @@ def cmd_tts(args) -> int:
     from .tts import TTS
 
     tts = TTS.load(args.model, device=args.device, asr=args.asr)
+    _set_alignment(tts, args.alignment, args.model)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k), ("top_p", args.top_p)) if v is not None}
     sampling.update(_repetition(args))
     if tts.family == "tortoise":
@@ -716,6 +733,7 @@ def _eval_tts(args) -> int:
 
     judge = Transcriber.load(args.asr, device=args.device)  # "asr": the default, Whisper tiny.en
     tts = TTS.load(args.model, device=args.device, asr=judge)
+    _set_alignment(tts, args.alignment, args.model)
     options = {"preset": args.preset, **{k: v for k, v in (("candidates", args.candidates), ("diffusion_steps", args.diffusion_steps),
                                                            ("guidance", args.guidance)) if v is not None}}
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k), ("top_p", args.top_p))
@@ -732,6 +750,7 @@ def _eval_tts(args) -> int:
     judge_name = f"{judge.name} ({'the default ASR' if args.asr == DEFAULT_ASR else args.asr})"
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
                  {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed, **sampling,
+                  **({"alignment": args.alignment} if args.alignment else {}),
                   **({"options": options} if tts.family == "tortoise" else
                      {"nar_decoding": args.nar_decoding or tts.nar_decoding})})
     return 0

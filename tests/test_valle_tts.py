@@ -204,7 +204,7 @@ def test_tts_cli_writes_audio_and_bad_prompts_leave_no_file(tts, tmp_path, capsy
     short = write_wav(str(tmp_path / "short.wav"), _voice(0.4).numpy())
     bad = tmp_path / "bad.wav"
     for args in (["--prompt", short], ["--prompt", str(tmp_path / "missing.wav")], ["--prompt", prompt, "--text", "..."],
-                 ["--prompt", prompt, "--repetition-window", "-1"]):
+                 ["--prompt", prompt, "--repetition-window", "-1"], ["--prompt", prompt, "--alignment", "free"]):
         argv = ["tts", "--model", str(folder), "--text", "Hello.", "--out", str(bad), *args]
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -382,6 +382,16 @@ def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(wor
     assert audiokit.TTS.load(tts.export(tmp_path / "mono")).alignment == "monotonic"
     with pytest.raises(ValueError, match="alignment must be"):
         UnitsValleTTS(ar, nar, codec, units, dec, asr=False, alignment="loose")
+    import soundfile as sf  # the CLI's --alignment decodes an export as another export would: mono + free = free
+
+    sf.write(tmp_path / "voice.wav", _voice().numpy(), 16000)
+    said = {}
+    for name, extra in (("mono", ["--alignment", "free"]), ("free", []), ("mono", [])):
+        wav = tmp_path / f"{name}{len(extra)}.wav"
+        assert main(["tts", "--model", str(tmp_path / name), "--text", text, "--prompt", str(tmp_path / "voice.wav"),
+                     "--prompt-text", "", "--temperature", "0", "--out", str(wav), *extra]) == 0
+        said[name, len(extra)] = sf.read(wav)[0]
+    assert said["mono", 2].tolist() == said["free", 0].tolist() and len(said["mono", 0]) != len(said["free", 0])
 
     tok = BPETokenizer.train(SENTENCES * 3, vocab_size=300)
     dims = TortoiseDims(text_vocab=300, codebook_size=k, n_codebooks=2, d_model=32, n_head=4, n_layer=1, n_cond_layer=1,
