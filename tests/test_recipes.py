@@ -94,7 +94,17 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     from audiokit.tts import TTS
 
     units = exp / "synth-digits"
+    from audiokit.pretrained import write_card
+
     _transcriber(WhisperTokenizer.from_bpe(BPETokenizer.train(SENTENCES, vocab_size=300))).export(units / "asr-export")
+    write_card(units / "asr-export")  # as stage 7's export has: stage 8 records its figures there
+    # a run across stage 8 into 9-12 evaluates the ASR and stops there: the codec-token TTS stages are opt-in
+    r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--codec", str(PRETRAINED_DIR / "codec"),
+                        "--exp", str(exp), "--stage", "8", "--stop-stage", "12"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "stage 8: ASR evaluation" in r.stdout and "stages 9-18" in r.stdout and "stage 9:" not in r.stdout
+    assert json.loads((units / "asr_eval.json").read_text())["utterances"] == len(test)
     r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--codec", str(PRETRAINED_DIR / "codec"),
                         "--exp", str(exp), "--stage", "20", "--max-steps", "2", "--tts-items", "2",
                         "--judge", str(units / "asr-export")], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -2,9 +2,9 @@
 # The digits recipe (issue 22): does each TTS recipe learn? Spoken digit strings ("four seven oh nine", 2-8
 # digits) in many synthetic voices, small enough to converge on 2 CPU cores, judged on held-out digit strings in
 # held-out voices the judge understands. Kaldi's yesno / ESPnet's mini_an4 for audiokit.
-#   bash recipes/digits/run.sh                       # everything, on the bundled codec's tokens
-#   bash recipes/digits/run.sh --stage 9 --stop-stage 12   # VALL-E on the codec's tokens only
-#   bash recipes/digits/run.sh --stage 20 --units-asr ASR  # VALL-E and Tortoise on phone units (they say the digits)
+#   bash recipes/digits/run.sh                       # corpus, ASR (0-8), then VALL-E and Tortoise on phone units (20-28)
+#   bash recipes/digits/run.sh --stage 20 --units-asr ASR  # the phone-unit TTS stages only, on another ASR's encoder
+#   bash recipes/digits/run.sh --stage 9 --stop-stage 18   # VALL-E and Tortoise on the codec's tokens (opt-in: they babble)
 # Options: --out DIR (corpus [data/digits]), --utterances N (stage 0's size [6000]), --codec DIR (the codec whose
 #   tokens the models learn [pretrained/codec]); every other option (--stage, --stop-stage, --exp, --max-steps,
 #   --max-time, --judge, --tts-items, --device, --units-asr ...) goes to recipes/synth/run.sh, whose stages 1-18
@@ -16,8 +16,9 @@
 #      festival ked held out (the judge, Whisper tiny.en, reads flite and festival digit strings at 0-2 % WER);
 #      and $out-voices, as many strings again in 48 more espeak voices (none of the held-out ones), that the
 #      ASR trains on as well (session 20: the held-out espeak voices 6.5 / 0.0 -> 0.0 / 0.0 % WER)
-#   1, 4-18  recipes/synth/run.sh's: BPE, tokens, ASR (evaluated with beam 5, ranked jointly with its CTC head),
-#      VALL-E AR + NAR, Tortoise AR, CLVP, diffusion, their evals (on the codec's tokens: they babble, see RESULTS)
+#   1, 4-8  recipes/synth/run.sh's: BPE, tokens, codec eval, ASR (evaluated with beam 5, ranked jointly with its CTC head)
+#   9-18  its VALL-E AR + NAR, Tortoise AR, CLVP, diffusion and their evals on the codec's tokens: they babble (RESULTS
+#      sessions 21-28), so they run only when --stage starts within 9-18; a run from stage 0 goes from 8 to 20
 #   20-27  recipes/synth/run.sh's phone units: a CTC head on the ASR's encoder (--units-asr ASR, else stage 7's
 #      $exp/asr-export) force-aligns every utterance's phones (20, $exp/phunits), the units decoder (21), VALL-E's AR
 #      and lengths NAR (22-23), its export and evaluation on 40 held-out strings in the four held-out voices (24,
@@ -77,6 +78,11 @@ fi
 
 if [ "$stop_stage" -ge 1 ] && [ "$stage" -le 18 ]; then
   first=$(( stage > 1 ? stage : 1 ))
+  last=$(( stop_stage < 18 ? stop_stage : 18 ))
+  if [ "$first" -le 8 ] && [ "$last" -ge 9 ]; then  # the codec-token TTS stages (hours; they babble) only when asked
+    echo "  stages 9-18 (VALL-E and Tortoise on the codec's tokens) run only when --stage starts there; skipping them"
+    last=8
+  fi
   extra=()
   if [ -f "$out-voices/train.jsonl" ]; then
     extra=(--asr-extra "$out-voices/train.jsonl")
@@ -84,7 +90,7 @@ if [ "$stop_stage" -ge 1 ] && [ "$stage" -le 18 ]; then
     echo "  note: $out-voices is missing (a corpus from before session 20): the ASR trains on $out alone; stage 0 makes it"
   fi
   RECIPE_NOTE="recipes/digits/run.sh" bash "$(dirname "$0")/../synth/run.sh" --size digits --corpus "$out" \
-    --codec "$codec" --stage "$first" --stop-stage "$(( stop_stage < 18 ? stop_stage : 18 ))" \
+    --codec "$codec" --stage "$first" --stop-stage "$last" \
     "${extra[@]}" --asr-beam 5 "${pass[@]}"
 fi
 
