@@ -61,7 +61,7 @@ def main() -> None:
             voice_ar, _ = tts.voice_latents(tts.prepare_voice(voice, tts.sample_rate))
             cands = sample_candidates(tts.ar, voice_ar, ids, args.candidates, tts.max_speech(sentence, ids),
                                       SamplingOptions(temperature=temp, top_p=args.top_p, seed=args.seed + i))
-            err = [edit_distance(want, said(c)) / len(want) for c in cands]
+            err = [edit_distance(want, said(c)) / max(1, len(want)) for c in cands]
             top = int(tts.rank(ids, cands).argmax())
             pick.append(err[top])
             rand.append(sum(err) / len(err))

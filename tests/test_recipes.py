@@ -128,6 +128,9 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
         report = json.loads((units / f"{family}_phones_judged.json").read_text())
         assert [r["utterances"] for r in report["rows"]] == [2] * n
         assert {it["speaker"] for it in report["items"]} <= {"flite-rms", "festival-ked_diphone"}
+    ranked = json.loads((units / "clvp_rank.json").read_text())["rows"]  # CLVP's pick between a random and the best
+    assert [(r["temperature"], r["items"]) for r in ranked] == [(0.8, 2), (1.5, 2)]
+    assert all(r["phone_error"]["best"] <= min(r["phone_error"]["clvp"], r["phone_error"]["random"]) for r in ranked)
 
     # recipes/synth/run.sh's bundle stage on the phone models: Tortoise links to VALL-E's units, lengths and decoder
     bundle = tmp_path / "bundle"
