@@ -308,8 +308,8 @@ def _set_alignment(tts, alignment, model) -> None:
     """--alignment on tts / eval tts: decode a phone-units model another way than its export says."""
     if alignment is None:
         return
-    if not hasattr(tts, "alignment"):
-        raise UserError(f"--alignment applies to VALL-E or Tortoise on phone units; {model} decodes codec tokens")
+    if not hasattr(getattr(tts, "units", None), "script"):  # codec tokens, or k-means units (no phones to spell)
+        raise UserError(f"--alignment applies to VALL-E or Tortoise on phone units; {model} is not on phone units")
     tts.alignment = alignment
 
 
