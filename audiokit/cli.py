@@ -213,6 +213,8 @@ def _add_codec_commands(sub) -> None:
     p.add_argument("--asr", default=DEFAULT_ASR, help="tts: the ASR that judges WER (and transcribes VALL-E's prompts) "
                    "[asr: the default, Whisper tiny.en]")
     p.add_argument("--seed", type=int, default=0, help="tts: prompt choice and sampling seed [0]")
+    p.add_argument("--judge-beam", type=int, default=None,
+                   help="tts: the judging ASR decodes with beam search of this width [greedy]")
     p.add_argument("--no-prompt-text", dest="prompt_text", action="store_false",
                    help="tts: use prompts as voice references only [their ASR transcripts make the model continue them]")
     p.add_argument("--nar-decoding", default=None, choices=["expected", "codes"],
@@ -731,6 +733,8 @@ def _eval_tts(args) -> int:
 
     from .asr.transcriber import Transcriber
 
+    if args.judge_beam is not None and args.judge_beam < 1:
+        raise UserError(f"--judge-beam must be at least 1, got {args.judge_beam}")
     judge = Transcriber.load(args.asr, device=args.device)  # "asr": the default, Whisper tiny.en
     tts = TTS.load(args.model, device=args.device, asr=judge)
     _set_alignment(tts, args.alignment, args.model)
@@ -742,7 +746,8 @@ def _eval_tts(args) -> int:
         sampling.update(_repetition(args))
     rows, items = evaluate_tts(tts, args.manifest, asr=judge, max_items=args.max_items, seed=args.seed, **sampling,
                                transcribe_prompts=args.prompt_text, options=options if tts.family == "tortoise" else None,
-                               nar_decoding=args.nar_decoding if tts.family == "valle" else None)
+                               nar_decoding=args.nar_decoding if tts.family == "valle" else None,
+                               judge_beam=args.judge_beam)
     print(format_table(rows, judge.name or "ASR"))
     per_voice = format_speaker_table(rows)
     if per_voice:
@@ -751,6 +756,7 @@ def _eval_tts(args) -> int:
     _eval_output(args, args.model, "tts", {"model": args.model, "manifest": args.manifest, "rows": rows, "items": items},
                  {"manifest": args.manifest, "rows": rows, "judge": judge_name, "seed": args.seed, **sampling,
                   **({"alignment": args.alignment} if args.alignment else {}),
+                  **({"judge_beam": args.judge_beam} if args.judge_beam else {}),
                   **({"options": options} if tts.family == "tortoise" else
                      {"nar_decoding": args.nar_decoding or tts.nar_decoding})})
     return 0

@@ -88,7 +88,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
                  batch_size: int = 8, temperature: float | None = None, top_k: int | None = 50,
                  transcribe_prompts: bool = True, options: dict | None = None,
                  nar_decoding: str | None = None, top_p: float | None = None, repetition_window: int = 0,
-                 repetition_threshold: float = 0.1) -> tuple[list[dict], list[dict]]:
+                 repetition_threshold: float = 0.1, judge_beam: int | None = None) -> tuple[list[dict], list[dict]]:
     """Score ``tts`` on ``manifest`` (audio + text + speaker). Returns (rows per system, per-utterance items).
 
     ``transcribe_prompts`` (VALL-E): the prompts' transcripts come from the TTS's ASR (continuation, the
@@ -96,7 +96,8 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
     ``synthesize`` (``preset``, ``candidates``, …); ``nar_decoding`` is VALL-E's (``ValleTTS``; default: the
     model's). ``top_p`` (default: each family's) and ``repetition_window``/``repetition_threshold``
     (repetition-aware sampling, off at 0) go to both families' sampling. ``asr``: the judge [the default ASR,
-    Whisper tiny.en; without it, the TTS model's own ASR]."""
+    Whisper tiny.en; without it, the TTS model's own ASR]; ``judge_beam``: it decodes with beam search of this
+    width [greedy] (tiny.en greedy cuts some short outputs off after their first word: RESULTS session 32)."""
     from .data.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.get("text")]
@@ -151,7 +152,7 @@ def evaluate_tts(tts, manifest, asr=None, max_items: int | None = None, prompt_s
         w16 = {it["id"]: resample(it[key], sr, 16000) for it in items}
         row = {"system": name, "utterances": len(items)}
         if asr is not None:
-            hyps = asr.transcribe([w16[it["id"]] for it in items], 16000, temperature=0.0)
+            hyps = asr.transcribe([w16[it["id"]] for it in items], 16000, temperature=0.0, beam_size=judge_beam)
             scores = wer_cer([it["text"] for it in items], [h.text for h in hyps])
             row.update(wer_asr=scores["wer"], wer_asr_capped=scores["wer_capped"], exact_asr=scores["exact"])
             for it, h in zip(items, hyps):

@@ -455,8 +455,10 @@ def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, ca
                  "--prompt-text", "", "--out", str(wav), "--seed", "0"]) == 0 and wav.stat().st_size > 1000
     report = tmp_path / "eval.json"
     assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
-                 "--max-items", "2", "--no-prompt-text", "--temperature", "0", "--json", str(report)]) == 0
+                 "--max-items", "2", "--no-prompt-text", "--temperature", "0", "--judge-beam", "2", "--json", str(report)]) == 0
     rows = json.loads(report.read_text())["rows"]
+    assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
+                 "--judge-beam", "0"]) == 2 and "--judge-beam must be at least 1" in capsys.readouterr().err
     assert [r["system"] for r in rows][:2] == ["ground truth", "codec resynthesis"] and rows[2]["rtf"] > 0
     # Tortoise on the same units: its AR and CLVP on the runs, then the same lengths NAR and decoder
     from audiokit.text import BPETokenizer
