@@ -26,7 +26,8 @@
 #      against a random candidate (27, $exp/tortoise_phones_eval.json). Both decode monotonically along the text's
 #      phones (VALL-E R): the AR chooses the pauses, the lengths NAR each phone's frames.
 #   28  both exports on the held-out voices the judge reads (flite rms, festival ked: $out/test-judged.jsonl;
-#       tiny.en reads the two espeak voices' recordings at 20-23 % WER) -> $exp/{valle,tortoise}_phones_judged.json;
+#       tiny.en reads the two espeak voices' recordings at 20-23 % WER), the judge decoding with beam 5 (greedy, it
+#       cuts some outputs off after their first digit: RESULTS session 32) -> $exp/{valle,tortoise}_phones_judged.json;
 #       and CLVP's ranking on what it ranks: the phone error of its pick, a random and the best of 16 candidates
 #       decoded freely (benchmarks/clvp_rank.py -> $exp/clvp_rank.json)
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
@@ -114,9 +115,9 @@ if [ "$stage" -le 28 ] && [ "$stop_stage" -ge 28 ]; then
     exit 0
   fi
   audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/valle-phones-export" --asr "$judge" \
-    --max-items "$tts_items" --no-prompt-text --temperature 0 --device "$device" --json "$exp/valle_phones_judged.json"
+    --max-items "$tts_items" --no-prompt-text --temperature 0 --judge-beam 5 --device "$device" --json "$exp/valle_phones_judged.json"
   audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/tortoise-phones-export" --asr "$judge" \
-    --max-items "$tts_items" --device "$device" --json "$exp/tortoise_phones_judged.json"
+    --max-items "$tts_items" --judge-beam 5 --device "$device" --json "$exp/tortoise_phones_judged.json"
   echo "  CLVP's pick against a random candidate, on the phones they spell (decoded freely) -> $exp/clvp_rank.json"
   python benchmarks/clvp_rank.py --model "$exp/tortoise-phones-export" --manifest "$out/test-judged.jsonl" \
     --items "$tts_items" --temperature 0.8 1.5 --json "$exp/clvp_rank.json"
