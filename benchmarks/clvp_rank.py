@@ -36,7 +36,7 @@ def main() -> None:
 
     import audiokit
     from audiokit.asr.metrics import edit_distance
-    from audiokit.codec.phones import SILENCE
+    from audiokit.codec.phones import spoken
     from audiokit.tortoise.generate import sample_candidates
     from audiokit.tortoise.units import _phoneme_ids
     from audiokit.valle.generate import SamplingOptions
@@ -49,19 +49,20 @@ def main() -> None:
     tts.alignment = "free"
     texts, _, _, voices = held_out(args.manifest, tts.sample_rate, args.items, args.seed, tts.min_voice_seconds)
 
-    def said(u: torch.Tensor) -> list[int]:
-        return torch.unique_consecutive(u[u != SILENCE]).tolist()
+    prepared = []  # per item: the sentence's BPE ids, the phones it must say, the AR's voice latent, its budget
+    for text, voice in zip(texts, voices):
+        sentence, ids = tts._sentences(text)[0]
+        want = spoken(text_script(tts.units, "monotonic", _phoneme_ids(sentence)))
+        voice_ar, _ = tts.voice_latents(tts.prepare_voice(voice, tts.sample_rate))
+        prepared.append((ids, want, voice_ar, tts.max_speech(sentence, ids)))
 
     rows = []
     for temp in args.temperature:
         pick, rand, best, worst, pick_exact, any_exact, exact_share = [], [], [], [], 0, 0, []
-        for i, (text, voice) in enumerate(zip(texts, voices)):
-            sentence, ids = tts._sentences(text)[0]
-            want = said(text_script(tts.units, "monotonic", _phoneme_ids(sentence)))
-            voice_ar, _ = tts.voice_latents(tts.prepare_voice(voice, tts.sample_rate))
-            cands = sample_candidates(tts.ar, voice_ar, ids, args.candidates, tts.max_speech(sentence, ids),
+        for i, (ids, want, voice_ar, budget) in enumerate(prepared):
+            cands = sample_candidates(tts.ar, voice_ar, ids, args.candidates, budget,
                                       SamplingOptions(temperature=temp, top_p=args.top_p, seed=args.seed + i))
-            err = [edit_distance(want, said(c)) / max(1, len(want)) for c in cands]
+            err = [edit_distance(want, spoken(c)) / max(1, len(want)) for c in cands]
             top = int(tts.rank(ids, cands).argmax())
             pick.append(err[top])
             rand.append(sum(err) / len(err))

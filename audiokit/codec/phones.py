@@ -67,6 +67,11 @@ class PhoneHead(nn.Module):
         return self.out(self.norm(h.transpose(1, 2))).log_softmax(-1)
 
 
+def spoken(units: torch.Tensor) -> list[int]:
+    """The phones a row of phone units ``[T]`` (frames or runs) says: pauses dropped, repeats merged."""
+    return torch.unique_consecutive(units[units != SILENCE]).tolist()
+
+
 def ctc_align(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
     """CTC forced alignment (Viterbi): ``log_probs`` ``[T, 1 + V]`` (blank 0) and ``labels`` ``[L]`` (≥ 1) → the
     label of each frame's state on the best path ``[T]`` (0 where it is a blank), or None when ``T`` frames
