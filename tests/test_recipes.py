@@ -106,7 +106,7 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert "stage 8: ASR evaluation" in r.stdout and "stages 9-18" in r.stdout and "stage 9:" not in r.stdout
     assert json.loads((units / "asr_eval.json").read_text())["utterances"] == len(test)
     r = subprocess.run(["bash", str(ROOT / "recipes/digits/run.sh"), "--out", str(out), "--codec", str(PRETRAINED_DIR / "codec"),
-                        "--exp", str(exp), "--stage", "20", "--max-steps", "2", "--tts-items", "2",
+                        "--exp", str(exp), "--stage", "20", "--max-steps", "2", "--tts-items", "2", "--judged-items", "3",
                         "--judge", str(units / "asr-export")], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -126,10 +126,10 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
     assert judged and {e["speaker"] for e in judged} == {"flite-rms", "festival-ked_diphone"}
     for family, n in (("valle", 3), ("tortoise", 4)):
         report = json.loads((units / f"{family}_phones_judged.json").read_text())
-        assert [r["utterances"] for r in report["rows"]] == [2] * n
+        assert [r["utterances"] for r in report["rows"]] == [3] * n  # --judged-items, not --tts-items
         assert {it["speaker"] for it in report["items"]} <= {"flite-rms", "festival-ked_diphone"}
     ranked = json.loads((units / "clvp_rank.json").read_text())["rows"]  # CLVP's pick between a random and the best
-    assert [(r["temperature"], r["items"]) for r in ranked] == [(0.8, 2), (1.5, 2)]
+    assert [(r["temperature"], r["items"]) for r in ranked] == [(0.8, 3), (1.5, 3), (2.5, 3)]
     assert all(r["phone_error"]["best"] <= min(r["phone_error"]["clvp"], r["phone_error"]["random"]) for r in ranked)
 
     # recipes/synth/run.sh's bundle stage on the phone models: Tortoise links to VALL-E's units, lengths and decoder

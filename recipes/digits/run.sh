@@ -6,11 +6,11 @@
 #   bash recipes/digits/run.sh --stage 20 --units-asr ASR  # the phone-unit TTS stages only, on another ASR's encoder
 #   bash recipes/digits/run.sh --stage 9 --stop-stage 18   # VALL-E and Tortoise on the codec's tokens (opt-in: they babble)
 # Options: --out DIR (corpus [data/digits]), --utterances N (stage 0's size [6000]), --codec DIR (the codec whose
-#   tokens the models learn [pretrained/codec]); every other option (--stage, --stop-stage, --exp, --max-steps,
-#   --max-time, --judge, --tts-items, --device, --units-asr ...) goes to recipes/synth/run.sh, whose stages 1-18
-#   this runs with the configs of size "digits" (configs/*/digits*.yaml) and whose phone stages 20-27 it runs with
-#   its cpu_phones configs, 2,000 steps each unless --max-steps; the codec's stages 2-3 and the bundle (19) are
-#   skipped. Stage 28 is this recipe's own.
+#   tokens the models learn [pretrained/codec]), --judged-items N (stage 28's strings [120]); every other option
+#   (--stage, --stop-stage, --exp, --max-steps, --max-time, --judge, --tts-items, --device, --units-asr ...) goes
+#   to recipes/synth/run.sh, whose stages 1-18 this runs with the configs of size "digits" (configs/*/digits*.yaml)
+#   and whose phone stages 20-27 it runs with its cpu_phones configs, 2,000 steps each unless --max-steps; the
+#   codec's stages 2-3 and the bundle (19) are skipped. Stage 28 is this recipe's own.
 # Stages:
 #   0  the corpus: audiokit data synth --sentences digits; every installed engine's voices, with flite rms and
 #      festival ked held out (the judge, Whisper tiny.en, reads flite and festival digit strings at 0-2 % WER);
@@ -27,9 +27,10 @@
 #      phones (VALL-E R): the AR chooses the pauses, the lengths NAR each phone's frames.
 #   28  both exports on the held-out voices the judge reads (flite rms, festival ked: $out/test-judged.jsonl;
 #       tiny.en reads the two espeak voices' recordings at 20-23 % WER), the judge decoding with beam 5 (greedy, it
-#       cuts some outputs off after their first digit: RESULTS session 32) -> $exp/{valle,tortoise}_phones_judged.json;
+#       cuts some outputs off after their first digit: RESULTS session 32), on --judged-items strings [120: on 40,
+#       one misheard string moves a voice by 5 points, RESULTS session 33] -> $exp/{valle,tortoise}_phones_judged.json;
 #       and CLVP's ranking on what it ranks: the phone error of its pick, a random and the best of 16 candidates
-#       decoded freely (benchmarks/clvp_rank.py -> $exp/clvp_rank.json)
+#       decoded freely at temperatures 0.8, 1.5 and 2.5 (benchmarks/clvp_rank.py -> $exp/clvp_rank.json)
 # Digit strings are scored digit by digit (WER: "4719" = "four seven one nine", "oh" = "zero").
 set -euo pipefail
 
@@ -43,6 +44,7 @@ tag=synth
 device=cpu
 judge=""
 tts_items=40
+judged_items=120
 pass=()
 phone_steps=(--max-steps 2000)  # the phone stages' length unless --max-steps
 while [ $# -gt 0 ]; do
@@ -57,6 +59,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; pass+=("$1" "$2"); shift 2 ;;
     --judge) judge=$2; pass+=("$1" "$2"); shift 2 ;;
     --tts-items) tts_items=$2; pass+=("$1" "$2"); shift 2 ;;
+    --judged-items) judged_items=$2; shift 2 ;;
     --max-steps) pass+=("$1" "$2"); phone_steps=(); shift 2 ;;
     *) pass+=("$1" "$2"); shift 2 ;;
   esac
@@ -115,10 +118,10 @@ if [ "$stage" -le 28 ] && [ "$stop_stage" -ge 28 ]; then
     exit 0
   fi
   audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/valle-phones-export" --asr "$judge" \
-    --max-items "$tts_items" --no-prompt-text --temperature 0 --judge-beam 5 --device "$device" --json "$exp/valle_phones_judged.json"
+    --max-items "$judged_items" --no-prompt-text --temperature 0 --judge-beam 5 --device "$device" --json "$exp/valle_phones_judged.json"
   audiokit eval tts --manifest "$out/test-judged.jsonl" --model "$exp/tortoise-phones-export" --asr "$judge" \
-    --max-items "$tts_items" --judge-beam 5 --device "$device" --json "$exp/tortoise_phones_judged.json"
+    --max-items "$judged_items" --judge-beam 5 --device "$device" --json "$exp/tortoise_phones_judged.json"
   echo "  CLVP's pick against a random candidate, on the phones they spell (decoded freely) -> $exp/clvp_rank.json"
   python benchmarks/clvp_rank.py --model "$exp/tortoise-phones-export" --manifest "$out/test-judged.jsonl" \
-    --items "$tts_items" --temperature 0.8 1.5 --json "$exp/clvp_rank.json"
+    --items "$judged_items" --temperature 0.8 1.5 2.5 --json "$exp/clvp_rank.json"
 fi
