@@ -143,9 +143,9 @@ def test_digits_recipe_makes_digit_strings_and_tokenizes_them_with_the_given_cod
                       "decoder.safetensors": "../valle/decoder.safetensors"}
     said = TTS.load(bundle / "tortoise").synthesize("Four two.", voice=str(PRETRAINED_DIR / "voices/us-male.wav"),
                                                     candidates=2, seed=0)
-    from test_valle_units import _heard
+    from audiokit.codec.phones import spoken
 
-    assert _heard(said.codes[0]) == torch.unique_consecutive(phones.units.labels("Four two.")).tolist()  # it spells the text
+    assert spoken(said.codes[0]) == torch.unique_consecutive(phones.units.labels("Four two.")).tolist()  # it spells the text
 
 
 def test_bundle_stage_replaces_only_the_families_that_were_exported(tmp_path):

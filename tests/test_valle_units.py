@@ -10,6 +10,7 @@ from test_asr_transcribe import SENTENCES, _transcriber
 from audiokit.cli import main
 from audiokit.codec.codec import Codec
 from audiokit.codec.model import CodecModel
+from audiokit.codec.phones import spoken
 from audiokit.codec.units import UnitTokenizer, expand, runs_info
 from audiokit.tokens import CodecMismatchError, TokenStore
 from audiokit.tts import TTSLoadError
@@ -340,13 +341,6 @@ def test_valle_and_tortoise_on_one_set_of_units_share_their_parts_in_a_bundle(tt
         audiokit.TTS.load(tmp_path / "alone")
 
 
-def _heard(units: torch.Tensor) -> list[int]:
-    """The phones a row of phone units says, pauses dropped and repeats merged."""
-    from audiokit.codec.phones import spoken
-
-    return spoken(units)
-
-
 def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(work, phones, tmp_path):
     """VALL-E and Tortoise on phone units: with the monotonic alignment even a random AR says exactly the text's
     phones, in order (each Tortoise candidate too); ``alignment="free"`` lets it say anything; exports keep it."""
@@ -373,11 +367,11 @@ def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(wor
     for seed in (None, 0):  # greedy, sampled
         out = tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0 if seed is None else 1.0,
                              seed=seed)
-        assert _heard(out.codes[0][0]) == want
+        assert spoken(out.codes[0][0]) == want
     told = tts.synthesize(text, _voice(), sample_rate=16000, prompt_text="three four five", temperature=0)
-    assert _heard(told.codes[0][0]) == want  # a prompt transcript is context, not something to say again
+    assert spoken(told.codes[0][0]) == want  # a prompt transcript is context, not something to say again
     free = UnitsValleTTS(ar.eval(), nar.eval(), codec, units, dec, asr=False, prompt_runs=20, alignment="free")
-    assert _heard(free.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0).codes[0][0]) != want
+    assert spoken(free.synthesize(text, _voice(), sample_rate=16000, prompt_text="", temperature=0).codes[0][0]) != want
     assert audiokit.TTS.load(free.export(tmp_path / "free")).alignment == "free"
     assert audiokit.TTS.load(tts.export(tmp_path / "mono")).alignment == "monotonic"
     with pytest.raises(ValueError, match="alignment must be"):
@@ -399,17 +393,17 @@ def test_phone_units_tts_spell_the_text_in_order_and_free_alignment_does_not(wor
     tortoise = UnitsTortoiseTTS(TortoiseAR(dims).eval(), CLVP(dims).eval(), nar, dec, codec, tok, units, voice_runs=20,
                                 prompt_runs=20)
     out = tortoise.synthesize(text, _voice(), sample_rate=16000, candidates=4, seed=0)
-    assert _heard(out.codes[0]) == want  # CLVP's pick
+    assert spoken(out.codes[0]) == want  # CLVP's pick
     ids = tortoise._sentences(text)[0][1]
     voice_ar, _ = tortoise.voice_latents(tortoise.prepare_voice(_voice(), 16000))
     cands = sample_candidates(tortoise.ar, voice_ar, ids, 4, 200, SamplingOptions(seed=0), **tortoise.spelling(text))
-    assert all(_heard(c) == want for c in cands)
+    assert all(spoken(c) == want for c in cands)
     tortoise.alignment = "free"
     assert tortoise.spelling(text) == {}
-    assert any(_heard(c) != want for c in sample_candidates(tortoise.ar, voice_ar, ids, 4, 200, SamplingOptions(seed=0)))
+    assert any(spoken(c) != want for c in sample_candidates(tortoise.ar, voice_ar, ids, 4, 200, SamplingOptions(seed=0)))
 
 
-def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, capsys):
+def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, capsys, monkeypatch):
     """The recipe's stages 20-23 on the tiny corpus: runs AR, lengths NAR, units decoder, export, tts, eval."""
     corpus, _, _ = synth_corpus
     runs, stacked = work / "units/runs", work / "units/stacked"
@@ -454,8 +448,18 @@ def test_train_export_tts_and_eval_from_the_cli(work, synth_corpus, tmp_path, ca
     assert main(["tts", "--model", str(tmp_path / "valle"), "--text", "Four seven.", "--prompt", prompt,
                  "--prompt-text", "", "--out", str(wav), "--seed", "0"]) == 0 and wav.stat().st_size > 1000
     report = tmp_path / "eval.json"
+    from audiokit.asr.transcriber import Transcriber
+
+    beams, transcribe = [], Transcriber.transcribe
+
+    def judged(self, *a, **kw):  # what the judge is asked to decode with
+        beams.append(kw.get("beam_size"))
+        return transcribe(self, *a, **kw)
+
+    monkeypatch.setattr(Transcriber, "transcribe", judged)
     assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
                  "--max-items", "2", "--no-prompt-text", "--temperature", "0", "--judge-beam", "2", "--json", str(report)]) == 0
+    assert beams and set(beams) == {2}  # every system (truth, resynthesis, the model) judged with beam 2
     rows = json.loads(report.read_text())["rows"]
     assert main(["eval", "tts", "--manifest", str(corpus / "train.jsonl"), "--model", str(tmp_path / "valle"),
                  "--judge-beam", "0"]) == 2 and "--judge-beam must be at least 1" in capsys.readouterr().err
